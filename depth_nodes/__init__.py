@@ -1,0 +1,1 @@
+"""depth_nodes: dense metric depth from camera streams for ROS 2."""

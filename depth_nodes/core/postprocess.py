@@ -1,0 +1,89 @@
+"""Network outputs -> metric depth images (REP 118: float32 metres, NaN = no estimate)."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from depth_nodes.core.model_spec import ModelSpec
+
+
+class OutputConversionError(ValueError):
+    """The output cannot be turned into metres (e.g. disparity without a focal length)."""
+
+
+def output_to_metres(raw: np.ndarray, spec: ModelSpec, *, image_width: int | None = None,
+                     fx: float | None = None, baseline: float | None = None) -> np.ndarray:
+    """Convert a raw (H, W) network output to metres according to ``spec.output_kind``.
+
+    disparity_fraction needs the focal length in pixels of the image the fraction refers
+    to: ``fx`` with ``image_width`` (from camera_info), or the spec's focal_fraction.
+    Pixels outside [min_depth, max_depth] or non-finite become NaN.
+    """
+    value = raw.astype(np.float32, copy=False)
+    if spec.output_scale != 1.0 or spec.output_shift != 0.0:
+        value = value * np.float32(spec.output_scale) + np.float32(spec.output_shift)
+    kind = spec.output_kind
+    with np.errstate(divide='ignore', invalid='ignore', over='ignore'):
+        if kind == 'metric_depth':
+            depth = value.astype(np.float32, copy=True)
+        elif kind == 'log_depth':
+            depth = np.exp(value)
+        elif kind == 'inverse_depth':
+            depth = np.float32(1.0) / value
+        elif kind == 'normalized_depth':
+            lo, hi = spec.output_range
+            t = (value - np.float32(lo)) / np.float32(hi - lo)
+            if spec.near_is_bright:
+                t = 1.0 - t
+            depth = np.float32(spec.min_depth) + t * np.float32(spec.max_depth - spec.min_depth)
+        elif kind == 'disparity_fraction':
+            depth = disparity_fraction_to_depth(value, spec, image_width=image_width, fx=fx,
+                                                baseline=baseline)
+        else:  # pragma: no cover - ModelSpec.validate() rejects other kinds
+            raise OutputConversionError(f'unknown output kind {kind}')
+    depth = depth.astype(np.float32, copy=False)
+    invalid = ~np.isfinite(depth) | (depth < spec.min_depth) | (depth > spec.max_depth)
+    depth[invalid] = np.nan
+    return depth
+
+
+def disparity_fraction_to_depth(fraction: np.ndarray, spec: ModelSpec, *,
+                                image_width: int | None, fx: float | None,
+                                baseline: float | None) -> np.ndarray:
+    """Z = fx * B / (fraction * W): disparity as a fraction of width -> metres.
+
+    fx / W is the focal length as a fraction of width, which does not change when the image
+    is resized, so the depth does not depend on the resolution the network ran at.
+    """
+    baseline = spec.baseline if baseline is None else baseline
+    if baseline <= 0:
+        raise OutputConversionError('disparity output needs a stereo baseline > 0 '
+                                    '(parameter baseline or the model spec)')
+    if fx is not None and image_width:
+        focal_fraction = fx / image_width
+    elif spec.focal_fraction > 0:
+        focal_fraction = spec.focal_fraction
+    else:
+        raise OutputConversionError('disparity output needs camera_info or spec.focal_fraction')
+    return np.float32(focal_fraction * baseline) / fraction
+
+
+def resize_output(raw: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize a raw (H, W) network output to the camera resolution (bilinear).
+
+    Resizing the raw output (log depth, disparity, ...) rather than metres keeps the
+    interpolation in the space the network predicts in.
+    """
+    if raw.shape == (height, width):
+        return raw
+    return cv2.resize(raw, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def squeeze_output(raw: np.ndarray) -> np.ndarray:
+    """(1, 1, H, W), (1, H, W) or (H, W) -> (H, W)."""
+    raw = np.asarray(raw)
+    while raw.ndim > 2 and raw.shape[0] == 1:
+        raw = raw[0]
+    if raw.ndim != 2:
+        raise OutputConversionError(f'expected a single-channel depth output, got {raw.shape}')
+    return raw

@@ -1,0 +1,297 @@
+"""What every depth node shares: model loading, parameters, the worker, outputs, diagnostics.
+
+Node files stay thin: they declare their subscriptions, build an estimator for the loaded
+model and turn one input into one DepthResult; everything else lives here.
+
+Why not lifecycle (managed) nodes: these nodes have no hardware to arm or release; the model
+loads once, in the constructor, and a failure exits non-zero within seconds, which
+`ros2 launch` and systemd supervise without a lifecycle manager. Swapping models at run time
+is done through the `model` parameter (the old model keeps running if the new one fails).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                ParameterType, SetParametersResult)
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos_overriding_options import QoSOverridingOptions
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from depth_nodes import ros_io
+from depth_nodes.core.colorize import colorize_depth
+from depth_nodes.core.encodings import ImageFormatError
+from depth_nodes.core.model_spec import ModelSpecError, field_names
+from depth_nodes.core.pipeline import (LatencyWindow, LatestFrameWorker, RateMeter,
+                                       ThrottledReporter)
+from depth_nodes.core.pointcloud import depth_to_xyzrgb
+from depth_nodes.runtime.engine import BACKENDS, PRECISIONS, EngineOptions, ModelLoadError
+from depth_nodes.runtime.estimator import OUTPUT_RESOLUTIONS, DepthResult
+from depth_nodes.runtime.model import LoadedModel, open_model
+
+# Publishers are reliable so RViz and `ros2 bag record` receive with their default QoS.
+OUTPUT_QOS = QoSProfile(depth=5, reliability=QoSReliabilityPolicy.RELIABLE)
+# Parameters whose change needs the model (re)loaded; the others apply at the next frame.
+RELOAD_PARAMETERS = ('model', 'backend', 'precision', 'engine_cache_dir', 'output_resolution')
+WARN_PERIOD_S = 5.0
+
+
+def _descriptor(description: str, *, choices=None, float_range=None, int_range=None,
+                dynamic=False, read_only=False) -> ParameterDescriptor:
+    if choices:
+        description += f" (one of: {', '.join(choices)})"
+    d = ParameterDescriptor(description=description, read_only=read_only,
+                            dynamic_typing=dynamic)
+    if float_range:
+        d.floating_point_range = [FloatingPointRange(from_value=float(float_range[0]),
+                                                     to_value=float(float_range[1]), step=0.0)]
+    if int_range:
+        d.integer_range = [IntegerRange(from_value=int_range[0], to_value=int_range[1], step=1)]
+    return d
+
+
+class DepthOutputs:
+    """Publishers of depth/image, depth/camera_info, depth/colored and depth/points."""
+
+    def __init__(self, node: Node):
+        self.depth = node.create_publisher(Image, 'depth/image', OUTPUT_QOS)
+        self.info = node.create_publisher(CameraInfo, 'depth/camera_info', OUTPUT_QOS)
+        self.colored = node.create_publisher(Image, 'depth/colored', OUTPUT_QOS)
+        self.points = node.create_publisher(PointCloud2, 'depth/points', OUTPUT_QOS)
+        self._rays_key = None
+        self._rays = None
+
+    def publish(self, header, result: DepthResult, *, info_template: CameraInfo | None,
+                rgb=None, colored: bool, points: bool, stride: int,
+                depth_range: tuple[float, float]) -> None:
+        """Publish a result with the input's header (REP 118: same stamp and frame_id)."""
+        self.depth.publish(ros_io.array_to_image(result.depth, '32FC1', header))
+        if result.camera is not None:
+            self.info.publish(ros_io.intrinsics_to_camera_info(result.camera, header,
+                                                               info_template))
+        if colored and self.colored.get_subscription_count():
+            rgb_depth = colorize_depth(result.depth, *depth_range)
+            self.colored.publish(ros_io.array_to_image(rgb_depth, 'rgb8', header))
+        if points and result.camera is not None and self.points.get_subscription_count():
+            if rgb is not None and rgb.shape[:2] != result.depth.shape:
+                import cv2
+                rgb = cv2.resize(rgb, result.depth.shape[::-1], interpolation=cv2.INTER_AREA)
+            if self._rays_key != result.camera:
+                from depth_nodes.core.camera import pixel_rays
+                self._rays_key, self._rays = result.camera, pixel_rays(result.camera)
+            cloud = depth_to_xyzrgb(result.depth, result.camera, rgb, stride, self._rays)
+            self.points.publish(ros_io.xyzrgb_to_pointcloud2(cloud, header))
+
+
+class DepthNodeBase(Node):
+    """Base of the depth nodes. Subclasses implement make_estimator() and process()."""
+
+    def __init__(self, node_name: str, *, default_model: str):
+        super().__init__(node_name)
+        self._declare_common_parameters(default_model)
+        self.reporter = ThrottledReporter(self.get_logger().warning, WARN_PERIOD_S)
+        self._errors = ThrottledReporter(self.get_logger().error, WARN_PERIOD_S)
+        self.input_rate = RateMeter()
+        self.output_rate = RateMeter()
+        self.inference_latency = LatencyWindow()
+        self.pipeline_latency = LatencyWindow()
+        self.last_model_error = ''
+        self._model_lock = threading.Lock()
+        self.model: LoadedModel | None = None
+        self.estimator: Any = None
+        self._load_model(self._parameter_values())  # raises ModelLoadError -> exit code 1
+        self.outputs = DepthOutputs(self)
+        self.worker: LatestFrameWorker = LatestFrameWorker(self._run_frame, self._on_worker_error)
+        self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.create_timer(1.0, self._publish_diagnostics)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    # -- parameters -------------------------------------------------------------------
+    def _declare_common_parameters(self, default_model: str) -> None:
+        p = self.declare_parameter
+        p('model', default_model, _descriptor(
+            'ONNX model: a path, or a file name under the package models/ directory'))
+        p('backend', 'auto', _descriptor('inference backend; auto = TensorRT when available '
+                                         'with a CUDA device, else ONNX Runtime',
+                                         choices=BACKENDS))
+        p('precision', 'fp32', _descriptor('TensorRT engine precision', choices=PRECISIONS))
+        p('engine_cache_dir', '', _descriptor(
+            'TensorRT engine cache directory (empty: $ROS_HOME/depth_nodes/engines)'))
+        p('force_engine_update', False, _descriptor(
+            'rebuild the TensorRT engine even when the cache holds a matching one'))
+        p('publish_colored', False, _descriptor('publish depth/colored (rgb8, turbo) for RViz'))
+        p('publish_points', False, _descriptor(
+            'publish depth/points (PointCloud2 XYZRGB; needs camera_info)'))
+        p('points_stride', 2, _descriptor('keep every n-th row and column in depth/points',
+                                          int_range=(1, 16)))
+        p('min_depth', 0.0, _descriptor('nearest valid depth in metres (0: the model range)',
+                                        float_range=(0.0, 1000.0)))
+        p('max_depth', 0.0, _descriptor('farthest valid depth in metres (0: the model range)',
+                                        float_range=(0.0, 1000.0)))
+        p('output_resolution', 'input', _descriptor(
+            'depth image size: that of the input image, or the network output',
+            choices=OUTPUT_RESOLUTIONS))
+        for name in field_names():
+            self.declare_parameter(f'spec.{name}', None, _descriptor(
+                f'override the model spec field {name}', dynamic=True))
+
+    def _parameter_values(self, changed=()) -> dict[str, Any]:
+        values = {name: self.get_parameter(name).value for name in
+                  ('model', 'backend', 'precision', 'engine_cache_dir', 'force_engine_update',
+                   'output_resolution')}
+        values['spec'] = {name: self.get_parameter(f'spec.{name}').value
+                          for name in field_names()
+                          if self.get_parameter(f'spec.{name}').type_ != ParameterType.PARAMETER_NOT_SET}
+        for param in changed:
+            if param.name.startswith('spec.'):
+                values['spec'][param.name[5:]] = param.value
+            else:
+                values[param.name] = param.value
+        values['spec'] = {k: v for k, v in values['spec'].items() if v is not None}
+        return values
+
+    def depth_range(self) -> tuple[float, float]:
+        """[min, max] valid depth in metres: the parameters, or the model's range where 0."""
+        spec = self.estimator.spec
+        lo = self.get_parameter('min_depth').value or spec.min_depth
+        hi = self.get_parameter('max_depth').value or spec.max_depth
+        return lo, hi
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        names = {p.name for p in params}
+        for p in params:
+            if p.name == 'backend' and p.value not in BACKENDS:
+                return SetParametersResult(successful=False, reason=f'backend not in {BACKENDS}')
+            if p.name == 'precision' and p.value not in PRECISIONS:
+                return SetParametersResult(successful=False,
+                                           reason=f'precision not in {PRECISIONS}')
+        if names & {'min_depth', 'max_depth'}:
+            lo = next((p.value for p in params if p.name == 'min_depth'),
+                      self.get_parameter('min_depth').value)
+            hi = next((p.value for p in params if p.name == 'max_depth'),
+                      self.get_parameter('max_depth').value)
+            if lo and hi and lo >= hi:
+                return SetParametersResult(successful=False,
+                                           reason='min_depth must be below max_depth')
+        if names & set(RELOAD_PARAMETERS) or any(n.startswith('spec.') for n in names):
+            try:
+                self._load_model(self._parameter_values(params))
+            except (ModelLoadError, ModelSpecError, ValueError) as exc:
+                self.last_model_error = str(exc)
+                self.get_logger().error(f'{exc}; keeping {self.model.describe()}')
+                return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    # -- model ---------------------------------------------------------------------------
+    def _load_model(self, values: dict[str, Any]) -> None:
+        options = EngineOptions(precision=values['precision'],
+                                engine_cache_dir=values['engine_cache_dir'],
+                                force_engine_update=values['force_engine_update'])
+        start = time.perf_counter()
+        model = open_model(values['model'], values['backend'], options, values['spec'])
+        estimator = self.make_estimator(model, values['output_resolution'])
+        with self._model_lock:
+            self.model, self.estimator = model, estimator
+        self.last_model_error = ''
+        note = '' if model.spec_embedded else ' (no depth_nodes spec in the model: ' \
+            'defaults plus spec.* parameters)'
+        self.get_logger().info(f'loaded {model.describe()} in '
+                               f'{time.perf_counter() - start:.2f} s; backend '
+                               f'{model.engine.backend}: {model.backend_reason}{note}')
+
+    def make_estimator(self, model: LoadedModel, output_resolution: str):
+        raise NotImplementedError
+
+    # -- frames ----------------------------------------------------------------------------
+    def submit(self, item) -> None:
+        """Called from subscription callbacks: keep only the newest input."""
+        self.input_rate.tick()
+        self.worker.submit((time.perf_counter(), item))
+
+    def process(self, item) -> None:
+        """Turn one input into published outputs (runs on the worker thread)."""
+        raise NotImplementedError
+
+    def _run_frame(self, stamped) -> None:
+        received, item = stamped
+        try:
+            published = self.process(item)
+        except ImageFormatError as exc:
+            self.reporter.report(exc.kind, f'dropped input: {exc}')
+            return
+        if published is not False:
+            self.output_rate.tick()
+            self.pipeline_latency.add(time.perf_counter() - received)
+
+    def publish_result(self, header, result: DepthResult, *, info_template=None,
+                       rgb=None) -> None:
+        self.inference_latency.add(result.inference_s)
+        self.outputs.publish(
+            header, result, info_template=info_template, rgb=rgb,
+            colored=self.get_parameter('publish_colored').value,
+            points=self.get_parameter('publish_points').value,
+            stride=self.get_parameter('points_stride').value, depth_range=self.depth_range())
+
+    def _on_worker_error(self, exc: BaseException) -> None:
+        self._errors.report(type(exc).__name__, f'failed to process a frame: '
+                                                f'{type(exc).__name__}: {exc}')
+
+    # -- diagnostics -----------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        inf50, inf95 = self.inference_latency.percentiles(50, 95)
+        e2e50, e2e95 = self.pipeline_latency.percentiles(50, 95)
+        in_rate, out_rate = self.input_rate.rate(), self.output_rate.rate()
+        status = DiagnosticStatus(name=f'{self.get_name()}: depth pipeline',
+                                  hardware_id=self.model.engine.describe())
+        if self.last_model_error:
+            status.level, status.message = DiagnosticStatus.WARN, self.last_model_error
+        elif in_rate == 0.0:
+            status.level, status.message = DiagnosticStatus.WARN, 'no input'
+        else:
+            status.level, status.message = DiagnosticStatus.OK, 'running'
+        values = {
+            'input rate (Hz)': f'{in_rate:.2f}', 'output rate (Hz)': f'{out_rate:.2f}',
+            'inference p50 (ms)': f'{inf50 * 1e3:.2f}', 'inference p95 (ms)': f'{inf95 * 1e3:.2f}',
+            'end-to-end p50 (ms)': f'{e2e50 * 1e3:.2f}', 'end-to-end p95 (ms)': f'{e2e95 * 1e3:.2f}',
+            'frames dropped (busy)': str(self.worker.dropped),
+            'frames rejected (bad input)': str(self.reporter.total),
+            'backend': self.model.engine.backend, 'model': str(self.model.engine.model_path),
+        }
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics.publish(array)
+
+    def destroy_node(self):
+        self.worker.stop()
+        return super().destroy_node()
+
+
+def subscription_qos():
+    """Sensor-data QoS, overridable per topic via qos_overrides.<topic>.subscription.*."""
+    return dict(qos_profile=qos_profile_sensor_data,
+                qos_overriding_options=QoSOverridingOptions.with_default_policies())
+
+
+def run_node(factory: Callable[[], Node], args=None) -> int:
+    """The standard main: spin until shutdown; a model that cannot load exits with code 1."""
+    try:
+        with rclpy.init(args=args):
+            try:
+                node = factory()
+            except ModelLoadError as exc:
+                rclpy.logging.get_logger('depth_nodes').fatal(str(exc))
+                return 1
+            try:
+                rclpy.spin(node)
+            finally:
+                node.destroy_node()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    return 0

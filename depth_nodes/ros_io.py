@@ -1,0 +1,102 @@
+"""The one place that converts ROS messages <-> numpy arrays and camera intrinsics."""
+from __future__ import annotations
+
+import numpy as np
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+
+from depth_nodes.core.camera import CameraIntrinsics
+from depth_nodes.core.encodings import ImageFormatError, decode_image, encode_image
+from depth_nodes.core.pointcloud import XYZRGB_FIELDS, XYZRGB_POINT_STEP
+
+_POINTFIELD_DTYPES = {
+    PointField.INT8: np.int8, PointField.UINT8: np.uint8, PointField.INT16: np.int16,
+    PointField.UINT16: np.uint16, PointField.INT32: np.int32, PointField.UINT32: np.uint32,
+    PointField.FLOAT32: np.float32, PointField.FLOAT64: np.float64,
+}
+
+
+def image_to_array(msg: Image) -> np.ndarray:
+    """sensor_msgs/Image -> (H, W[, C]) array in the message's encoding (a view when possible)."""
+    return decode_image(msg.height, msg.width, msg.encoding, msg.step, bool(msg.is_bigendian),
+                        msg.data)
+
+
+def array_to_image(array: np.ndarray, encoding: str, header) -> Image:
+    msg = Image()
+    msg.header = header
+    msg.height, msg.width = int(array.shape[0]), int(array.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step, msg.data = encode_image(array, encoding)
+    return msg
+
+
+def camera_info_to_intrinsics(msg: CameraInfo) -> CameraIntrinsics:
+    """CameraInfo -> intrinsics (P preferred over K: image_rect topics are rectified).
+
+    Raises CameraModelError for an uncalibrated camera (zero focal length).
+    """
+    return CameraIntrinsics.from_k(msg.k, msg.width, msg.height, msg.p)
+
+
+def intrinsics_to_camera_info(camera: CameraIntrinsics, header,
+                              template: CameraInfo | None = None) -> CameraInfo:
+    """CameraInfo for an image with these intrinsics, e.g. a depth image at another size.
+
+    Distortion and rectification are copied from ``template`` (the input's camera_info):
+    resizing does not change them in normalised coordinates.
+    """
+    msg = CameraInfo()
+    msg.header = header
+    msg.width, msg.height = camera.width, camera.height
+    msg.k = camera.k.reshape(-1).tolist()
+    msg.p = camera.p.reshape(-1).tolist()
+    if template is not None:
+        msg.distortion_model = template.distortion_model
+        msg.d = list(template.d)
+        msg.r = list(template.r)
+    else:
+        msg.distortion_model = 'plumb_bob'
+        msg.d = [0.0] * 5
+        msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    return msg
+
+
+def xyzrgb_to_pointcloud2(cloud: np.ndarray, header) -> PointCloud2:
+    """(H, W, 4) float32 x, y, z, rgb (see core.pointcloud) -> organised PointCloud2."""
+    msg = PointCloud2()
+    msg.header = header
+    msg.height, msg.width = int(cloud.shape[0]), int(cloud.shape[1])
+    msg.fields = [PointField(name=n, offset=o, datatype=d, count=c) for n, o, d, c in XYZRGB_FIELDS]
+    msg.is_bigendian = False
+    msg.point_step = XYZRGB_POINT_STEP
+    msg.row_step = XYZRGB_POINT_STEP * msg.width
+    msg.is_dense = bool(np.isfinite(cloud[:, :, :3]).all())
+    msg.data = np.ascontiguousarray(cloud, dtype=np.float32).tobytes()
+    return msg
+
+
+def pointcloud2_to_xyz(msg: PointCloud2) -> np.ndarray:
+    """PointCloud2 -> (N, 3) float32 x, y, z; raises ImageFormatError if fields are missing."""
+    fields = {f.name: f for f in msg.fields}
+    missing = [n for n in ('x', 'y', 'z') if n not in fields]
+    if missing:
+        raise ImageFormatError(f'point cloud has no {"/".join(missing)} field(s) '
+                               f'(fields: {sorted(fields) or "none"})', 'point_fields')
+    count = msg.width * msg.height
+    if msg.point_step <= 0 or len(msg.data) < msg.row_step * msg.height or \
+            msg.row_step < msg.point_step * msg.width:
+        raise ImageFormatError(f'point cloud data of {len(msg.data)} bytes does not fit '
+                               f'{msg.width}x{msg.height} points of {msg.point_step} bytes',
+                               'data_size')
+    rows = np.frombuffer(msg.data, dtype=np.uint8)[:msg.row_step * msg.height]
+    rows = rows.reshape(msg.height, msg.row_step)[:, :msg.point_step * msg.width]
+    points = np.ascontiguousarray(rows).reshape(count, msg.point_step)
+    out = np.empty((count, 3), dtype=np.float32)
+    order = '>' if msg.is_bigendian else '<'
+    for i, name in enumerate(('x', 'y', 'z')):
+        f = fields[name]
+        dtype = np.dtype(_POINTFIELD_DTYPES.get(f.datatype, np.float32)).newbyteorder(order)
+        size = dtype.itemsize
+        out[:, i] = points[:, f.offset:f.offset + size].copy().view(dtype)[:, 0]
+    return out

@@ -1,0 +1,81 @@
+"""The inference-engine contract and the choice of backend.
+
+An engine runs one model: named float32 inputs in, named outputs out. Backends:
+
+- ``onnxruntime``: the default everywhere; CPU, or the CUDA provider when onnxruntime-gpu
+  is installed and a GPU is present.
+- ``tensorrt``: NVIDIA GPUs with TensorRT 10; engines built from the ONNX file and cached.
+- ``torch``: PyTorch on a ``torch.export`` program (``.pt2`` beside the ``.onnx``), for
+  debugging and parity checks against the training code.
+- ``auto``: TensorRT when it is importable and a CUDA device exists, else ONNX Runtime.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Protocol
+
+import numpy as np
+
+BACKENDS = ('auto', 'onnxruntime', 'tensorrt', 'torch')
+PRECISIONS = ('fp32', 'fp16', 'int8')
+
+
+class ModelLoadError(RuntimeError):
+    """A model that cannot be used; the message names the file and the reason."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(f"cannot load model '{path}': {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    precision: str = 'fp32'          # TensorRT builder precision
+    engine_cache_dir: str = ''       # TensorRT engine cache ('' = ~/.ros/depth_nodes/engines)
+    force_engine_update: bool = False
+    intra_op_threads: int = 0        # ONNX Runtime / torch CPU threads (0 = library default)
+    device_id: int = 0               # CUDA device
+
+
+class Engine(Protocol):
+    backend: str
+    model_path: Path
+    input_shapes: dict[str, tuple[int, ...]]
+    output_names: tuple[str, ...]
+    metadata: dict[str, str]
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run once; every input named in ``input_shapes`` must be fed as float32."""
+
+    def describe(self) -> str:
+        """One line for logs and diagnostics, e.g. 'onnxruntime 1.31 (CPUExecutionProvider)'."""
+
+
+def resolve_backend(requested: str) -> tuple[str, str]:
+    """The backend to use for a requested one, and why (for the log)."""
+    if requested not in BACKENDS:
+        raise ValueError(f"backend '{requested}' not in {BACKENDS}")
+    if requested != 'auto':
+        return requested, 'requested'
+    from depth_nodes.runtime import tensorrt_engine
+    available, reason = tensorrt_engine.availability()
+    if available:
+        return 'tensorrt', 'auto: TensorRT and a CUDA device are available'
+    return 'onnxruntime', f'auto: {reason}, using ONNX Runtime'
+
+
+def create_engine(model_path: Path, backend: str, options: EngineOptions = EngineOptions()
+                  ) -> Engine:
+    """Open ``model_path`` with a concrete backend (not 'auto'; see resolve_backend)."""
+    if backend == 'onnxruntime':
+        from depth_nodes.runtime.onnxruntime_engine import OnnxRuntimeEngine
+        return OnnxRuntimeEngine(model_path, options)
+    if backend == 'torch':
+        from depth_nodes.runtime.torch_engine import TorchEngine
+        return TorchEngine(model_path, options)
+    if backend == 'tensorrt':
+        from depth_nodes.runtime.tensorrt_engine import TensorRTEngine
+        return TensorRTEngine(model_path, options)
+    raise ValueError(f"backend '{backend}' is not a concrete backend")

@@ -1,0 +1,93 @@
+"""Depth estimators: pre-processing + engine + post-processing for one kind of input.
+
+ROS-free, so the nodes, the offline bag processor and the tests run the same code path.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from depth_nodes.core.camera import CameraIntrinsics
+from depth_nodes.core.model_spec import ModelSpec
+from depth_nodes.core.postprocess import output_to_metres, resize_output, squeeze_output
+from depth_nodes.core.preprocess import image_to_tensor
+from depth_nodes.runtime.model import LoadedModel
+
+OUTPUT_RESOLUTIONS = ('input', 'model')
+
+
+@dataclass
+class DepthResult:
+    depth: np.ndarray                     # (H, W) float32 metres, NaN = no estimate
+    camera: CameraIntrinsics | None       # intrinsics of ``depth`` (None without camera_info)
+    inference_s: float                    # engine time only
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class MonoDepthEstimator:
+    """One image in, one metric depth map out (RGB, gray or NIR models)."""
+
+    def __init__(self, model: LoadedModel, output_resolution: str = 'input'):
+        if output_resolution not in OUTPUT_RESOLUTIONS:
+            raise ValueError(f"output_resolution '{output_resolution}' not in "
+                             f'{OUTPUT_RESOLUTIONS}')
+        self.model = model
+        self.spec: ModelSpec = model.spec
+        self.output_resolution = output_resolution
+        self._input_name = self.spec.input_names[0]
+        if not (self.spec.input_height and self.spec.input_width):
+            shape = model.engine.input_shapes[self._input_name]
+            if len(shape) != 4 or min(shape[2:]) <= 0:
+                raise ValueError('the model has no static input size and the spec gives none '
+                                 '(set spec.input_height and spec.input_width)')
+            self.spec = replace(self.spec, input_height=shape[2], input_width=shape[3])
+        self._ranged_spec = self.spec
+
+    def spec_for_range(self, depth_range: tuple[float, float] | None) -> ModelSpec:
+        """The spec with [min_depth, max_depth] replaced (cached: called every frame)."""
+        if depth_range is None:
+            return self.spec
+        spec = self._ranged_spec
+        if (spec.min_depth, spec.max_depth) != tuple(depth_range):
+            spec = self._ranged_spec = replace(self.spec, min_depth=depth_range[0],
+                                               max_depth=depth_range[1])
+        return spec
+
+    def infer(self, tensor: np.ndarray) -> tuple[np.ndarray, float]:
+        """Run the engine on a prepared (1, C, H, W) tensor -> raw (h, w) output, seconds."""
+        start = time.perf_counter()
+        outputs = self.model.engine.run({self._input_name: tensor})
+        elapsed = time.perf_counter() - start
+        return squeeze_output(outputs[self.spec.output_name]), elapsed
+
+    def estimate(self, image: np.ndarray, encoding: str,
+                 camera: CameraIntrinsics | None = None, baseline: float | None = None,
+                 depth_range: tuple[float, float] | None = None) -> DepthResult:
+        """A decoded camera image (any supported encoding) -> metric depth.
+
+        ``depth_range`` (metres) replaces the model's valid range; outside it is NaN.
+        """
+        tensor = image_to_tensor(image, encoding, self.spec)
+        raw, inference_s = self.infer(tensor)
+        return self.raw_to_result(raw, image.shape[0], image.shape[1], camera, baseline,
+                                  inference_s, depth_range)
+
+    def raw_to_result(self, raw: np.ndarray, height: int, width: int,
+                      camera: CameraIntrinsics | None, baseline: float | None,
+                      inference_s: float, depth_range: tuple[float, float] | None = None
+                      ) -> DepthResult:
+        if self.output_resolution == 'input':
+            out_h, out_w = height, width
+        else:
+            out_h, out_w = raw.shape
+        out_camera = None
+        if camera is not None:
+            out_camera = camera if (out_w, out_h) == (camera.width, camera.height) \
+                else camera.scaled(out_w, out_h)
+        raw = resize_output(raw, out_h, out_w)
+        depth = output_to_metres(raw, self.spec_for_range(depth_range), image_width=out_w,
+                                 fx=out_camera.fx if out_camera else None, baseline=baseline)
+        return DepthResult(depth, out_camera, inference_s)

@@ -1,0 +1,21 @@
+"""Suite-wide set-up: an isolated, loopback-only DDS domain for every test run.
+
+Node tests talk over real DDS. A domain id of our own keeps parallel runs (and any robot on
+the same machine) out of each other's topics, and LOCALHOST discovery keeps all traffic on
+loopback. Set before anything imports rclpy.
+"""
+import os
+import sys
+from pathlib import Path
+
+if 'DEPTH_NODES_TEST_KEEP_DOMAIN' not in os.environ:
+    os.environ['ROS_DOMAIN_ID'] = str(1 + os.getpid() % 100)
+os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+
+TEST_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TEST_DIR.parent
+# test/fixtures is importable as `fixtures`; training/ from the checkout (not installed).
+for path in (str(TEST_DIR), str(REPO_ROOT)):
+    if path not in sys.path:
+        sys.path.append(path)
