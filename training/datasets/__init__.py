@@ -1,0 +1,5 @@
+"""Datasets: the synthetic scene generator and loaders for the papers' real datasets.
+
+Importing this package registers every dataset in training.datasets.base.DATASETS.
+"""
+from training.datasets.base import DATASETS, Sample, build_dataset, register_dataset  # noqa: F401
