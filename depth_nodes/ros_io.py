@@ -67,7 +67,8 @@ def xyzrgb_to_pointcloud2(cloud: np.ndarray, header) -> PointCloud2:
     msg = PointCloud2()
     msg.header = header
     msg.height, msg.width = int(cloud.shape[0]), int(cloud.shape[1])
-    msg.fields = [PointField(name=n, offset=o, datatype=d, count=c) for n, o, d, c in XYZRGB_FIELDS]
+    msg.fields = [PointField(name=n, offset=o, datatype=d, count=c)
+                  for n, o, d, c in XYZRGB_FIELDS]
     msg.is_bigendian = False
     msg.point_step = XYZRGB_POINT_STEP
     msg.row_step = XYZRGB_POINT_STEP * msg.width

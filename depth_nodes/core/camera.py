@@ -92,8 +92,10 @@ def depth_to_disparity(depth: np.ndarray, fx: float, baseline: float) -> np.ndar
 
 def pixel_rays(camera: CameraIntrinsics) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel (x/z, y/z) of the optical ray through each pixel centre, shape (H, W)."""
-    u = (np.arange(camera.width, dtype=np.float32) - np.float32(camera.cx)) / np.float32(camera.fx)
-    v = (np.arange(camera.height, dtype=np.float32) - np.float32(camera.cy)) / np.float32(camera.fy)
+    u = (np.arange(camera.width, dtype=np.float32) - np.float32(camera.cx)) / np.float32(
+        camera.fx)
+    v = (np.arange(camera.height, dtype=np.float32) - np.float32(camera.cy)) / np.float32(
+        camera.fy)
     return np.broadcast_to(u[None, :], (camera.height, camera.width)), \
         np.broadcast_to(v[:, None], (camera.height, camera.width))
 

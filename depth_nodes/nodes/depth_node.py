@@ -92,8 +92,8 @@ class DepthOutputs:
 class DepthNodeBase(Node):
     """Base of the depth nodes. Subclasses implement make_estimator() and process()."""
 
-    def __init__(self, node_name: str, *, default_model: str):
-        super().__init__(node_name)
+    def __init__(self, node_name: str, *, default_model: str, **node_kwargs):
+        super().__init__(node_name, **node_kwargs)
         self._declare_common_parameters(default_model)
         self.reporter = ThrottledReporter(self.get_logger().warning, WARN_PERIOD_S)
         self._errors = ThrottledReporter(self.get_logger().error, WARN_PERIOD_S)
@@ -145,9 +145,9 @@ class DepthNodeBase(Node):
         values = {name: self.get_parameter(name).value for name in
                   ('model', 'backend', 'precision', 'engine_cache_dir', 'force_engine_update',
                    'output_resolution')}
-        values['spec'] = {name: self.get_parameter(f'spec.{name}').value
-                          for name in field_names()
-                          if self.get_parameter(f'spec.{name}').type_ != ParameterType.PARAMETER_NOT_SET}
+        spec_params = [self.get_parameter(f'spec.{name}') for name in field_names()]
+        values['spec'] = {p.name[len('spec.'):]: p.value for p in spec_params
+                          if p.type_ != ParameterType.PARAMETER_NOT_SET}
         for param in changed:
             if param.name.startswith('spec.'):
                 values['spec'][param.name[5:]] = param.value
@@ -257,8 +257,10 @@ class DepthNodeBase(Node):
             status.level, status.message = DiagnosticStatus.OK, 'running'
         values = {
             'input rate (Hz)': f'{in_rate:.2f}', 'output rate (Hz)': f'{out_rate:.2f}',
-            'inference p50 (ms)': f'{inf50 * 1e3:.2f}', 'inference p95 (ms)': f'{inf95 * 1e3:.2f}',
-            'end-to-end p50 (ms)': f'{e2e50 * 1e3:.2f}', 'end-to-end p95 (ms)': f'{e2e95 * 1e3:.2f}',
+            'inference p50 (ms)': f'{inf50 * 1e3:.2f}',
+            'inference p95 (ms)': f'{inf95 * 1e3:.2f}',
+            'end-to-end p50 (ms)': f'{e2e50 * 1e3:.2f}',
+            'end-to-end p95 (ms)': f'{e2e95 * 1e3:.2f}',
             'frames dropped (busy)': str(self.worker.dropped),
             'frames rejected (bad input)': str(self.reporter.total),
             'backend': self.model.engine.backend, 'model': str(self.model.engine.model_path),

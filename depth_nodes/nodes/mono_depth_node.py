@@ -16,8 +16,9 @@ from depth_nodes.runtime.estimator import MonoDepthEstimator
 
 class MonoDepthNode(DepthNodeBase):
 
-    def __init__(self, node_name: str = 'mono_depth_node', default_model: str = 'eigen_synthetic'):
-        super().__init__(node_name, default_model=default_model)
+    def __init__(self, node_name: str = 'mono_depth_node',
+                 default_model: str = 'eigen_synthetic', **node_kwargs):
+        super().__init__(node_name, default_model=default_model, **node_kwargs)
         self._camera_info: CameraInfo | None = None
         self.create_subscription(Image, 'image', self.submit, **subscription_qos())
         self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info,
@@ -41,7 +42,8 @@ class MonoDepthNode(DepthNodeBase):
                 raise ImageFormatError(
                     f'camera_info is {camera.width}x{camera.height} but the image is '
                     f'{msg.width}x{msg.height}', 'camera_info_size')
-        result = self.estimator.estimate(image, msg.encoding, camera, depth_range=self.depth_range())
+        result = self.estimator.estimate(image, msg.encoding, camera,
+                                         depth_range=self.depth_range())
         want_rgb = self.get_parameter('publish_points').value and camera is not None
         self.publish_result(msg.header, result, info_template=info,
                             rgb=to_rgb8(image, msg.encoding) if want_rgb else None)

@@ -1,0 +1,77 @@
+import threading
+import time
+
+import pytest
+
+from depth_nodes.core.pipeline import (LatencyWindow, LatestFrameWorker, RateMeter,
+                                       ThrottledReporter)
+
+
+def test_latest_frame_worker_drops_stale_frames_and_keeps_the_newest():
+    gate = threading.Event()
+    seen = []
+
+    def process(item):
+        gate.wait(2.0)
+        seen.append(item)
+
+    worker = LatestFrameWorker(process, on_error=lambda e: None)
+    worker.submit(0)
+    time.sleep(0.05)           # item 0 is now in flight, blocked on the gate
+    for i in range(1, 6):
+        worker.submit(i)       # 1..4 are replaced in turn; 5 waits
+    gate.set()
+    assert worker.wait_idle(2.0)
+    time.sleep(0.05)
+    worker.stop()
+    assert seen == [0, 5]
+    assert worker.dropped == 4
+
+
+def test_worker_survives_exceptions():
+    errors = []
+    done = threading.Event()
+
+    def process(item):
+        if item == 'bad':
+            raise ValueError('boom')
+        done.set()
+
+    worker = LatestFrameWorker(process, on_error=errors.append)
+    worker.submit('bad')
+    worker.wait_idle(1.0)
+    time.sleep(0.05)
+    worker.submit('good')
+    assert done.wait(1.0)
+    worker.stop()
+    assert len(errors) == 1 and str(errors[0]) == 'boom'
+
+
+def test_rate_meter():
+    meter = RateMeter(window_s=10.0)
+    for i in range(11):
+        meter.tick(100.0 + i * 0.5)  # 2 Hz
+    assert meter.rate(now=105.0) == pytest.approx(2.0)
+    assert meter.rate(now=200.0) == 0.0
+
+
+def test_latency_percentiles():
+    window = LatencyWindow(size=100)
+    for ms in range(1, 101):
+        window.add(ms / 1000)
+    p50, p95 = window.percentiles(50, 95)
+    assert p50 == pytest.approx(0.0505) and p95 == pytest.approx(0.09505)
+
+
+def test_throttled_reporter_counts_what_it_does_not_print():
+    now = [0.0]
+    lines = []
+    reporter = ThrottledReporter(lines.append, period_s=5.0, clock=lambda: now[0])
+    assert reporter.report('encoding', 'bad encoding')
+    for _ in range(3):
+        assert not reporter.report('encoding', 'bad encoding')
+    assert reporter.report('step', 'bad step')      # another kind is not throttled by the first
+    now[0] = 6.0
+    assert reporter.report('encoding', 'bad encoding')
+    assert lines == ['bad encoding', 'bad step', 'bad encoding (3 more since the last report)']
+    assert reporter.total == 6

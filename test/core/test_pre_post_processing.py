@@ -1,0 +1,114 @@
+import math
+
+import numpy as np
+import pytest
+
+from depth_nodes.core.model_spec import ModelSpec
+from depth_nodes.core.postprocess import (OutputConversionError, output_to_metres,
+                                          resize_output, squeeze_output)
+from depth_nodes.core.preprocess import image_to_tensor, to_model_channels
+
+
+def spec(**kw):
+    base = dict(input_height=2, input_width=2, min_depth=0.01, max_depth=1000.0)
+    base.update(kw)
+    return ModelSpec(**base)
+
+
+def test_rgb8_to_normalised_tensor_exact():
+    image = np.zeros((2, 2, 3), np.uint8)
+    image[..., 0], image[..., 1], image[..., 2] = 255, 51, 0
+    s = spec(mean=(0.5, 0.2, 0.0), std=(0.5, 0.1, 1.0))
+    t = image_to_tensor(image, 'rgb8', s)
+    assert t.shape == (1, 3, 2, 2) and t.dtype == np.float32
+    np.testing.assert_allclose(t[0, :, 0, 0], [(1.0 - 0.5) / 0.5, (0.2 - 0.2) / 0.1, 0.0],
+                               atol=1e-6)
+
+
+def test_bgr8_input_is_reordered_for_an_rgb_model():
+    image = np.zeros((2, 2, 3), np.uint8)
+    image[..., 0] = 255  # blue in bgr8
+    t = image_to_tensor(image, 'bgr8', spec())
+    assert t[0, 2].min() == 1.0 and t[0, 0].max() == 0.0
+
+
+def test_mono16_to_rgb_model_replicates_and_scales():
+    image = np.full((2, 2), 65535, np.uint16)
+    t = image_to_tensor(image, 'mono16', spec())
+    np.testing.assert_allclose(t, 1.0)
+
+
+def test_rgb_to_gray_model_uses_bt601_luma():
+    unit = np.array([[[1.0, 0.0, 0.0]]], np.float32)
+    gray = to_model_channels(unit, 'rgb8', 1, 'rgb')
+    assert gray[0, 0, 0] == pytest.approx(0.299)
+    bgr = to_model_channels(unit, 'bgr8', 1, 'rgb')  # the 1.0 is blue here
+    assert bgr[0, 0, 0] == pytest.approx(0.114)
+
+
+def test_resize_to_model_size_area_average():
+    image = np.zeros((4, 4), np.uint8)
+    image[:2, :2] = 200  # top-left 2x2 block -> one model pixel of 200
+    t = image_to_tensor(image, 'mono8', spec(input_channels=1, mean=(0.0,), std=(1.0,)))
+    assert t.shape == (1, 1, 2, 2)
+    assert t[0, 0, 0, 0] == pytest.approx(200 / 255, abs=1e-6)
+    assert t[0, 0, 1, 1] == 0.0
+
+
+def test_depth_encoding_is_refused_for_an_image_model():
+    with pytest.raises(ValueError, match='depth encoding'):
+        image_to_tensor(np.zeros((2, 2), np.float32), '32FC1', spec())
+
+
+@pytest.mark.parametrize('kind, raw, metres', [
+    ('metric_depth', 2.5, 2.5),
+    ('log_depth', math.log(3.0), 3.0),
+    ('inverse_depth', 0.25, 4.0),
+])
+def test_output_kinds_to_metres(kind, raw, metres):
+    out = output_to_metres(np.full((2, 2), raw, np.float32), spec(output_kind=kind))
+    np.testing.assert_allclose(out, metres, rtol=1e-6)
+
+
+def test_output_affine_is_applied_before_the_kind():
+    s = spec(output_kind='inverse_depth', output_scale=2.0, output_shift=0.5)
+    assert output_to_metres(np.full((1, 1), 0.75, np.float32), s)[0, 0] == pytest.approx(0.5)
+
+
+def test_normalized_depth_brighter_is_closer():
+    s = spec(output_kind='normalized_depth', output_range=(-1.0, 1.0), near_is_bright=True,
+             min_depth=1.0, max_depth=11.0)
+    out = output_to_metres(np.array([[1.0, -1.0, 0.0]], np.float32), s)
+    np.testing.assert_allclose(out, [[1.0, 11.0, 6.0]])
+    s_far = spec(output_kind='normalized_depth', output_range=(0.0, 1.0), near_is_bright=False,
+                 min_depth=1.0, max_depth=11.0)
+    np.testing.assert_allclose(output_to_metres(np.array([[0.25]], np.float32), s_far), 3.5)
+
+
+def test_disparity_fraction_uses_camera_focal_length():
+    # fx = 700 px on a 1400 px wide image, B = 0.5 m: d = 0.05 * 1400 = 70 px -> Z = 5 m.
+    s = spec(output_kind='disparity_fraction', baseline=0.5)
+    out = output_to_metres(np.full((2, 2), 0.05, np.float32), s, image_width=1400, fx=700.0)
+    np.testing.assert_allclose(out, 5.0, rtol=1e-6)
+    # Without camera_info the spec's focal fraction (fx / W = 0.5) gives the same answer.
+    s2 = spec(output_kind='disparity_fraction', baseline=0.5, focal_fraction=0.5)
+    np.testing.assert_allclose(output_to_metres(np.full((1, 1), 0.05, np.float32), s2), 5.0,
+                               rtol=1e-6)
+    with pytest.raises(OutputConversionError):
+        output_to_metres(np.ones((1, 1), np.float32), spec(output_kind='disparity_fraction'))
+
+
+def test_out_of_range_and_non_finite_become_nan():
+    s = spec(output_kind='metric_depth', min_depth=0.5, max_depth=10.0)
+    out = output_to_metres(np.array([[0.4, 0.5, 10.0, 10.5, np.nan, np.inf]], np.float32), s)
+    assert np.isnan(out[0, [0, 3, 4, 5]]).all()
+    np.testing.assert_array_equal(out[0, [1, 2]], [0.5, 10.0])
+
+
+def test_resize_and_squeeze_output():
+    raw = np.arange(4, dtype=np.float32).reshape(1, 1, 2, 2)
+    sq = squeeze_output(raw)
+    assert sq.shape == (2, 2)
+    up = resize_output(sq, 4, 4)
+    assert up.shape == (4, 4)
+    assert up[0, 0] == 0.0 and up[3, 3] == 3.0  # corners keep their values (half-pixel centres)

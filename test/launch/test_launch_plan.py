@@ -1,0 +1,56 @@
+"""The launch logic without `launch`: method table, params files, remaps, launch-argument docs."""
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from depth_nodes.methods import METHODS, REMAP_ARGUMENTS, get_method, launch_plan
+
+REPO = Path(__file__).resolve().parents[2]
+LAUNCH_FILES = sorted((REPO / 'launch').glob('*.launch.py'))
+
+
+def test_every_method_has_a_params_file_for_its_node():
+    for method in METHODS.values():
+        params = yaml.safe_load((REPO / 'config' / method.params_file).read_text())
+        assert method.executable in params, method.name
+        assert 'ros__parameters' in params[method.executable]
+
+
+def test_plan_for_eigen_with_remaps_and_overrides(tmp_path):
+    plans = launch_plan('eigen', model='/models/m.onnx', backend='onnxruntime',
+                        use_sim_time=True, remaps={'image': '/cam/color', 'camera_info': ''},
+                        rviz=True, share=tmp_path)
+    node, rviz = plans
+    assert (node.package, node.executable) == ('depth_nodes', 'mono_depth_node')
+    assert node.parameters == [str(tmp_path / 'config' / 'eigen.yaml'),
+                               {'use_sim_time': True, 'model': '/models/m.onnx',
+                                'backend': 'onnxruntime'}]
+    assert node.remappings == [('image', '/cam/color')]       # empty remap = keep default
+    assert rviz.arguments == ['-d', str(tmp_path / 'config' / 'depth.rviz')]
+
+
+def test_plan_without_overrides_keeps_params_file_values(tmp_path):
+    (node,) = launch_plan('eigen', share=tmp_path)
+    assert node.parameters[1] == {'use_sim_time': False}
+
+
+def test_unknown_method_lists_the_choices():
+    with pytest.raises(ValueError, match='eigen'):
+        get_method('midas')
+
+
+def test_remap_arguments_name_real_node_inputs():
+    inputs = {topic for m in METHODS.values() for topic in m.inputs}
+    assert set(REMAP_ARGUMENTS.values()) <= inputs
+
+
+@pytest.mark.parametrize('path', LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_files_compile_and_describe_every_argument(path):
+    tree = ast.parse(path.read_text())
+    compile(tree, str(path), 'exec')
+    for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+        name = getattr(call.func, 'id', getattr(call.func, 'attr', ''))
+        if name == 'DeclareLaunchArgument':
+            assert any(k.arg == 'description' for k in call.keywords), ast.dump(call)[:200]
