@@ -1,0 +1,219 @@
+"""Export a trained (or freshly initialised) method to ONNX + torch.export, with a parity check.
+
+    python -m training.export --checkpoint runs/eigen_nyu/checkpoints/last.pt --output m.onnx
+    python -m training.export --untrained --config training/configs/eigen_nyu.yaml \
+        --output eigen_untrained.onnx [key=value ...]
+
+Writes ``m.onnx`` (opset 17, static shapes, one file, the ModelSpec JSON in metadata key
+``depth_nodes.model_spec``) and ``m.pt2`` (torch.export program for the nodes' torch
+backend), then runs the ONNX file in ONNX Runtime and the .pt2 in PyTorch against the
+PyTorch module on the same inputs and fails when the largest absolute difference exceeds
+the tolerance. Exit status 0 = exported and in agreement.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from depth_nodes.core.model_spec import METADATA_KEY
+from training.models import DepthMethod, TrainContext, get_method_class
+
+OPSET = 17
+DEFAULT_TOLERANCE = 1e-4
+TRAINING_METADATA_KEY = 'depth_nodes.training'
+
+
+class ExportParityError(RuntimeError):
+    """The exported model disagrees with PyTorch by more than the tolerance."""
+
+
+def export_onnx(source: DepthMethod | str | Path, output_path: str | Path, *,
+                tolerance: float = DEFAULT_TOLERANCE, write_program: bool = True,
+                provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Export a method object, or the method of a checkpoint file, to ``output_path``.
+
+    Returns a report: ``onnx`` and ``program`` paths, ``max_abs_error`` (ONNX Runtime vs
+    PyTorch), ``program_max_abs_error`` (.pt2 vs PyTorch), ``tolerance``, ``spec`` (JSON).
+    Raises ExportParityError when an error exceeds ``tolerance``.
+    """
+    if isinstance(source, DepthMethod):
+        method, provenance = source, provenance or {}
+    else:
+        from training.checkpoint import method_from_checkpoint
+        method, checkpoint = method_from_checkpoint(Path(source), with_optimizers=False)
+        provenance = {'checkpoint': str(source), 'experiment': checkpoint['experiment'],
+                      'step': checkpoint['step'], 'stage': checkpoint['stage'],
+                      **(provenance or {})}
+    bundle = method.export_bundle()
+    spec = bundle.spec
+    output = Path(output_path)
+    if output.suffix != '.onnx':
+        raise ValueError(f"output '{output}' must end in .onnx")
+    output.parent.mkdir(parents=True, exist_ok=True)
+
+    model_proto = _onnx_proto(bundle.module, bundle.example_inputs, list(spec.input_names),
+                              [spec.output_name])
+    metadata = {METADATA_KEY: spec.to_json(),
+                TRAINING_METADATA_KEY: json.dumps({'method': method.name, **provenance},
+                                                  sort_keys=True)}
+    import onnx
+    del model_proto.metadata_props[:]
+    onnx.helper.set_model_props(model_proto, metadata)
+    onnx.checker.check_model(model_proto)
+    onnx.save(model_proto, str(output))
+
+    # Parity on the export inputs and on a second, independent draw.
+    generator = torch.Generator().manual_seed(1)
+    input_sets = [bundle.example_inputs,
+                  tuple(torch.randn(t.shape, generator=generator) for t in bundle.example_inputs)]
+    with torch.no_grad():
+        references = [_first(bundle.module(*inputs)).numpy() for inputs in input_sets]
+    max_abs_error = _onnxruntime_error(output, spec.input_names, spec.output_name, input_sets,
+                                       references)
+    report = {'onnx': str(output), 'program': None, 'max_abs_error': max_abs_error,
+              'program_max_abs_error': None, 'tolerance': tolerance, 'spec': spec.to_json(),
+              'onnx_bytes': output.stat().st_size}
+    if write_program:
+        from depth_nodes.runtime.torch_engine import program_path_for, save_program
+        program = program_path_for(output)
+        save_program(bundle.module, bundle.example_inputs, program, spec.to_json(),
+                     spec.input_names, [spec.output_name])
+        loaded = torch.export.load(str(program)).module()
+        with torch.no_grad():
+            report['program_max_abs_error'] = max(
+                float(np.max(np.abs(_first(loaded(*inputs)).numpy() - ref)))
+                for inputs, ref in zip(input_sets, references))
+        report['program'] = str(program)
+    worst = max(report['max_abs_error'], report['program_max_abs_error'] or 0.0)
+    if not worst <= tolerance:
+        raise ExportParityError(f"exported '{output}' differs from PyTorch by {worst:.3g} "
+                                f'(ONNX Runtime {max_abs_error:.3g}, torch.export '
+                                f"{report['program_max_abs_error']}), tolerance {tolerance:g}")
+    return report
+
+
+def export_untrained(output_path: str | Path, *, method: str | None = None,
+                     config: str | Path | None = None, overrides: Sequence[str] = (),
+                     seed: int = 0, tolerance: float = DEFAULT_TOLERANCE) -> dict[str, Any]:
+    """Export a freshly initialised model of a method (no training), e.g. to check that every
+    method's graph converts to TensorRT. ``config``: an experiment YAML (its method and
+    options, with ``overrides``); without it, ``method``'s default options."""
+    if config is not None:
+        from training.config import load_config
+        experiment = load_config(config, overrides)
+        if method is not None and method != experiment.method.name:
+            raise ValueError(f"--method {method} but config '{config}' trains "
+                             f'{experiment.method.name}')
+        cls, options = get_method_class(experiment.method.name), experiment.method_config()
+    elif method is not None:
+        if overrides:
+            raise ValueError('overrides need a --config')
+        cls = get_method_class(method)
+        options = cls.config_class()
+    else:
+        raise ValueError('give a method name or a config')
+    torch.manual_seed(seed)
+    instance = cls(options, TrainContext())
+    return export_onnx(instance, output_path, tolerance=tolerance,
+                       provenance={'untrained': True, 'seed': seed,
+                                   'config': str(config) if config else None})
+
+
+def _onnx_proto(module, example_inputs, input_names, output_names):
+    """torch.onnx.export (dynamo) to an in-memory ModelProto at OPSET, static shapes."""
+    quiet = io.StringIO()
+    loggers = [logging.getLogger(n) for n in ('torch.onnx', 'torch.export', 'onnxscript')]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(quiet):
+            warnings.simplefilter('ignore')
+            program = torch.onnx.export(module, tuple(example_inputs), dynamo=True,
+                                        opset_version=OPSET, input_names=input_names,
+                                        output_names=output_names, external_data=False,
+                                        verbose=False)
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+    proto = program.model_proto
+    opset = {o.domain: o.version for o in proto.opset_import}.get('', None)
+    if opset != OPSET:
+        raise RuntimeError(f'the exporter produced opset {opset}, not {OPSET}')
+    return proto
+
+
+def _onnxruntime_error(path: Path, input_names, output_name, input_sets, references) -> float:
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
+    worst = 0.0
+    for inputs, reference in zip(input_sets, references):
+        feeds = {n: t.numpy() for n, t in zip(input_names, inputs)}
+        out = session.run([output_name], feeds)[0]
+        if out.shape != reference.shape:
+            raise ExportParityError(f"'{path}' outputs shape {out.shape}, PyTorch "
+                                    f'{reference.shape}')
+        worst = max(worst, float(np.max(np.abs(out - reference))))
+    return worst
+
+
+def _first(output):
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='python -m training.export',
+                                     description=__doc__.split('\n\n')[0])
+    parser.add_argument('--checkpoint', help='training checkpoint (.pt) to export')
+    parser.add_argument('--untrained', action='store_true',
+                        help='export a freshly initialised model (with --config / --method)')
+    parser.add_argument('--config', help='experiment YAML (with --untrained)')
+    parser.add_argument('--method', help='method name (with --untrained)')
+    parser.add_argument('--seed', type=int, default=0, help='initialisation seed (--untrained)')
+    parser.add_argument('--output', required=True, help='model.onnx to write (+ model.pt2)')
+    parser.add_argument('--tolerance', type=float, default=DEFAULT_TOLERANCE,
+                        help='largest allowed |ONNX Runtime - PyTorch| (default %(default)g)')
+    parser.add_argument('overrides', nargs='*', metavar='key=value',
+                        help='config overrides (with --untrained --config)')
+    args = parser.parse_args(argv)
+    if bool(args.checkpoint) == bool(args.untrained):
+        parser.error('give exactly one of --checkpoint or --untrained')
+    if args.untrained and not (args.config or args.method):
+        parser.error('--untrained needs --config or --method')
+    try:
+        if args.checkpoint:
+            if args.overrides:
+                parser.error('overrides apply to --untrained --config only')
+            report = export_onnx(args.checkpoint, args.output, tolerance=args.tolerance)
+        else:
+            report = export_untrained(args.output, method=args.method, config=args.config,
+                                      overrides=args.overrides, seed=args.seed,
+                                      tolerance=args.tolerance)
+    except ExportParityError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 1
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
+    print(f"wrote {report['onnx']} ({report['onnx_bytes'] / 1e6:.2f} MB) and "
+          f"{report['program']}")
+    print(f"max abs error: ONNX Runtime vs PyTorch {report['max_abs_error']:.3g}, "
+          f"torch.export vs PyTorch {report['program_max_abs_error']:.3g} "
+          f"(tolerance {report['tolerance']:g})")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

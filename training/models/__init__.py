@@ -1,0 +1,22 @@
+"""Training methods, one per file, behind the contract in training/models/base.py.
+
+Add a method: write training/models/<name>.py with a DepthMethod subclass and list it here.
+"""
+from __future__ import annotations
+
+from training.models.base import DepthMethod, TrainContext
+from training.models.eigen import EigenMethod
+
+METHODS: dict[str, type[DepthMethod]] = {m.name: m for m in (
+    EigenMethod,
+)}
+
+
+def get_method_class(name: str) -> type[DepthMethod]:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown method '{name}'; known: {sorted(METHODS)}") from None
+
+
+__all__ = ['METHODS', 'DepthMethod', 'TrainContext', 'get_method_class']

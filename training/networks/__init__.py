@@ -1,0 +1,1 @@
+"""Network architectures, one per file (the papers' figures and tables in the docstrings)."""

@@ -1,0 +1,404 @@
+"""Train a depth method: ``python -m training.train --config training/configs/<exp>.yaml``.
+
+    python -m training.train --config training/configs/eigen_synthetic_demo.yaml \
+        trainer.batch_size=16 method.options.width_scale=0.5 --device cpu
+    torchrun --nproc_per_node=2 -m training.train --config ...   # DDP (gloo CPU / nccl GPU)
+
+The run directory (``trainer.run_dir``, default runs/<experiment>) receives the resolved
+config (config.yaml), checkpoints (checkpoints/last.pt, and checkpoints/<stage>.pt at the
+end of each stage), TensorBoard logs (tensorboard/) and, at the end, model.onnx + model.pt2.
+Running the same command again resumes from checkpoints/last.pt (``--resume never`` starts
+over). Runs are deterministic for a given seed: model initialisation, the data order (a
+seeded permutation per epoch, resumed at the exact sample) and the torch / numpy / python
+random states (saved in every checkpoint) all follow from ``trainer.seed``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from training.checkpoint import (CheckpointError, load_checkpoint, method_payload,
+                                 restore_rng_state, save_checkpoint)
+from training.config import (DEVICES, ConfigError, ExperimentConfig, load_config,
+                             save_resolved_config, to_plain)
+from training.metrics import DepthEvalProtocol, MetricAverager, depth_metrics
+from training.models import DepthMethod, TrainContext, get_method_class
+from training.models.base import batch_to_device
+
+
+@dataclass(frozen=True)
+class DistributedEnv:
+    """The process's place in a torchrun (or test-spawned) job, from the environment."""
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_environ(cls) -> 'DistributedEnv':
+        return cls(int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1)),
+                   int(os.environ.get('LOCAL_RANK', 0)))
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    checkpoint: Path
+    onnx: Path | None
+    val_metrics: dict[str, float]
+
+
+def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
+    if requested not in DEVICES:
+        raise ConfigError(f"device '{requested}' not in {DEVICES}")
+    if requested == 'cuda' and not torch.cuda.is_available():
+        raise ConfigError('device cuda was requested but no CUDA device is available')
+    if requested == 'cuda' or (requested == 'auto' and torch.cuda.is_available()):
+        return torch.device('cuda', local_rank)
+    return torch.device('cpu')
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader worker_init_fn: numpy and python generators follow the worker's torch seed
+    (itself derived from the loader's seeded generator), so augmentations are reproducible."""
+    seed = torch.initial_seed() % 2 ** 32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+class ResumableSampler(Sampler[int]):
+    """Endless shuffled sample indices for one process, starting at any position.
+
+    Epoch e is a permutation seeded with (seed, e), padded to split evenly over the
+    processes as DistributedSampler does; rank r takes every world_size-th index from r.
+    ``start`` = samples this process already consumed, so a resumed run continues with
+    exactly the samples the interrupted one would have used next.
+    """
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1,
+                 start: int = 0):
+        if size < 1:
+            raise ValueError('cannot sample from an empty dataset')
+        self.size, self.seed, self.rank, self.world_size = size, seed, rank, world_size
+        self.start = start
+        self.per_rank = math.ceil(size / world_size)
+
+    def epoch_indices(self, epoch: int) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        order = torch.randperm(self.size, generator=generator).tolist()
+        padded = (order * math.ceil(self.per_rank * self.world_size / self.size))
+        return padded[:self.per_rank * self.world_size][self.rank::self.world_size]
+
+    def __iter__(self) -> Iterator[int]:
+        epoch, offset = divmod(self.start, self.per_rank)
+        while True:
+            yield from self.epoch_indices(epoch)[offset:]
+            epoch, offset = epoch + 1, 0
+
+
+class CachedDataset:
+    """Keeps samples in memory after their first read (for static, costly datasets)."""
+
+    def __init__(self, dataset: Sequence):
+        self.dataset = dataset
+        self._cache: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        if index not in self._cache:
+            self._cache[index] = self.dataset[index]
+        return self._cache[index]
+
+
+def open_dataset(config: ExperimentConfig, split: str, options: Mapping[str, Any] | None = None
+                 ) -> Sequence:
+    from training.datasets import build_dataset
+    data = config.data
+    dataset = build_dataset(data.dataset, split, data.root,
+                            **dict(data.options if options is None else options))
+    return CachedDataset(dataset) if data.cache else dataset
+
+
+class Trainer:
+    """Runs a method's stages over a dataset with logging, validation and checkpoints."""
+
+    def __init__(self, config: ExperimentConfig, method: DepthMethod, dataset: Sequence,
+                 val_dataset: Sequence | None, context: TrainContext, progress: bool = True):
+        self.config = config
+        self.method = method
+        self.dataset = method.training_dataset(dataset, config.trainer.seed)
+        self.val_dataset = val_dataset
+        self.context = context
+        self.run_dir = config.run_dir
+        self.checkpoint_dir = self.run_dir / 'checkpoints'
+        self.step = 0
+        self.progress = progress and context.rank == 0
+        self.is_main = context.rank == 0
+        self.schedule = self._schedule()
+        self.writer = None
+        self._saved_step = -1
+
+    def _schedule(self) -> list[tuple[str, int, int]]:
+        """(stage, first step, end step) for each stage with iterations, in method order."""
+        steps = dict(self.config.trainer.stage_steps)
+        unknown = set(steps) - set(self.method.stages)
+        if unknown:
+            raise ConfigError(f'trainer.stage_steps names stages {sorted(unknown)} that '
+                              f'method {self.method.name} lacks (stages: {self.method.stages})')
+        schedule, begin = [], 0
+        for stage in self.method.stages:
+            if steps.get(stage, 0) > 0:
+                schedule.append((stage, begin, begin + steps[stage]))
+                begin += steps[stage]
+        if not schedule:
+            raise ConfigError(f'trainer.stage_steps gives no iterations to any stage of '
+                              f'{self.method.name} {self.method.stages}')
+        return schedule
+
+    @property
+    def total_steps(self) -> int:
+        return self.schedule[-1][2]
+
+    # --- checkpoints -------------------------------------------------------------------
+    def resume(self, source: str | Path) -> bool:
+        """Load 'auto' (last.pt when present), a checkpoint path, or nothing ('never')."""
+        if source == 'never':
+            return False
+        path = self.checkpoint_dir / 'last.pt' if source == 'auto' else Path(source)
+        if source == 'auto' and not path.is_file():
+            return False
+        checkpoint = load_checkpoint(path, map_location=self.context.device)
+        if checkpoint['method'] != self.method.name:
+            raise CheckpointError(f"checkpoint '{path}' is of method {checkpoint['method']}, "
+                                  f'the config trains {self.method.name}')
+        ours = to_plain(self.config.to_dict()['method']['options'])
+        differing = sorted(k for k in set(ours) | set(checkpoint['method_options'])
+                           if ours.get(k) != checkpoint['method_options'].get(k))
+        if differing:
+            raise CheckpointError(f"checkpoint '{path}' was trained with different method "
+                                  f'options {differing}; use another run_dir or --resume never')
+        self.method.load_state_dict(checkpoint['state'])
+        restore_rng_state(checkpoint['rng'])
+        self.step = int(checkpoint['step'])
+        self._log(f'resumed from {path} at step {self.step} (stage {checkpoint["stage"]})')
+        return True
+
+    def save(self, *names: str) -> Path | None:
+        if not self.is_main:
+            self._saved_step = self.step
+            return None
+        payload = method_payload(self.method, experiment=self.config.experiment,
+                                 config=self.config.to_dict(), step=self.step)
+        path = None
+        for name in names:
+            path = save_checkpoint(self.checkpoint_dir / f'{name}.pt', payload)
+        self._saved_step = self.step
+        return path
+
+    # --- the loop ----------------------------------------------------------------------
+    def _loader(self) -> Iterator[dict[str, torch.Tensor]]:
+        t = self.config.trainer
+        sampler = ResumableSampler(len(self.dataset), t.seed, self.context.rank,
+                                   self.context.world_size, start=self.step * t.batch_size)
+        generator = torch.Generator().manual_seed(
+            t.seed * 1_000_003 + self.context.rank * 7_919 + self.step)
+        loader = DataLoader(self.dataset, batch_size=t.batch_size, sampler=sampler,
+                            collate_fn=self.method.make_batch,
+                            num_workers=self.config.data.num_workers,
+                            worker_init_fn=seed_worker, generator=generator, drop_last=True,
+                            pin_memory=self.context.device.type == 'cuda')
+        return iter(loader)
+
+    def run(self, until_step: int | None = None) -> TrainResult:
+        t = self.config.trainer
+        target = self.total_steps if until_step is None else min(until_step, self.total_steps)
+        if self.is_main:
+            save_resolved_config(self.config, self.run_dir)
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(self.run_dir / 'tensorboard'),
+                                        purge_step=self.step or None)
+        from tqdm import tqdm
+        bar = tqdm(total=target, initial=min(self.step, target), disable=not self.progress,
+                   unit='it', dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30)
+        checkpoint = self.checkpoint_dir / 'last.pt'
+        started, started_step = time.perf_counter(), self.step
+        try:
+            for stage, _begin, end in self.schedule:
+                if self.step >= end:
+                    continue
+                if self.step >= target:
+                    break
+                self.method.begin_stage(stage)
+                bar.set_description(stage)
+                batches = self._loader()
+                while self.step < min(end, target):
+                    batch = batch_to_device(next(batches), self.context.device)
+                    logs = self.method.training_step(batch, self.step)
+                    bad = {k: v for k, v in logs.items() if not math.isfinite(v)}
+                    if bad:
+                        raise FloatingPointError(f'non-finite training value(s) {bad} at step '
+                                                 f'{self.step} (stage {stage}); lower the '
+                                                 'learning rates or enable grad_clip_norm')
+                    self.step += 1
+                    bar.update(1)
+                    self._after_step(stage, logs, started, started_step)
+                if self.step == end:
+                    self.save('last', stage)
+            if self._saved_step != self.step:
+                self.save('last')
+            val_metrics = self.validate() if self.val_dataset is not None else {}
+            if val_metrics:
+                self._log('validation: ' + ', '.join(f'{k} {v:.4f}'
+                                                     for k, v in val_metrics.items()))
+            onnx_path = None
+            if self.step == self.total_steps and t.export_onnx and self.is_main:
+                from training.export import export_onnx
+                report = export_onnx(self.method, self.run_dir / 'model.onnx')
+                onnx_path = Path(report['onnx'])
+                self._log(f"exported {onnx_path} (ONNX Runtime vs PyTorch max abs error "
+                          f"{report['max_abs_error']:.3g})")
+        finally:
+            bar.close()
+            if self.writer is not None:
+                self.writer.close()
+        return TrainResult(self.run_dir, self.step, checkpoint, onnx_path, val_metrics)
+
+    def _after_step(self, stage: str, logs: Mapping[str, float], started: float,
+                    started_step: int) -> None:
+        t = self.config.trainer
+        if self.is_main and t.log_every and self.step % t.log_every == 0:
+            for key, value in logs.items():
+                self.writer.add_scalar(f'train/{stage}/{key}', value, self.step)
+            elapsed = time.perf_counter() - started
+            self.writer.add_scalar('train/iterations_per_s',
+                                   (self.step - started_step) / max(elapsed, 1e-9), self.step)
+        if t.checkpoint_every and self.step % t.checkpoint_every == 0:
+            self.save('last')
+        if t.val_every and self.step % t.val_every == 0 and self.val_dataset is not None:
+            for key, value in self.validate().items():
+                if self.is_main:
+                    self.writer.add_scalar(f'val/{key}', value, self.step)
+
+    def validate(self) -> dict[str, float]:
+        """Depth metrics on the first val_batches batches, at the network's output size."""
+        if not self.is_main:
+            return {}
+        t = self.config.trainer
+        loader = DataLoader(self.val_dataset, batch_size=t.batch_size, shuffle=False,
+                            collate_fn=self.method.make_batch, num_workers=0)
+        spec = self.method.model_spec()
+        protocol = DepthEvalProtocol(min_depth=spec.min_depth, max_depth=spec.max_depth)
+        averager = MetricAverager()
+        for index, batch in enumerate(loader):
+            if index >= t.val_batches:
+                break
+            batch = batch_to_device(batch, self.context.device)
+            pred = self.method.predict_depth(batch).cpu().numpy()
+            gt = torch.where(batch['valid'], batch['log_depth'].exp(),
+                             torch.full_like(batch['log_depth'], float('nan')))
+            for p, g in zip(pred, gt[:, 0].cpu().numpy()):
+                if np.isfinite(g).any():
+                    averager.add(depth_metrics(p, g, protocol))
+        return averager.means()
+
+    def _log(self, message: str) -> None:
+        if self.is_main:
+            print(f'[{self.config.experiment}] {message}', file=sys.stderr, flush=True)
+
+
+def run_training(config: ExperimentConfig, *, dataset: Sequence | None = None,
+                 val_dataset: Sequence | None = None, resume: str | Path = 'auto',
+                 until_step: int | None = None, progress: bool = True) -> TrainResult:
+    """Train ``config`` (datasets from the config unless given). Under torchrun (RANK /
+    WORLD_SIZE set) the process joins the job: gloo on CPU, nccl on CUDA."""
+    env = DistributedEnv.from_environ()
+    device = resolve_device(config.trainer.device, env.local_rank)
+    owns_group = False
+    if env.world_size > 1 and not torch.distributed.is_initialized():
+        if device.type == 'cuda':
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group('nccl' if device.type == 'cuda' else 'gloo',
+                                             rank=env.rank, world_size=env.world_size)
+        owns_group = True
+    try:
+        t = config.trainer
+        if t.threads > 0:
+            torch.set_num_threads(t.threads)
+        if t.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        context = TrainContext(device, env.world_size, env.rank)
+        seed_everything(t.seed)            # identical initial weights on every process
+        method = get_method_class(config.method.name)(config.method_config(), context)
+        seed_everything(t.seed + 1_000 * env.rank)   # own dropout / augmentation stream
+        if dataset is None:
+            dataset = open_dataset(config, config.data.train_split)
+        if val_dataset is None and config.data.val_split and (t.val_every or env.rank == 0):
+            val_dataset = open_dataset(config, config.data.val_split, config.data.val_options)
+        trainer = Trainer(config, method, dataset, val_dataset, context, progress)
+        trainer.resume(resume)
+        return trainer.run(until_step)
+    finally:
+        if owns_group:
+            torch.distributed.destroy_process_group()
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog='python -m training.train', description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--config', required=True, help='experiment YAML (training/configs/)')
+    parser.add_argument('overrides', nargs='*', metavar='key=value',
+                        help='config overrides with dotted keys, e.g. trainer.batch_size=8')
+    parser.add_argument('--device', choices=DEVICES, help='overrides trainer.device')
+    parser.add_argument('--run-dir', help='overrides trainer.run_dir')
+    parser.add_argument('--resume', default='auto',
+                        help="'auto' (default): continue from <run_dir>/checkpoints/last.pt "
+                             "if it exists; 'never': start over; or a checkpoint path")
+    parser.add_argument('--until-step', type=int,
+                        help='stop after this many iterations in total (resumable later)')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    overrides = list(args.overrides)
+    if args.device:
+        overrides.append(f'trainer.device={args.device}')
+    if args.run_dir:
+        overrides.append(f'trainer.run_dir={args.run_dir}')
+    try:
+        config = load_config(args.config, overrides)
+        result = run_training(config, resume=args.resume, until_step=args.until_step,
+                              progress=not args.no_progress)
+    except (ConfigError, CheckpointError, FloatingPointError) as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
+    if DistributedEnv.from_environ().rank == 0:
+        print(f'step {result.step}; checkpoint {result.checkpoint}'
+              + (f'; model {result.onnx}' if result.onnx else ''))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
