@@ -34,6 +34,7 @@ setup(
             f'{name} = {PACKAGE}.nodes.{name}:main' for name in NODES
         ] + [
             'depth-nodes = depth_nodes.cli:main',
+            'build_engine = depth_nodes.build_engine:main',
         ],
     },
 )

@@ -203,7 +203,8 @@ class CachedEngine(Generic[T]):
                 f'cached as {self.engine_path.name}')
 
 
-def _slug(text: str) -> str:
+def safe_file_name(text: str) -> str:
+    """``text`` with anything but letters, digits, _ and - replaced, for use in file names."""
     return re.sub(r'[^A-Za-z0-9_-]+', '_', text).strip('_') or 'model'
 
 
@@ -217,7 +218,7 @@ class EngineCache:
 
     # -- naming ------------------------------------------------------------------------------
     def entry_stem(self, onnx_path: Path, key: EngineKey) -> str:
-        return f'{_slug(Path(onnx_path).stem)}.{key.precision}.{key.digest()[:16]}'
+        return f'{safe_file_name(Path(onnx_path).stem)}.{key.precision}.{key.digest()[:16]}'
 
     def engine_path(self, onnx_path: Path, key: EngineKey) -> Path:
         return self.directory / (self.entry_stem(onnx_path, key) + ENGINE_SUFFIX)
@@ -281,7 +282,7 @@ class EngineCache:
             return []
         source = str(Path(onnx_path).resolve())
         found = []
-        pattern = f'{_slug(Path(onnx_path).stem)}.{key.precision}.*{SIDECAR_SUFFIX}'
+        pattern = f'{safe_file_name(Path(onnx_path).stem)}.{key.precision}.*{SIDECAR_SUFFIX}'
         for sidecar_path in sorted(self.directory.glob(pattern)):
             try:
                 sidecar = json.loads(sidecar_path.read_text())
