@@ -1,8 +1,8 @@
 """TensorRT for real: build tiny engines, run them, compare with ONNX Runtime; the real cache.
 
 Needs TensorRT 10 (Python bindings) and a CUDA GPU with PyTorch's CUDA build; everywhere else
-the whole module is skipped with the reason. The model is the affine fixture (a 1x1
-convolution), so expected outputs are also known by hand.
+those tests are skipped with the reason, and only the clean refusal of backend tensorrt runs.
+The model is the affine fixture (a 1x1 convolution), so expected outputs are known by hand.
 """
 import numpy as np
 import pytest
@@ -14,8 +14,8 @@ from depth_nodes.core.preprocess import image_to_tensor
 from depth_nodes.runtime import tensorrt_engine
 
 AVAILABLE, WHY_NOT = tensorrt_engine.availability()
-pytestmark = pytest.mark.skipif(not AVAILABLE, reason=f'TensorRT runtime tests need TensorRT 10 '
-                                                      f'and a CUDA GPU: {WHY_NOT}')
+needs_tensorrt = pytest.mark.skipif(not AVAILABLE, reason=f'TensorRT runtime tests need '
+                                                          f'TensorRT 10 and a CUDA GPU: {WHY_NOT}')
 
 SPEC = ModelSpec(method='affine', input_height=48, input_width=64, mean=(0.5, 0.5, 0.5),
                  std=(0.25, 0.25, 0.25), output_kind='log_depth', min_depth=1e-3,
@@ -45,6 +45,7 @@ def open_engine(path, cache_dir, **options):
                                                               **options))
 
 
+@needs_tensorrt
 @pytest.mark.parametrize('precision, tolerance', [('fp32', dict(rtol=1e-5, atol=1e-5)),
                                                   ('fp16', FP16_TOLERANCE)])
 def test_engine_output_matches_onnxruntime_and_the_hand_computed_value(
@@ -62,6 +63,7 @@ def test_engine_output_matches_onnxruntime_and_the_hand_computed_value(
     np.testing.assert_allclose(second[0, 0], affine_reference(-tensor), **tolerance)
 
 
+@needs_tensorrt
 def test_cache_round_trip_with_the_real_builder(affine_onnx, tmp_path, tensor):
     first = open_engine(affine_onnx, tmp_path, precision='fp16')
     assert first.cached.status == 'miss' and first.build_s > 0
@@ -83,6 +85,7 @@ def test_cache_round_trip_with_the_real_builder(affine_onnx, tmp_path, tensor):
     assert list(tmp_path.glob('*.timing'))        # the kernel timing cache was written
 
 
+@needs_tensorrt
 def test_open_model_with_the_tensorrt_backend_estimates_depth(affine_onnx, tmp_path):
     from depth_nodes.runtime.engine import EngineOptions
     from depth_nodes.runtime.estimator import MonoDepthEstimator
@@ -96,6 +99,7 @@ def test_open_model_with_the_tensorrt_backend_estimates_depth(affine_onnx, tmp_p
     np.testing.assert_allclose(trt_depth, ort_depth, rtol=2e-2)   # exp() of an fp16 log depth
 
 
+@needs_tensorrt
 def test_parser_error_names_the_node(tmp_path):
     graph = helper.make_graph(
         [helper.make_node('Det', ['m'], ['d'], name='head/determinant')], 'g',
@@ -110,6 +114,7 @@ def test_parser_error_names_the_node(tmp_path):
         tensorrt_engine.build_serialized_engine(path)
 
 
+@needs_tensorrt
 def test_dynamic_input_shape_is_refused(tmp_path):
     graph = helper.make_graph(
         [helper.make_node('Relu', ['image'], ['depth'], name='relu')], 'g',
@@ -123,6 +128,7 @@ def test_dynamic_input_shape_is_refused(tmp_path):
         tensorrt_engine.build_serialized_engine(path)
 
 
+@needs_tensorrt
 def test_int8_calibrates_on_images_then_reuses_the_table(affine_onnx, tmp_path):
     import cv2
     images = tmp_path / 'images'
@@ -154,3 +160,13 @@ def test_int8_calibrates_on_images_then_reuses_the_table(affine_onnx, tmp_path):
         model_table.unlink()
     reference = affine_reference(tensor)
     assert np.max(np.abs(out - reference)) < 0.05 * np.ptp(reference)
+
+
+@pytest.mark.skipif(AVAILABLE, reason='TensorRT and a GPU are present')
+def test_backend_tensorrt_without_tensorrt_is_a_clear_load_error(affine_onnx):
+    from depth_nodes.runtime.engine import ModelLoadError
+    from depth_nodes.runtime.model import open_model
+    with pytest.raises(ModelLoadError) as error:
+        open_model(str(affine_onnx), 'tensorrt')
+    assert str(error.value) == (f"cannot load model '{affine_onnx}': backend tensorrt is "
+                                f'unavailable: {WHY_NOT}')
