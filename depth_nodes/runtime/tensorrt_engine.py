@@ -427,7 +427,8 @@ class TensorRTEngine:
         timing_cache = cache.directory / (
             f'trt{self.tensorrt_version}.{safe_file_name(self.gpu_name)}.sm'
             f'{self.compute_capability}{TIMING_CACHE_SUFFIX}')
-        runtime = trt.Runtime(default_logger())
+        # Kept as long as the engine: an ICudaEngine must not outlive its IRuntime.
+        self._runtime = runtime = trt.Runtime(default_logger())
 
         def build() -> bytes:
             LOGGER.warning('building the TensorRT %s engine for %s; this takes seconds to '
