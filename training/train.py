@@ -57,6 +57,7 @@ class TrainResult:
     checkpoint: Path
     onnx: Path | None
     val_metrics: dict[str, float]
+    method: DepthMethod
 
 
 def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
@@ -280,7 +281,8 @@ class Trainer:
             bar.close()
             if self.writer is not None:
                 self.writer.close()
-        return TrainResult(self.run_dir, self.step, checkpoint, onnx_path, val_metrics)
+        return TrainResult(self.run_dir, self.step, checkpoint, onnx_path, val_metrics,
+                           self.method)
 
     def _after_step(self, stage: str, logs: Mapping[str, float], started: float,
                     started_step: int) -> None:

@@ -103,6 +103,8 @@ class EigenMethod(DepthMethod):
         training_fine = stage == 'fine'
         self.coarse.requires_grad_(not training_fine)
         self.fine.requires_grad_(training_fine)
+        for param in (self.coarse if training_fine else self.fine).parameters():
+            param.grad = None   # the frozen stack keeps no stale gradients (nor their memory)
         self._trained = self.context.parallel(self.fine if training_fine else self.coarse)
         self.train()
 

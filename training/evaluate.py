@@ -1,0 +1,296 @@
+"""Evaluate a depth model on a dataset: ``python -m training.evaluate --model M --dataset D``.
+
+    python -m training.evaluate --model models/eigen_synthetic.onnx --dataset synthetic \
+        --split test --baseline train-mean --output metrics.json
+    python -m training.evaluate --model runs/eigen_nyu/checkpoints/last.pt \
+        --config training/configs/eigen_nyu.yaml --split test
+
+``--model``: an exported .onnx / .pt2 (or a bare name under models/), run through the same
+runtime the nodes use (depth_nodes.runtime.model.open_model + MonoDepthEstimator), so the
+numbers describe what the robot runs; or a training checkpoint (.pt), whose network runs in
+PyTorch behind the same estimator (same pre- and post-processing). Predictions are made at
+the image's resolution and compared with its full-resolution ground truth.
+
+``--baseline train-mean`` adds the baseline of Eigen et al.'s tables: the per-pixel mean
+depth map of the training split, predicted for every image. Prints a table and writes JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import cv2
+import numpy as np
+import torch
+import yaml
+
+from depth_nodes.core.model_spec import METADATA_KEY, ModelSpec
+from depth_nodes.runtime.estimator import MonoDepthEstimator
+from depth_nodes.runtime.model import LoadedModel
+from training.metrics import (DEPTH_METRICS, KITTI_PROTOCOL, NYU_PROTOCOL, DepthEvalProtocol,
+                              MetricAverager, depth_metrics)
+from training.models.base import resize_depth
+
+# The range the estimator may output during evaluation: the protocol (its cap and clamping)
+# decides what counts, not the node's publishing range.
+EVALUATION_RANGE = (1e-6, 1e6)
+
+# Default protocol per dataset. Middlebury's motorcycle is one image of a scene unlike any
+# training set and with its own scale, so monocular models are compared after median scaling.
+DATASET_PROTOCOLS: dict[str, DepthEvalProtocol] = {
+    'nyu_v2': NYU_PROTOCOL,
+    'kitti': KITTI_PROTOCOL,
+    'kitti_eigen': KITTI_PROTOCOL,
+    'middlebury_motorcycle': DepthEvalProtocol(median_scaling=True),
+}
+
+# Which sample image feeds a mono model, by its spec's input_kind: (sample key, encoding).
+MONO_INPUTS = {'rgb': ('rgb', 'rgb8'), 'gray': ('rgb', 'rgb8'), 'nir': ('nir', 'mono8')}
+
+
+class ModuleEngine:
+    """The runtime's Engine protocol around an in-memory PyTorch module (a checkpoint)."""
+    backend = 'torch'
+
+    def __init__(self, module: torch.nn.Module, spec: ModelSpec, source: Path):
+        self._module = module.eval()
+        self.model_path = Path(source)
+        self.input_shapes = {n: (1, spec.input_channels, spec.input_height, spec.input_width)
+                             for n in spec.input_names}
+        self.output_names = (spec.output_name,)
+        self.metadata = {METADATA_KEY: spec.to_json()}
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with torch.inference_mode():
+            out = self._module(*[torch.from_numpy(np.ascontiguousarray(feeds[n]))
+                                 for n in self.input_shapes])
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        return {self.output_names[0]: out.numpy()}
+
+    def describe(self) -> str:
+        return f'torch {torch.__version__} (checkpoint {self.model_path.name})'
+
+
+def load_estimator(model: str, backend: str = 'onnxruntime') -> MonoDepthEstimator:
+    """An estimator for an exported model (path or name) or a training checkpoint (.pt)."""
+    if Path(model).suffix == '.pt':
+        from training.checkpoint import method_from_checkpoint
+        method, _ = method_from_checkpoint(Path(model), with_optimizers=False)
+        bundle = method.export_bundle()
+        engine = ModuleEngine(bundle.module, bundle.spec, Path(model))
+        loaded = LoadedModel(engine, bundle.spec, True, 'training checkpoint')
+    else:
+        from depth_nodes.runtime.engine import EngineOptions
+        from depth_nodes.runtime.model import open_model
+        loaded = open_model(model, backend, EngineOptions(intra_op_threads=1))
+    if loaded.spec.input_kind not in MONO_INPUTS:
+        raise ValueError(f"training.evaluate handles monocular models ({sorted(MONO_INPUTS)}); "
+                         f"this model's input_kind is '{loaded.spec.input_kind}'")
+    return MonoDepthEstimator(loaded, output_resolution='input')
+
+
+def estimator_predictor(estimator: MonoDepthEstimator) -> Callable[[Mapping], np.ndarray]:
+    key, encoding = MONO_INPUTS[estimator.spec.input_kind]
+
+    def predict(sample: Mapping[str, Any]) -> np.ndarray:
+        if sample.get(key) is None:
+            raise KeyError(f"sample '{sample.get('name', '?')}' has no '{key}' image, which "
+                           f'this {estimator.spec.input_kind} model needs')
+        return estimator.estimate(sample[key], encoding, depth_range=EVALUATION_RANGE).depth
+    return predict
+
+
+def train_mean_depth(dataset: Sequence, limit: int = 0) -> np.ndarray:
+    """Per-pixel mean of the known depths over a dataset (at its first sample's size).
+
+    Pixels never known in any sample take the mean of all known depths.
+    """
+    count = len(dataset) if limit <= 0 else min(limit, len(dataset))
+    if count == 0:
+        raise ValueError('the baseline dataset is empty')
+    total = counts = None
+    for index in range(count):
+        depth = np.asarray(dataset[index]['depth'], dtype=np.float64)
+        if total is None:
+            total, counts = np.zeros(depth.shape), np.zeros(depth.shape)
+        if depth.shape != total.shape:
+            depth = resize_depth(depth, *total.shape).astype(np.float64)
+        known = np.isfinite(depth) & (depth > 0)
+        total[known] += depth[known]
+        counts[known] += 1
+    if not counts.any():
+        raise ValueError('the baseline dataset has no known depth')
+    mean = np.full(total.shape, total.sum() / counts.sum())
+    seen = counts > 0
+    mean[seen] = total[seen] / counts[seen]
+    return mean.astype(np.float32)
+
+
+def mean_depth_predictor(mean_depth: np.ndarray) -> Callable[[Mapping], np.ndarray]:
+    def predict(sample: Mapping[str, Any]) -> np.ndarray:
+        height, width = sample['depth'].shape[:2]
+        return cv2.resize(mean_depth, (width, height), interpolation=cv2.INTER_LINEAR)
+    return predict
+
+
+def evaluate(predictors: Mapping[str, Callable[[Mapping], np.ndarray]], dataset: Sequence,
+             protocol: DepthEvalProtocol, limit: int = 0, progress: bool = True
+             ) -> dict[str, dict[str, float]]:
+    """Mean per-image metrics of each predictor over the dataset (same images for all)."""
+    from tqdm import tqdm
+    count = len(dataset) if limit <= 0 else min(limit, len(dataset))
+    averagers = {name: MetricAverager() for name in predictors}
+    seconds = {name: 0.0 for name in predictors}
+    skipped = 0
+    for index in tqdm(range(count), disable=not progress, unit='image'):
+        sample = dataset[index]
+        if sample.get('depth') is None:
+            raise KeyError(f"sample '{sample.get('name', index)}' has no ground-truth depth")
+        for name, predict in predictors.items():
+            start = time.perf_counter()
+            pred = predict(sample)
+            seconds[name] += time.perf_counter() - start
+            try:
+                averagers[name].add(depth_metrics(pred, sample['depth'], protocol))
+            except ValueError as exc:
+                if 'ground-truth' not in str(exc):
+                    raise
+                skipped += 1   # an image without any valid ground truth in the protocol
+    results = {}
+    for name, averager in averagers.items():
+        results[name] = {**averager.means(), 'images': averager.images,
+                         'seconds_per_image': seconds[name] / max(count, 1)}
+    if skipped:
+        print(f'note: {skipped // max(len(predictors), 1)} image(s) had no valid ground truth '
+              'under the protocol and were skipped', file=sys.stderr)
+    return results
+
+
+def format_table(results: Mapping[str, Mapping[str, float]]) -> str:
+    columns = [*DEPTH_METRICS, 'coverage']
+    if any('median_scale' in r for r in results.values()):
+        columns.append('median_scale')
+    width = max(len(n) for n in results) + 2
+    lines = [' ' * width + ' '.join(f'{c:>11}' for c in columns)]
+    for name, metrics in results.items():
+        lines.append(f'{name:<{width}}' + ' '.join(
+            f'{metrics.get(c, math.nan):>11.4f}' for c in columns))
+    return '\n'.join(lines)
+
+
+def _parse_options(items: Sequence[str]) -> dict[str, Any]:
+    options = {}
+    for item in items:
+        key, sep, value = item.partition('=')
+        if not sep:
+            raise ValueError(f"dataset option '{item}' is not key=value")
+        options[key] = yaml.safe_load(value)
+    return options
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='python -m training.evaluate',
+                                     description=__doc__.split('\n\n')[0])
+    parser.add_argument('--model', required=True, help='.onnx / .pt2 / model name / .pt')
+    parser.add_argument('--backend', default='onnxruntime',
+                        help='runtime backend for exported models (default %(default)s)')
+    parser.add_argument('--config', help='experiment YAML whose data section gives the '
+                                         'dataset, root and options (flags override it)')
+    parser.add_argument('--dataset', help='dataset name (training.datasets registry)')
+    parser.add_argument('--split', default='test')
+    parser.add_argument('--root', help='dataset directory')
+    parser.add_argument('--dataset-option', action='append', default=[], metavar='KEY=VALUE',
+                        help='dataset keyword argument (YAML value); repeatable')
+    parser.add_argument('--limit', type=int, default=0, help='evaluate the first N images')
+    parser.add_argument('--baseline', choices=('none', 'train-mean'), default='none')
+    parser.add_argument('--baseline-dataset', help='dataset of the train-mean baseline '
+                                                   '(default: --dataset)')
+    parser.add_argument('--baseline-split', default='train')
+    parser.add_argument('--baseline-option', action='append', default=None,
+                        metavar='KEY=VALUE', help='options of the baseline dataset '
+                                                  '(default: the dataset options)')
+    parser.add_argument('--baseline-samples', type=int, default=0,
+                        help='average the first N training samples (0 = all)')
+    parser.add_argument('--crop', choices=('none', 'eigen_nyu', 'garg', 'eigen_kitti'))
+    parser.add_argument('--min-depth', type=float)
+    parser.add_argument('--max-depth', type=float, help='ground-truth cap, e.g. 80 (KITTI)')
+    parser.add_argument('--median-scaling', action=argparse.BooleanOptionalAction,
+                        default=None, help='scale each prediction by median(gt)/median(pred)')
+    parser.add_argument('--output', help='write the results as JSON here')
+    parser.add_argument('--no-progress', action='store_true')
+    args = parser.parse_args(argv)
+
+    from training.datasets import build_dataset
+    try:
+        data: dict[str, Any] = {'dataset': None, 'root': None, 'options': {}}
+        if args.config:
+            from training.config import load_config
+            cfg = load_config(args.config).data
+            data = {'dataset': cfg.dataset, 'root': cfg.root, 'options': dict(cfg.options)}
+        dataset_name = args.dataset or data['dataset']
+        if not dataset_name:
+            parser.error('give --dataset (or --config)')
+        if args.dataset and args.dataset != data['dataset']:
+            data['options'], data['root'] = {}, None
+        options = {**data['options'], **_parse_options(args.dataset_option)}
+        root = args.root or data['root']
+        protocol = DATASET_PROTOCOLS.get(dataset_name, DepthEvalProtocol())
+        changes = {k: v for k, v in (('crop', args.crop), ('min_depth', args.min_depth),
+                                     ('max_depth', args.max_depth),
+                                     ('median_scaling', args.median_scaling)) if v is not None}
+        protocol = dataclasses.replace(protocol, **changes)
+
+        estimator = load_estimator(args.model, args.backend)
+        dataset = build_dataset(dataset_name, args.split, root, **options)
+        predictors = {'model': estimator_predictor(estimator)}
+        baseline_info = None
+        if args.baseline == 'train-mean':
+            base_name = args.baseline_dataset or dataset_name
+            base_options = (_parse_options(args.baseline_option)
+                            if args.baseline_option is not None
+                            else (options if base_name == dataset_name else {}))
+            base_root = root if base_name == dataset_name else None
+            train = build_dataset(base_name, args.baseline_split, base_root, **base_options)
+            predictors['train-mean'] = mean_depth_predictor(
+                train_mean_depth(train, args.baseline_samples))
+            used = len(train) if args.baseline_samples <= 0 else min(args.baseline_samples,
+                                                                     len(train))
+            baseline_info = {'kind': 'train-mean', 'dataset': base_name,
+                             'split': args.baseline_split, 'samples': used}
+        results = evaluate(predictors, dataset, protocol, args.limit, not args.no_progress)
+    except (ValueError, KeyError, OSError, RuntimeError) as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
+
+    proto = dataclasses.asdict(protocol)
+    print(f"{dataset_name}/{args.split}: {results['model']['images']} images; protocol: "
+          f"depth ({proto['min_depth']:g}, {proto['max_depth']:g}] m, crop {proto['crop']}, "
+          f"median scaling {'ON' if protocol.median_scaling else 'off'}; "
+          f'model on {estimator.model.engine.describe()}')
+    print(format_table(results))
+    if 'train-mean' in results and results['train-mean']['abs_rel'] > 0:
+        ratio = results['model']['abs_rel'] / results['train-mean']['abs_rel']
+        print(f'abs_rel model / train-mean baseline = {ratio:.3f}')
+    if args.output:
+        report = {'model': args.model, 'engine': estimator.model.engine.describe(),
+                  'spec': json.loads(estimator.spec.to_json()), 'dataset': dataset_name,
+                  'split': args.split, 'dataset_options': options,
+                  'protocol': {k: (v if not (isinstance(v, float) and math.isinf(v))
+                                   else None) for k, v in proto.items()},
+                  'metrics': results['model'],
+                  'baseline': ({**baseline_info, 'metrics': results['train-mean']}
+                               if baseline_info else None)}
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(report, indent=2, sort_keys=True))
+        print(f'wrote {args.output}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
