@@ -1,0 +1,361 @@
+"""Procedural layouts: NYU-like indoor rooms and KITTI-like outdoor streets.
+
+Each builder draws everything from the Generator it is given (nothing global), so a seed
+fixes the scene. Distances are metres in the world frame of synthetic_render (X right,
+Y up, Z forward; floor/road at Y = 0). The camera is placed so that what it sees lies in the
+scene type's depth range (indoor 0.5-10 m like a Kinect, outdoor 1-80 m like a Velodyne);
+pixels that still fall outside are masked by the sensor range, as real ground truth is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from training.datasets.synthetic_geometry import (Box, CameraPose, Lighting, Material, Road,
+                                                  Room, Scene)
+from training.datasets.synthetic_render import build_ground_shading
+
+DEPTH_RANGE = {'indoor': (0.5, 10.0), 'outdoor': (1.0, 80.0)}
+DEFAULT_FOV_DEG = {'indoor': 60.0, 'outdoor': 70.0}   # horizontal; NYU Kinect ~62 deg
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """Smooth camera motion through one scene: constant speed along the heading, which
+    turns at a constant rate (rad/s); pose(t) for t >= 0 in seconds."""
+    start: CameraPose
+    yaw: float
+    pitch: float
+    roll: float
+    speed: float            # m/s
+    yaw_rate: float         # rad/s
+
+    def pose(self, t: float) -> CameraPose:
+        yaw = self.yaw + self.yaw_rate * t
+        if abs(self.yaw_rate) < 1e-9:
+            dx, dz = self.speed * t * np.sin(self.yaw), self.speed * t * np.cos(self.yaw)
+        else:   # arc of a circle: integral of (sin, cos)(yaw0 + w t) * v dt
+            k = self.speed / self.yaw_rate
+            dx = k * (np.cos(self.yaw) - np.cos(yaw))
+            dz = k * (np.sin(yaw) - np.sin(self.yaw))
+        position = self.start.position + np.array([dx, 0.0, dz])
+        return CameraPose.from_angles(position, yaw, self.pitch, self.roll)
+
+
+def _colour(rng, lo=0.25, hi=1.0, saturation=(0.0, 0.6)) -> tuple[float, float, float]:
+    """A random linear-RGB tint: a grey level mixed with a random hue."""
+    grey = rng.uniform(lo, hi)
+    hue = rng.dirichlet((1.0, 1.0, 1.0)) * 3.0
+    s = rng.uniform(*saturation)
+    rgb = grey * ((1 - s) + s * hue)
+    return tuple(float(c) for c in np.clip(rgb, 0.02, 1.0))
+
+
+def _material(rng, texture: str, tile_metres: float | tuple[float, float], *, tint=None,
+              nir_gain=None, **kwargs) -> Material:
+    tile_u, tile_v = (tile_metres, tile_metres) if np.isscalar(tile_metres) else tile_metres
+    jitter = rng.uniform(0.85, 1.2)
+    return Material(texture, (256 / (tile_u * jitter), 256 / (tile_v * jitter)),
+                    tint=_colour(rng) if tint is None else tint,
+                    # A dye or paint's NIR reflectance is unrelated to its visible colour.
+                    nir_gain=float(rng.uniform(0.3, 1.1)) if nir_gain is None else nir_gain,
+                    uv_offset=(float(rng.uniform(0, 10)), float(rng.uniform(0, 10))), **kwargs)
+
+
+# ----------------------------------------------------------------------------- indoor
+
+def build_indoor(rng: np.random.Generator, travel: float = 0.0
+                 ) -> tuple[Scene, Trajectory]:
+    """A furnished room; the camera starts near one end and may move ``travel`` metres."""
+    width = rng.uniform(3.0, 6.0)
+    length = rng.uniform(3.5, 8.0) + travel
+    height = rng.uniform(2.4, 3.1)
+    wall_kind = rng.choice(['plaster', 'plaster', 'wallpaper', 'brick'])
+    wall_tile = {'plaster': 2.0, 'wallpaper': 1.0, 'brick': 0.9}[wall_kind]
+    wall = _material(rng, wall_kind, wall_tile, tint=_colour(rng, 0.5, 1.0, (0, 0.35)),
+                     nir_gain=None if wall_kind != 'brick' else 1.0)
+    accent = _material(rng, 'plaster', 2.0, tint=_colour(rng, 0.35, 1.0))
+    floor_kind = rng.choice(['wood', 'floor_tiles', 'fabric'])
+    floor_tile = {'wood': 1.2, 'floor_tiles': 1.2, 'fabric': 0.4}[floor_kind]
+    floor = _material(rng, floor_kind, floor_tile, tint=_colour(rng, 0.4, 1.0, (0, 0.4)),
+                      nir_gain=1.0 if floor_kind == 'wood' else None)
+    ceiling = _material(rng, 'plaster', 2.0, tint=_colour(rng, 0.8, 1.0, (0, 0.1)))
+    walls = [wall, wall, wall, wall]
+    walls[rng.integers(4)] = accent
+    room = Room((-width / 2, 0.0, 0.0), (width / 2, height, length),
+                (walls[0], walls[1], floor, ceiling, walls[2], walls[3]))
+
+    cam_x = rng.uniform(-width / 2 + 1.0, width / 2 - 1.0)
+    cam_z = rng.uniform(0.4, 1.2)
+    cam_y = rng.uniform(1.0, 1.7)
+    yaw = rng.uniform(-0.5, 0.5)
+    pitch = rng.uniform(-0.35, 0.08)
+    roll = rng.uniform(-0.04, 0.04)
+    start = CameraPose.from_angles((cam_x, cam_y, cam_z), yaw, pitch, roll)
+    path = np.array([[cam_x, cam_z],
+                     [cam_x + travel * np.sin(yaw), cam_z + travel * np.cos(yaw)]])
+
+    boxes: list[Box] = []
+    footprints: list[tuple[float, float, float, float]] = []
+    for _ in range(rng.integers(3, 9)):
+        _place_furniture(rng, room, path, boxes, footprints)
+    _decorate_walls(rng, room, boxes)
+    lamp = (rng.uniform(-width / 4, width / 4), height - 0.05,
+            rng.uniform(length * 0.3, length * 0.7))
+    # An LED lamp emits no NIR, an incandescent one plenty.
+    boxes.append(Box((lamp[0], height - 0.04, lamp[2]), (0.2, 0.04, 0.2),
+                     Material('plaster', (128, 128), emission=6.0,
+                              emission_nir=rng.uniform(0, 4))))
+    warmth = rng.uniform(0.0, 0.3)
+    power = rng.uniform(4.0, 9.0)
+    lighting = Lighting(
+        sun_direction=(0.0, 1.0, 0.0), sun_rgb=(0.0, 0.0, 0.0),
+        ambient_rgb=tuple(float(c) for c in rng.uniform(0.12, 0.3) * np.array([1, 1, 1.05])),
+        nir_sun=0.0, nir_ambient=float(rng.uniform(0.02, 0.12)),
+        nir_illuminator=float(rng.uniform(1.0, 3.0)),
+        lamp_position=lamp, lamp_rgb=tuple(float(c) for c in power * np.array(
+            [1.0, 1.0 - 0.3 * warmth, 1.0 - 0.6 * warmth])))
+    scene = Scene('indoor', boxes, lighting, room=room)
+    scene.ground = build_ground_shading(scene, (-width / 2, width / 2, 0.0, length), 0.05, 0.15)
+    return scene, Trajectory(start, yaw, pitch, roll, speed=0.0, yaw_rate=0.0)
+
+
+def _clear_of_path(path: np.ndarray, x: float, z: float, half_x: float, half_z: float,
+                   clearance: float) -> bool:
+    """True when the rectangle centred at (x, z) stays ``clearance`` away from the path."""
+    for t in np.linspace(0, 1, 6):
+        px, pz = path[0] + t * (path[1] - path[0])
+        dx = max(abs(px - x) - half_x, 0.0)
+        dz = max(abs(pz - z) - half_z, 0.0)
+        if np.hypot(dx, dz) < clearance:
+            return False
+    return True
+
+
+def _place_furniture(rng, room: Room, path, boxes, footprints) -> None:
+    kind = rng.choice(['table', 'cabinet', 'sofa', 'bed', 'shelf', 'plant', 'chair', 'rug'])
+    dims = {'table': (rng.uniform(0.5, 1.0), 0.375, rng.uniform(0.4, 0.8)),
+            'cabinet': (rng.uniform(0.4, 1.0), rng.uniform(0.5, 1.0), rng.uniform(0.25, 0.4)),
+            'sofa': (rng.uniform(0.8, 1.2), 0.45, rng.uniform(0.4, 0.5)),
+            'bed': (rng.uniform(0.8, 1.0), 0.3, rng.uniform(1.0, 1.1)),
+            'shelf': (rng.uniform(0.4, 0.9), rng.uniform(0.8, 1.1), 0.2),
+            'plant': (0.25, 0.5, 0.25), 'chair': (0.23, 0.45, 0.23),
+            'rug': (rng.uniform(0.7, 1.4), 0.006, rng.uniform(0.5, 1.0))}[kind]
+    hx, hy, hz = dims
+    lo, hi = room.lower, room.upper
+    against_wall = kind in ('cabinet', 'shelf', 'sofa', 'bed')
+    for _ in range(12):
+        yaw = 0.0 if against_wall else float(rng.uniform(-0.6, 0.6))
+        reach = max(hx, hz) if yaw else None
+        if against_wall:    # back against the far wall or a side wall
+            side = rng.integers(3)
+            if side == 0:
+                x, z = rng.uniform(lo[0] + hx, hi[0] - hx), hi[2] - hz - 0.01
+            else:
+                hx, hz = hz, hx
+                x = lo[0] + hx + 0.01 if side == 1 else hi[0] - hx - 0.01
+                z = rng.uniform(lo[2] + 1.5, hi[2] - hz)
+        else:
+            x = rng.uniform(lo[0] + hx + 0.2, hi[0] - hx - 0.2)
+            z = rng.uniform(lo[2] + 1.2, hi[2] - hz - 0.2)
+        ex, ez = (reach, reach) if reach else (hx, hz)
+        if not _clear_of_path(path, x, z, ex, ez, 0.9 + hy * 0.3):
+            continue
+        if any(abs(x - fx) < ex + fex and abs(z - fz) < ez + fez and kind != 'rug'
+               for fx, fz, fex, fez in footprints):
+            continue
+        footprints.append((x, z, ex, ez))
+        boxes.extend(_furniture_boxes(rng, kind, x, z, hx, hy, hz, yaw))
+        return
+
+
+def _furniture_boxes(rng, kind, x, z, hx, hy, hz, yaw) -> list[Box]:
+    wood = _material(rng, 'wood', 1.2, tint=_colour(rng, 0.4, 1.0, (0, 0.3)), nir_gain=1.0)
+    painted = _material(rng, 'car_paint', 1.0)
+    fabric = _material(rng, 'fabric', 0.3)
+    if kind == 'table':
+        top = 0.02
+        boxes = [Box((x, 2 * hy - top, z), (hx, top, hz), wood, yaw)]
+        c, s = np.cos(yaw), np.sin(yaw)
+        for sx in (-1, 1):
+            for sz in (-1, 1):
+                lx, lz = sx * (hx - 0.05), sz * (hz - 0.05)
+                boxes.append(Box((x + c * lx + s * lz, hy - top, z - s * lx + c * lz),
+                                 (0.025, hy - top, 0.025), wood, yaw))
+        return boxes
+    if kind == 'sofa':
+        return [Box((x, hy / 2 + 0.05, z), (hx, hy / 2 + 0.05, hz), fabric, yaw),
+                Box((x, 0.55, z + hz * 0.8), (hx, 0.3, hz * 0.25), fabric, yaw)]
+    if kind == 'bed':
+        sheet = _material(rng, 'fabric', 0.3, tint=_colour(rng, 0.6, 1.0, (0, 0.3)))
+        return [Box((x, hy / 2, z), (hx, hy / 2, hz), wood, yaw),
+                Box((x, hy + 0.1, z), (hx - 0.02, 0.1, hz - 0.02), sheet, yaw)]
+    if kind == 'plant':
+        pot = _material(rng, 'concrete', 1.0, tint=_colour(rng, 0.3, 0.9))
+        leaves = _material(rng, 'foliage', 0.5, tint=(1.0, 1.0, 1.0), nir_gain=1.0)
+        return [Box((x, 0.2, z), (0.18, 0.2, 0.18), pot, yaw),
+                Box((x, 0.4 + hy, z), (hx, hy, hz), leaves, yaw)]
+    if kind == 'chair':
+        return [Box((x, hy, z), (hx, 0.03, hx), wood, yaw),
+                Box((x, hy / 2, z), (hx * 0.8, hy / 2, hx * 0.8), wood, yaw),
+                Box((x, hy + 0.25, z + hx * 0.9), (hx, 0.25, 0.03), wood, yaw)]
+    if kind == 'rug':
+        return [Box((x, hy, z), (hx, hy, hz), fabric, yaw)]
+    return [Box((x, hy, z), (hx, hy, hz), wood if rng.random() < 0.6 else painted, yaw)]
+
+
+def _decorate_walls(rng, room: Room, boxes: list[Box]) -> None:
+    """Pictures, a door and a bright window on the walls (thin boxes)."""
+    lo, hi = room.lower, room.upper
+    for _ in range(rng.integers(0, 4)):
+        w, h = rng.uniform(0.2, 0.6), rng.uniform(0.2, 0.5)
+        y = rng.uniform(1.3, min(2.0, hi[1] - h - 0.1))
+        if rng.random() < 0.5:
+            boxes.append(Box((rng.uniform(lo[0] + w + 0.1, hi[0] - w - 0.1), y, hi[2] - 0.01),
+                             (w, h, 0.01), _material(rng, 'painting', 0.8)))
+        else:
+            x = lo[0] + 0.01 if rng.random() < 0.5 else hi[0] - 0.01
+            boxes.append(Box((x, y, rng.uniform(lo[2] + 1.5, hi[2] - w - 0.1)), (0.01, h, w),
+                             _material(rng, 'painting', 0.8)))
+    if rng.random() < 0.7:   # a window onto the bright outside, on the far wall
+        w, h = rng.uniform(0.4, 0.9), rng.uniform(0.4, 0.7)
+        daylight = Material('plaster', (64, 64), tint=(0.85, 0.93, 1.0),
+                            emission=rng.uniform(3, 6), emission_nir=rng.uniform(2, 6))
+        boxes.append(Box((rng.uniform(lo[0] + w + 0.1, hi[0] - w - 0.1), rng.uniform(1.2, 1.6),
+                          hi[2] - 0.005), (w, h, 0.006), daylight))
+    if rng.random() < 0.6:
+        door = _material(rng, 'wood', 1.2, tint=_colour(rng, 0.3, 1.0, (0, 0.3)), nir_gain=1.0)
+        x = lo[0] + 0.015 if rng.random() < 0.5 else hi[0] - 0.015
+        boxes.append(Box((x, 1.0, rng.uniform(lo[2] + 2.0, hi[2] - 0.6)), (0.015, 1.0, 0.45),
+                         door))
+
+
+# ----------------------------------------------------------------------------- outdoor
+
+def build_outdoor(rng: np.random.Generator, travel: float = 0.0
+                  ) -> tuple[Scene, Trajectory]:
+    """A street canyon; the camera drives along +Z and may move ``travel`` metres."""
+    road_half = rng.uniform(3.5, 7.5)
+    sidewalk = rng.uniform(2.0, 4.5)
+    far_end = travel + rng.uniform(45.0, 72.0)
+    lanes = [(0.0, bool(rng.random() < 0.6))]
+    if road_half > 5.5:
+        lanes += [(-road_half / 2, True), (road_half / 2, True)]
+    lanes += [(-road_half + 0.3, False), (road_half - 0.3, False)]
+    road = Road(_material(rng, 'asphalt', 4.0, tint=(1, 1, 1), nir_gain=1.0),
+                Material('plaster', (64, 64)), tuple(x for x, _ in lanes),
+                tuple(d for _, d in lanes))
+    boxes: list[Box] = []
+    paving = _material(rng, 'paving', 1.2, tint=_colour(rng, 0.6, 1.0, (0, 0.2)), nir_gain=1.0)
+    for side in (-1, 1):
+        boxes.append(Box((side * (road_half + sidewalk / 2), 0.075, far_end / 2),
+                         (sidewalk / 2, 0.075, far_end / 2 + 25), paving))
+        _street_side(rng, side, road_half + sidewalk, far_end, boxes)
+        _parked_cars(rng, side, road_half, far_end, boxes)
+    # The street ends at a cross facade, which bounds the depth like a LiDAR's range.
+    boxes.append(Box((rng.uniform(-5, 5), 0, far_end + 8), (60.0, rng.uniform(8, 30), 8.0),
+                     _facade(rng)))
+    lane_x = rng.uniform(-road_half * 0.6, road_half * 0.6)
+    for _ in range(rng.integers(0, 3)):   # traffic ahead
+        z = rng.uniform(10.0, far_end - 8)
+        if travel and z < travel + 10:
+            continue
+        x = np.clip(lane_x + rng.choice([-1, 0, 1]) * road_half / 2, -road_half + 1.2,
+                    road_half - 1.2)
+        boxes.extend(_car(rng, x, z, float(rng.uniform(-0.05, 0.05))))
+
+    cam_y = rng.uniform(1.5, 1.8)
+    yaw = rng.uniform(-0.12, 0.12) if not travel else rng.uniform(-0.03, 0.03)
+    pitch = rng.uniform(-0.08, 0.03)
+    roll = rng.uniform(-0.03, 0.03)
+    start = CameraPose.from_angles((lane_x, cam_y, 0.0), yaw, pitch, roll)
+    elevation, azimuth = rng.uniform(0.45, 1.25), rng.uniform(-np.pi, np.pi)
+    sun = np.array([np.cos(elevation) * np.sin(azimuth), np.sin(elevation),
+                    np.cos(elevation) * np.cos(azimuth)])
+    overcast = rng.random() < 0.3
+    sun_power = rng.uniform(0.3, 0.8) if overcast else rng.uniform(2.5, 3.5)
+    sky_power = rng.uniform(0.8, 1.2) if overcast else rng.uniform(0.35, 0.6)
+    lighting = Lighting(
+        sun_direction=tuple(sun), sun_rgb=tuple(sun_power * np.array([1.0, 0.95, 0.85])),
+        ambient_rgb=tuple(sky_power * np.array([0.85, 0.95, 1.15])),
+        nir_sun=sun_power * rng.uniform(0.9, 1.2), nir_ambient=sky_power * 0.35,
+        nir_illuminator=float(rng.uniform(0.0, 2.0)),
+        sky_horizon_rgb=(0.8, 0.85, 0.9) if overcast else (0.7, 0.8, 0.92),
+        sky_zenith_rgb=(0.7, 0.74, 0.8) if overcast else (0.2, 0.38, 0.8),
+        sky_nir=0.1 if overcast else 0.05,
+        cloud_offset=(float(rng.uniform(0, 256)), float(rng.uniform(0, 256))))
+    scene = Scene('outdoor', boxes, lighting, road=road)
+    scene.ground = build_ground_shading(scene, (-45.0, 45.0, -30.0, far_end + 20), 0.25, 0.3)
+    return scene, Trajectory(start, yaw, pitch, roll, speed=0.0, yaw_rate=0.0)
+
+
+def _facade(rng) -> Material:
+    if rng.random() < 0.3:
+        return _material(rng, 'brick', 0.9, tint=_colour(rng, 0.6, 1.0, (0, 0.2)), nir_gain=1.0)
+    bay = (rng.uniform(2.4, 3.6), rng.uniform(2.8, 3.4))
+    return _material(rng, 'facade', bay, tint=_colour(rng, 0.35, 1.0, (0, 0.45)))
+
+
+def _street_side(rng, side: int, inner: float, far_end: float, boxes: list[Box]) -> None:
+    """Buildings, trees and poles on one side of the street (side = -1 left, +1 right)."""
+    z = -25.0
+    while z < far_end:
+        length = rng.uniform(8.0, 25.0)
+        if rng.random() < 0.15:     # a gap with a hedge
+            hedge = _material(rng, 'foliage', 1.0, tint=(1, 1, 1), nir_gain=1.0)
+            boxes.append(Box((side * (inner + 1.0), 0.6, z + length / 2), (0.6, 0.6, length / 2),
+                             hedge))
+            inner_gap = inner + rng.uniform(6, 15)
+            boxes.append(Box((side * (inner_gap + 6), 0, z + length / 2),
+                             (6.0, rng.uniform(6, 20), length / 2), _facade(rng)))
+        else:
+            setback = rng.uniform(0.0, 3.0)
+            boxes.append(Box((side * (inner + setback + 6.0), 0, z + length / 2),
+                             (6.0, rng.uniform(6.0, 24.0), length / 2 - 0.05), _facade(rng)))
+        z += length
+    bark = _material(rng, 'bark', 1.0, tint=(1, 1, 1), nir_gain=1.0)
+    for _ in range(rng.integers(0, 6)):
+        tz, tx = rng.uniform(3.0, far_end - 5), side * (inner - rng.uniform(0.6, 1.2))
+        canopy = rng.uniform(1.2, 2.2)
+        leaves = _material(rng, 'foliage', 1.5, tint=_colour(rng, 0.8, 1.2, (0, 0.2)),
+                           nir_gain=1.0)
+        boxes.append(Box((tx, 1.5, tz), (0.15, 1.5, 0.15), bark))
+        boxes.append(Box((tx, 3.0 + canopy * 0.8, tz), (canopy, canopy * 0.8, canopy), leaves,
+                         float(rng.uniform(0, 1.5))))
+    metal = _material(rng, 'concrete', 1.0, tint=_colour(rng, 0.3, 0.8, (0, 0.2)))
+    for _ in range(rng.integers(0, 4)):
+        boxes.append(Box((side * (inner - rng.uniform(0.3, 0.6)), 2.5, rng.uniform(3, far_end)),
+                         (0.07, 2.5, 0.07), metal))
+
+
+def _parked_cars(rng, side: int, road_half: float, far_end: float, boxes: list[Box]) -> None:
+    z = rng.uniform(2.0, 8.0)
+    while z < far_end - 5:
+        if rng.random() < 0.5:
+            boxes.extend(_car(rng, side * (road_half - 1.1), z, float(rng.uniform(-0.04, 0.04))))
+        z += rng.uniform(5.5, 9.0)
+
+
+def _car(rng, x: float, z: float, yaw: float) -> list[Box]:
+    length, width = rng.uniform(1.9, 2.4), rng.uniform(0.85, 0.95)   # half sizes
+    body_top = rng.uniform(0.95, 1.15)
+    paint = _material(rng, 'car_paint', 1.0, tint=_colour(rng, 0.05, 1.0, (0, 0.9)))
+    glass = Material('glass', (128.0, 128.0))
+    rubber = Material('asphalt', (128.0, 128.0), tint=(0.3, 0.3, 0.3), nir_gain=0.4)
+    cabin_h = rng.uniform(0.22, 0.3)
+    c, s = np.cos(yaw), np.sin(yaw)
+    shift = rng.uniform(-0.25, 0.1) * length
+    return [Box((x, 0.17, z), (width - 0.08, 0.17, length - 0.35), rubber, yaw),
+            Box((x, (body_top + 0.3) / 2, z), (width, (body_top - 0.3) / 2, length), paint, yaw),
+            Box((x + s * shift, body_top + cabin_h, z + c * shift),
+                (width - 0.08, cabin_h, length * 0.5), glass, yaw)]
+
+
+def build_scene(kind: str, rng: np.random.Generator, travel: float = 0.0
+                ) -> tuple[Scene, Trajectory]:
+    if kind == 'indoor':
+        return build_indoor(rng, travel)
+    if kind == 'outdoor':
+        return build_outdoor(rng, travel)
+    raise ValueError(f"scene kind must be 'indoor' or 'outdoor', got {kind!r}")
