@@ -354,7 +354,7 @@ def run_training(config: ExperimentConfig, *, dataset: Sequence | None = None,
         seed_everything(t.seed + 1_000 * env.rank)   # own dropout / augmentation stream
         if dataset is None:
             dataset = open_dataset(config, config.data.train_split)
-        if val_dataset is None and config.data.val_split and (t.val_every or env.rank == 0):
+        if val_dataset is None and config.data.val_split and env.rank == 0:
             val_dataset = open_dataset(config, config.data.val_split, config.data.val_options)
         trainer = Trainer(config, method, dataset, val_dataset, context, progress)
         trainer.resume(resume)
