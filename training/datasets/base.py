@@ -13,6 +13,15 @@ the same code the nodes run). Keys, present when the dataset has them:
 - ``camera``: depth_nodes.core.camera.CameraIntrinsics of ``rgb``
 - ``baseline``: float, stereo baseline in metres
 - ``name``: str, a stable id of the sample (file stem, index, seed)
+
+Optional keys of particular datasets:
+
+- ``disparity_offset``: float px, cx_right - cx_left of a pair whose principal points
+  differ (Middlebury's doffs): depth = fx * baseline / (disparity + disparity_offset)
+- ``right_nir``: (H, W) uint8 NIR image of the right camera of an RGB (left) / NIR (right)
+  rectified rig (PittsStereo-RGBNIR), not registered to ``rgb``
+- ``stamp``: float seconds since the first frame of a sequence (synthetic sequences)
+- ``pose``: (4, 4) float64 world_from_camera (optical frame) transform (synthetic sequences)
 """
 from __future__ import annotations
 
