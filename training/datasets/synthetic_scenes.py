@@ -286,7 +286,7 @@ def build_outdoor(rng: np.random.Generator, travel: float = 0.0
         sky_nir=0.1 if overcast else 0.05,
         cloud_offset=(float(rng.uniform(0, 256)), float(rng.uniform(0, 256))))
     scene = Scene('outdoor', boxes, lighting, road=road)
-    scene.ground = build_ground_shading(scene, (-45.0, 45.0, -30.0, far_end + 20), 0.25, 0.3)
+    scene.ground = build_ground_shading(scene, (-45.0, 45.0, -30.0, far_end + 20), 0.4, 0.35)
     return scene, Trajectory(start, yaw, pitch, roll, speed=0.0, yaw_rate=0.0)
 
 
