@@ -9,3 +9,7 @@ case $- in *u*) set +u; source "$root/install/setup.bash"; set -u ;; *) source "
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$root"
 export DEPTH_NODES_WORKSPACE="$root/install"
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
+# Camera-size messages to best-effort readers need a larger shared-memory segment (see the file).
+export FASTDDS_DEFAULT_PROFILES_FILE="${FASTDDS_DEFAULT_PROFILES_FILE:-$root/config/fastdds_large_data.xml}"
+# This machine has no robot network: keep DDS discovery on loopback.
+export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"

@@ -20,7 +20,8 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
                                 ParameterType, SetParametersResult)
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import (QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy,
+                       qos_profile_sensor_data)
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
@@ -71,13 +72,13 @@ class DepthOutputs:
                 rgb=None, colored: bool, points: bool, stride: int,
                 depth_range: tuple[float, float]) -> None:
         """Publish a result with the input's header (REP 118: same stamp and frame_id)."""
-        self.depth.publish(ros_io.array_to_image(result.depth, '32FC1', header))
+        self.depth.publish(ros_io.image_to_cdr(result.depth, '32FC1', header))
         if result.camera is not None:
             self.info.publish(ros_io.intrinsics_to_camera_info(result.camera, header,
                                                                info_template))
         if colored and self.colored.get_subscription_count():
             rgb_depth = colorize_depth(result.depth, *depth_range)
-            self.colored.publish(ros_io.array_to_image(rgb_depth, 'rgb8', header))
+            self.colored.publish(ros_io.image_to_cdr(rgb_depth, 'rgb8', header))
         if points and result.camera is not None and self.points.get_subscription_count():
             if rgb is not None and rgb.shape[:2] != result.depth.shape:
                 import cv2
@@ -86,7 +87,7 @@ class DepthOutputs:
                 from depth_nodes.core.camera import pixel_rays
                 self._rays_key, self._rays = result.camera, pixel_rays(result.camera)
             cloud = depth_to_xyzrgb(result.depth, result.camera, rgb, stride, self._rays)
-            self.points.publish(ros_io.xyzrgb_to_pointcloud2(cloud, header))
+            self.points.publish(ros_io.xyzrgb_to_pointcloud2_cdr(cloud, header))
 
 
 class DepthNodeBase(Node):
@@ -275,9 +276,20 @@ class DepthNodeBase(Node):
         return super().destroy_node()
 
 
-def subscription_qos():
-    """Sensor-data QoS, overridable per topic via qos_overrides.<topic>.subscription.*."""
-    return dict(qos_profile=qos_profile_sensor_data,
+# Sensor-data QoS (best effort, volatile) keeping only the newest sample: a frame that waits in
+# the DDS reader queue while the model runs would only add latency, so the middleware keeps
+# one, as the node's worker does.
+INPUT_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=1,
+                       reliability=qos_profile_sensor_data.reliability,
+                       durability=qos_profile_sensor_data.durability)
+
+
+def subscription_qos(raw: bool = False):
+    """Input QoS, overridable per topic via qos_overrides.<topic>.subscription.<policy>.
+
+    ``raw``: deliver serialized bytes (decode with ros_io.image_from_cdr), for images.
+    """
+    return dict(qos_profile=INPUT_QOS, raw=raw,
                 qos_overriding_options=QoSOverridingOptions.with_default_policies())
 
 

@@ -20,7 +20,7 @@ class MonoDepthNode(DepthNodeBase):
                  default_model: str = 'eigen_synthetic', **node_kwargs):
         super().__init__(node_name, default_model=default_model, **node_kwargs)
         self._camera_info: CameraInfo | None = None
-        self.create_subscription(Image, 'image', self.submit, **subscription_qos())
+        self.create_subscription(Image, 'image', self.submit, **subscription_qos(raw=True))
         self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info,
                                  **subscription_qos())
 
@@ -30,7 +30,8 @@ class MonoDepthNode(DepthNodeBase):
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
 
-    def process(self, msg: Image):
+    def process(self, raw: bytes):
+        msg = ros_io.image_from_cdr(raw)
         image = ros_io.image_to_array(msg)
         info, camera = self._camera_info, None
         if info is not None:
@@ -45,7 +46,7 @@ class MonoDepthNode(DepthNodeBase):
         result = self.estimator.estimate(image, msg.encoding, camera,
                                          depth_range=self.depth_range())
         want_rgb = self.get_parameter('publish_points').value and camera is not None
-        self.publish_result(msg.header, result, info_template=info,
+        self.publish_result(ros_io.header_from(msg), result, info_template=info,
                             rgb=to_rgb8(image, msg.encoding) if want_rgb else None)
 
 

@@ -6,7 +6,7 @@ import pytest
 from depth_nodes.core.model_spec import ModelSpec
 from depth_nodes.core.postprocess import (OutputConversionError, output_to_metres,
                                           resize_output, squeeze_output)
-from depth_nodes.core.preprocess import image_to_tensor, to_model_channels
+from depth_nodes.core.preprocess import image_to_tensor, resize_image
 
 
 def spec(**kw):
@@ -39,20 +39,25 @@ def test_mono16_to_rgb_model_replicates_and_scales():
 
 
 def test_rgb_to_gray_model_uses_bt601_luma():
-    unit = np.array([[[1.0, 0.0, 0.0]]], np.float32)
-    gray = to_model_channels(unit, 'rgb8', 1, 'rgb')
-    assert gray[0, 0, 0] == pytest.approx(0.299)
-    bgr = to_model_channels(unit, 'bgr8', 1, 'rgb')  # the 1.0 is blue here
-    assert bgr[0, 0, 0] == pytest.approx(0.114)
+    gray_spec = spec(input_channels=1, mean=(0.0,), std=(1.0,))
+    image = np.zeros((2, 2, 3), np.uint8)
+    image[..., 0] = 255
+    assert image_to_tensor(image, 'rgb8', gray_spec)[0, 0, 0, 0] == pytest.approx(0.299)
+    assert image_to_tensor(image, 'bgr8', gray_spec)[0, 0, 0, 0] == pytest.approx(0.114)
 
 
-def test_resize_to_model_size_area_average():
-    image = np.zeros((4, 4), np.uint8)
-    image[:2, :2] = 200  # top-left 2x2 block -> one model pixel of 200
-    t = image_to_tensor(image, 'mono8', spec(input_channels=1, mean=(0.0,), std=(1.0,)))
-    assert t.shape == (1, 1, 2, 2)
-    assert t[0, 0, 0, 0] == pytest.approx(200 / 255, abs=1e-6)
-    assert t[0, 0, 1, 1] == 0.0
+def test_shrinking_resize_matches_area_averaging_and_does_not_alias():
+    import cv2
+    from skimage.data import astronaut
+    image = cv2.resize(astronaut(), (640, 480), interpolation=cv2.INTER_AREA)
+    ours = resize_image(image, 228, 304).astype(int)
+    area = cv2.resize(image, (304, 228), interpolation=cv2.INTER_AREA).astype(int)
+    assert ours.shape == (228, 304, 3)
+    assert np.abs(ours - area).mean() < 2.0            # grey levels, on a natural image
+    # One-pixel stripes shrunk 4.2x: averaging gives flat grey, point sampling would alias.
+    stripes = np.tile(np.array([0, 255], np.uint8), (960, 640))
+    shrunk = resize_image(stripes, 228, 304)
+    assert abs(float(shrunk.mean()) - 127.5) < 1.0 and shrunk.std() < 2.0
 
 
 def test_depth_encoding_is_refused_for_an_image_model():
