@@ -93,16 +93,21 @@ class DepthOutputs:
 class DepthNodeBase(Node):
     """Base of the depth nodes. Subclasses implement make_estimator() and process()."""
 
+    silent_input_s = 5.0   # publishers but no data for this long -> a hint in the log
+
     def __init__(self, node_name: str, *, default_model: str, **node_kwargs):
         super().__init__(node_name, **node_kwargs)
         self._declare_common_parameters(default_model)
         self.reporter = ThrottledReporter(self.get_logger().warning, WARN_PERIOD_S)
         self._errors = ThrottledReporter(self.get_logger().error, WARN_PERIOD_S)
+        self.hints = ThrottledReporter(self.get_logger().warning, 30.0)
         self.input_rate = RateMeter()
         self.output_rate = RateMeter()
         self.inference_latency = LatencyWindow()
         self.pipeline_latency = LatencyWindow()
         self.last_model_error = ''
+        self.input_subscriptions = []
+        self._last_input = time.monotonic()
         self._model_lock = threading.Lock()
         self.model: LoadedModel | None = None
         self.estimator: Any = None
@@ -210,8 +215,15 @@ class DepthNodeBase(Node):
         raise NotImplementedError
 
     # -- frames ----------------------------------------------------------------------------
+    def create_input_subscription(self, msg_type, topic: str, callback, raw: bool = False):
+        """Subscribe an input with INPUT_QOS; watched for 'publishers but no data'."""
+        sub = self.create_subscription(msg_type, topic, callback, **subscription_qos(raw))
+        self.input_subscriptions.append(sub)
+        return sub
+
     def submit(self, item) -> None:
         """Called from subscription callbacks: keep only the newest input."""
+        self._last_input = time.monotonic()
         self.input_rate.tick()
         self.worker.submit((time.perf_counter(), item))
 
@@ -244,7 +256,27 @@ class DepthNodeBase(Node):
                                                 f'{type(exc).__name__}: {exc}')
 
     # -- diagnostics -----------------------------------------------------------------------
+    def _check_silent_inputs(self) -> None:
+        """Warn when an input topic has publishers but no message arrived for a while.
+
+        The usual cause is best-effort delivery of camera-size images over Fast DDS with its
+        default 512 KB shared-memory segment (see config/fastdds_large_data.xml).
+        """
+        if time.monotonic() - self._last_input < self.silent_input_s:
+            return
+        for sub in self.input_subscriptions:
+            publishers = self.count_publishers(sub.topic_name)
+            if publishers:
+                self.hints.report(
+                    sub.topic_name,
+                    f'{sub.topic_name} has {publishers} publisher(s) but nothing arrived for '
+                    f'{self.silent_input_s:.0f} s.'
+                    ' For images over Fast DDS, export FASTDDS_DEFAULT_PROFILES_FILE='
+                    '<share>/depth_nodes/config/fastdds_large_data.xml for the publisher too, or'
+                    f' set qos_overrides.{sub.topic_name}.subscription.reliability:=reliable')
+
     def _publish_diagnostics(self) -> None:
+        self._check_silent_inputs()
         inf50, inf95 = self.inference_latency.percentiles(50, 95)
         e2e50, e2e95 = self.pipeline_latency.percentiles(50, 95)
         in_rate, out_rate = self.input_rate.rate(), self.output_rate.rate()

@@ -20,7 +20,7 @@ class MonoDepthNode(DepthNodeBase):
                  default_model: str = 'eigen_synthetic', **node_kwargs):
         super().__init__(node_name, default_model=default_model, **node_kwargs)
         self._camera_info: CameraInfo | None = None
-        self.create_subscription(Image, 'image', self.submit, **subscription_qos(raw=True))
+        self.create_input_subscription(Image, 'image', self.submit, raw=True)
         self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info,
                                  **subscription_qos())
 

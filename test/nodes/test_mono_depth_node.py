@@ -189,6 +189,15 @@ def test_diagnostics_report_rates_and_backend(model_path):
         assert 0 < float(values['inference p50 (ms)']) < 1000
 
 
+def test_publisher_without_delivered_data_gets_a_hint(model_path):
+    with ros_graph(node_factory(model_path)) as (probe, (node,)):
+        node.silent_input_s = 0.5
+        image_pub = probe.publisher(Image, 'image')   # discovered, but never publishes
+        assert probe.wait_for_subscribers(image_pub)
+        assert probe.wait_for(lambda: node.hints.counts['/image'] >= 1, timeout=5.0)
+        assert node.reporter.total == 0               # a hint, not a rejected frame
+
+
 def installed_executable():
     workspace = os.environ.get('DEPTH_NODES_WORKSPACE')
     if workspace:
