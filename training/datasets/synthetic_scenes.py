@@ -142,28 +142,30 @@ def _place_furniture(rng, room: Room, path, boxes, footprints) -> None:
             'shelf': (rng.uniform(0.4, 0.9), rng.uniform(0.8, 1.1), 0.2),
             'plant': (0.25, 0.5, 0.25), 'chair': (0.23, 0.45, 0.23),
             'rug': (rng.uniform(0.7, 1.4), 0.006, rng.uniform(0.5, 1.0))}[kind]
-    hx, hy, hz = dims
     lo, hi = room.lower, room.upper
     against_wall = kind in ('cabinet', 'shelf', 'sofa', 'bed')
     for _ in range(12):
+        hx, hy, hz = dims
         yaw = 0.0 if against_wall else float(rng.uniform(-0.6, 0.6))
-        reach = max(hx, hz) if yaw else None
         if against_wall:    # back against the far wall or a side wall
             side = rng.integers(3)
-            if side == 0:
-                x, z = rng.uniform(lo[0] + hx, hi[0] - hx), hi[2] - hz - 0.01
-            else:
+            if side != 0:
                 hx, hz = hz, hx
-                x = lo[0] + hx + 0.01 if side == 1 else hi[0] - hx - 0.01
-                z = rng.uniform(lo[2] + 1.5, hi[2] - hz)
+            x_range = ((lo[0] + hx, hi[0] - hx) if side == 0 else
+                       (lo[0] + hx + 0.01,) * 2 if side == 1 else (hi[0] - hx - 0.01,) * 2)
+            z_range = (hi[2] - hz - 0.01,) * 2 if side == 0 else (lo[2] + 1.5, hi[2] - hz)
         else:
-            x = rng.uniform(lo[0] + hx + 0.2, hi[0] - hx - 0.2)
-            z = rng.uniform(lo[2] + 1.2, hi[2] - hz - 0.2)
-        ex, ez = (reach, reach) if reach else (hx, hz)
+            reach = np.hypot(hx, hz)     # any yaw stays inside this radius
+            x_range = (lo[0] + reach + 0.1, hi[0] - reach - 0.1)
+            z_range = (lo[2] + 1.2, hi[2] - reach - 0.1)
+        if x_range[0] > x_range[1] or z_range[0] > z_range[1]:
+            continue                     # does not fit this room that way
+        x, z = rng.uniform(*x_range), rng.uniform(*z_range)
+        ex, ez = (hx, hz) if yaw == 0.0 else (np.hypot(hx, hz),) * 2
         if not _clear_of_path(path, x, z, ex, ez, 0.9 + hy * 0.3):
             continue
-        if any(abs(x - fx) < ex + fex and abs(z - fz) < ez + fez and kind != 'rug'
-               for fx, fz, fex, fez in footprints):
+        if kind != 'rug' and any(abs(x - fx) < ex + fex and abs(z - fz) < ez + fez
+                                 for fx, fz, fex, fez in footprints):
             continue
         footprints.append((x, z, ex, ez))
         boxes.extend(_furniture_boxes(rng, kind, x, z, hx, hy, hz, yaw))
@@ -256,7 +258,9 @@ def build_outdoor(rng: np.random.Generator, travel: float = 0.0
     # The street ends at a cross facade, which bounds the depth like a LiDAR's range.
     boxes.append(Box((rng.uniform(-5, 5), 0, far_end + 8), (60.0, rng.uniform(8, 30), 8.0),
                      _facade(rng)))
-    lane_x = rng.uniform(-road_half * 0.6, road_half * 0.6)
+    # Keep >= 1.2 m from the parked cars' flanks (at road_half - 2 m): within the field of
+    # view nothing is then nearer than the 1 m a LiDAR sees.
+    lane_x = rng.uniform(-1, 1) * max(road_half - 3.2, 0.0)
     for _ in range(rng.integers(0, 3)):   # traffic ahead
         z = rng.uniform(10.0, far_end - 8)
         if travel and z < travel + 10:
