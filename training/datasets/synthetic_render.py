@@ -43,7 +43,8 @@ class SurfaceTables:
 
 
 def surface_tables(scene: Scene) -> SurfaceTables:
-    if scene.tables is not None:
+    """The scene's tables, built on first use (and again if boxes were added since)."""
+    if scene.tables is not None and len(scene.tables.box[0]) == len(scene.boxes):
         return scene.tables
     atlas = texture_atlas()
     blank = Material('plaster', (1.0, 1.0))
