@@ -186,3 +186,17 @@ def test_bad_options_are_named():
         SyntheticScenes('train', size=1, outputs=('rgb', 'lidar'), **SIZE)[0]
     with pytest.raises(IndexError):
         SyntheticScenes('train', size=2)[2]
+
+
+def test_batched_small_boxes_cast_exactly_like_one_box_at_a_time(monkeypatch):
+    import training.datasets.synthetic_geometry as geometry
+    camera = pinhole_camera(96, 96, 70.0)
+    for kind in ('indoor', 'outdoor'):
+        scene, trajectory = build_scene(kind, np.random.default_rng(11))
+        batched = cast_rays(scene, camera, trajectory.start)
+        monkeypatch.setattr(geometry, 'SMALL_WINDOW', 0)
+        single = cast_rays(scene, camera, trajectory.start)
+        monkeypatch.undo()
+        np.testing.assert_array_equal(batched.depth, single.depth)
+        np.testing.assert_array_equal(batched.ids, single.ids)
+        assert batched.windows == single.windows and len(batched.windows) > 3

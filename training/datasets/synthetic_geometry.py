@@ -19,6 +19,8 @@ from depth_nodes.core.camera import CameraIntrinsics
 from training.datasets.synthetic_textures import remap_points
 
 SKY, ROAD, FIRST_BOX = -1, 6, 8          # ids in the id buffer; room faces are 0..5
+# Boxes whose screen window has at most this many pixels are ray cast together.
+SMALL_WINDOW = 4096
 ROOM_NORMALS = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]],
                         dtype=np.float32)   # inward normals of faces -X, +X, -Y, +Y, -Z, +Z
 
@@ -101,8 +103,10 @@ class Scene:
     room: Room | None = None
     road: Road | None = None
     ground: GroundShading | None = field(default=None, repr=False)
-    # Caches built on first use: box corners (cast_rays) and the renderer's surface tables.
+    # Caches built on first use: box corners and parameters (box_table), and the
+    # renderer's surface tables (synthetic_render).
     corners: np.ndarray | None = field(default=None, repr=False, compare=False)
+    box_params: np.ndarray | None = field(default=None, repr=False, compare=False)
     tables: object = field(default=None, repr=False, compare=False)
 
 
@@ -179,9 +183,15 @@ def cast_rays(scene: Scene, camera: CameraIntrinsics, pose: CameraPose) -> RayHi
             t = np.where(dy < 0, -origin[1] / dy, np.inf).astype(np.float32)
             closer = t < depth
             depth[closer], ids[closer] = t[closer], ROAD
+        small = []
         for index, window in _box_windows(scene, camera, pose, depth):
-            if _hit_box(scene.boxes[index], FIRST_BOX + index, origin, dirs, depth, ids, window):
+            if (window[1] - window[0]) * (window[3] - window[2]) <= SMALL_WINDOW:
+                small.append((index, window))     # batched below: fewer numpy calls
+            elif _hit_box(scene.boxes[index], FIRST_BOX + index, origin, dirs, depth, ids,
+                          window):
                 windows[FIRST_BOX + index] = window
+        if small:
+            _hit_small_boxes(scene, small, origin, dirs, depth, ids, windows)
     return RayHits(depth, ids, dirs, windows)
 
 
@@ -201,15 +211,32 @@ def _hit_room(room: Room, origin, dirs, depth, ids) -> None:
 
 def box_corners(box: Box) -> np.ndarray:
     """(8, 3) world coordinates of a box's corners."""
+    return _corners(np.asarray(box.center, np.float64)[None],
+                    np.asarray(box.half_size, np.float64)[None], np.array([box.yaw]))[0]
+
+
+def _corners(center: np.ndarray, half: np.ndarray, yaw: np.ndarray) -> np.ndarray:
     signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)],
                      dtype=np.float64)
-    local = signs * np.asarray(box.half_size)
-    c, s = np.cos(box.yaw), np.sin(box.yaw)
+    local = signs[None] * half[:, None, :]                          # (n, 8, 3)
+    c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
     world = np.empty_like(local)
-    world[:, 0] = c * local[:, 0] + s * local[:, 2]
-    world[:, 1] = local[:, 1]
-    world[:, 2] = -s * local[:, 0] + c * local[:, 2]
-    return world + np.asarray(box.center)
+    world[..., 0] = c * local[..., 0] + s * local[..., 2]
+    world[..., 1] = local[..., 1]
+    world[..., 2] = -s * local[..., 0] + c * local[..., 2]
+    return world + center[:, None, :]
+
+
+def box_table(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
+    """(corners (n, 8, 3) float64, parameters (8, n) float32: centre x y z, half sizes
+    x y z, cos and sin of the yaw) of the scene's boxes, cached on the scene."""
+    if scene.box_params is None or scene.box_params.shape[1] != len(scene.boxes):
+        rows = np.array([b.center + b.half_size + (b.yaw,) for b in scene.boxes],
+                        np.float64).reshape(-1, 7)
+        scene.corners = _corners(rows[:, :3], rows[:, 3:6], rows[:, 6])
+        scene.box_params = np.vstack([rows[:, :6].T, np.cos(rows[:, 6]),
+                                      np.sin(rows[:, 6])]).astype(np.float32)
+    return scene.corners, scene.box_params
 
 
 def _box_windows(scene: Scene, camera: CameraIntrinsics, pose: CameraPose, depth: np.ndarray):
@@ -219,9 +246,8 @@ def _box_windows(scene: Scene, camera: CameraIntrinsics, pose: CameraPose, depth
     Depth is linear over a box, so its smallest corner Z bounds the Z of every visible
     point of it: a window whose current depths are all nearer hides the box completely.
     """
-    if scene.corners is None or len(scene.corners) != len(scene.boxes):
-        scene.corners = np.array([box_corners(b) for b in scene.boxes]).reshape(-1, 8, 3)
-    optical = (scene.corners - pose.position) @ pose.rotation     # (boxes, 8, 3)
+    corners, _ = box_table(scene)
+    optical = (corners - pose.position) @ pose.rotation           # (boxes, 8, 3)
     z = optical[:, :, 2]
     in_front = z > 1e-3
     with np.errstate(divide='ignore', invalid='ignore'):
@@ -278,3 +304,44 @@ def _hit_box(box: Box, box_id: int, origin, dirs, depth, ids, window) -> bool:
     sub_depth[hit] = near[hit]
     ids[v0:v1, u0:u1][hit] = box_id
     return True
+
+
+def _hit_small_boxes(scene: Scene, small, origin, dirs, depth, ids, windows) -> None:
+    """The slab test of _hit_box for many small boxes at once: every (pixel, box) pair of
+    their windows in one set of array operations, then the nearest hit per pixel."""
+    _, params = box_table(scene)
+    width = depth.shape[1]
+    pixels, owners = [], []
+    for index, (v0, v1, u0, u1) in small:
+        flat = (np.arange(v0, v1)[:, None] * width + np.arange(u0, u1)[None, :]).ravel()
+        pixels.append(flat)
+        owners.append(np.full(flat.size, index))
+    pixel, box = np.concatenate(pixels), np.concatenate(owners)
+    cx, cy, cz, hx, hy, hz, cos, sin = (column.take(box) for column in params)
+    flat_dirs = dirs.reshape(3, -1)
+    dx, dy, dz = (flat_dirs[a].take(pixel) for a in range(3))
+    rx, ry, rz = origin[0] - cx, origin[1] - cy, origin[2] - cz
+    ox, oz = cos * rx - sin * rz, sin * rx + cos * rz
+    lx, lz = cos * dx - sin * dz, sin * dx + cos * dz
+    near, far = None, None
+    for o, d, h in ((ox, lx, hx), (ry, dy, hy), (oz, lz, hz)):
+        inv = np.float32(1.0) / d
+        t1 = (-h - o) * inv
+        t2 = (h - o) * inv
+        lo, hi = np.minimum(t1, t2), np.maximum(t1, t2)
+        near = lo if near is None else np.maximum(near, lo)
+        far = hi if far is None else np.minimum(far, hi)
+    hit = np.flatnonzero((near <= far) & (near > 0))
+    pixel, box, near = pixel[hit], box[hit], near[hit]
+    order = np.lexsort((near, pixel))           # by pixel, nearest first
+    pixel, box, near = pixel[order], box[order], near[order]
+    first = np.ones(pixel.size, bool)
+    first[1:] = pixel[1:] != pixel[:-1]
+    pixel, box, near = pixel[first], box[first], near[first]
+    flat_depth, flat_ids = depth.reshape(-1), ids.reshape(-1)
+    closer = near < flat_depth[pixel]
+    flat_depth[pixel[closer]] = near[closer]
+    flat_ids[pixel[closer]] = FIRST_BOX + box[closer]
+    placed = dict(small)
+    for index in np.unique(box[closer]).tolist():
+        windows[FIRST_BOX + index] = placed[index]

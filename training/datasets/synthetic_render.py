@@ -20,7 +20,7 @@ import numpy as np
 from depth_nodes.core.camera import CameraIntrinsics
 from training.datasets.synthetic_geometry import (FIRST_BOX, ROAD, ROOM_NORMALS, SKY,
                                                   CameraPose, GroundShading, Lighting,
-                                                  Material, RayHits, Road, Scene, box_corners)
+                                                  Material, RayHits, Road, Scene, box_table)
 from training.datasets.synthetic_textures import texture_atlas
 
 LANE_PAINT_RGB, LANE_PAINT_NIR = 0.75, 0.7    # white road paint is bright in NIR too
@@ -58,8 +58,7 @@ def surface_tables(scene: Scene) -> SurfaceTables:
     def column(values):
         return np.ascontiguousarray(values, dtype=np.float32)
 
-    box_rows = np.array([b.center + b.half_size + (np.cos(b.yaw), np.sin(b.yaw))
-                         for b in scene.boxes], np.float64).reshape(-1, 8)
+    _, box_params = box_table(scene)
     scene.tables = SurfaceTables(
         texture=np.array([atlas.index[m.texture] for m in materials], np.intp),
         scale_u=column([m.texels_per_metre[0] for m in materials]),
@@ -70,7 +69,7 @@ def surface_tables(scene: Scene) -> SurfaceTables:
         nir_gain=column([m.nir_gain for m in materials]),
         emission=column([m.emission for m in materials]),
         emission_nir=column([m.emission_nir for m in materials]),
-        box=[column(box_rows[:, k]) for k in range(8)])
+        box=list(box_params))
     return scene.tables
 
 
@@ -277,8 +276,8 @@ def build_ground_shading(scene: Scene, extent: tuple[float, float, float, float]
     shadow = np.zeros((nz, nx), np.float32)
     contact = np.zeros((nz, nx), np.float32)
     light = scene.lighting
-    for box in scene.boxes:
-        corners = box_corners(box)
+    all_corners, _ = box_table(scene)
+    for corners in all_corners.copy():
         corners[:, 1] = np.maximum(corners[:, 1], 0.0)   # boxes may reach below the ground
         if light.lamp_position is None:
             sun = np.asarray(light.sun_direction)
