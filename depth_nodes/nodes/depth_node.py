@@ -10,6 +10,7 @@ is done through the `model` parameter (the old model keeps running if the new on
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any, Callable
@@ -41,6 +42,23 @@ OUTPUT_QOS = QoSProfile(depth=5, reliability=QoSReliabilityPolicy.RELIABLE)
 # Parameters whose change needs the model (re)loaded; the others apply at the next frame.
 RELOAD_PARAMETERS = ('model', 'backend', 'precision', 'engine_cache_dir', 'output_resolution')
 WARN_PERIOD_S = 5.0
+
+
+class _RclpyLogHandler(logging.Handler):
+    """Forwards Python logging of depth_nodes.* (engine cache, TensorRT) to the node's log."""
+
+    def __init__(self, logger):
+        super().__init__()
+        self._logger = logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = f'[{record.name}] {record.getMessage()}'
+        if record.levelno >= logging.ERROR:
+            self._logger.error(text)
+        elif record.levelno >= logging.WARNING:
+            self._logger.warning(text)
+        else:
+            self._logger.info(text)
 
 
 def _descriptor(description: str, *, choices=None, float_range=None, int_range=None,
@@ -97,6 +115,10 @@ class DepthNodeBase(Node):
 
     def __init__(self, node_name: str, *, default_model: str, **node_kwargs):
         super().__init__(node_name, **node_kwargs)
+        python_log = logging.getLogger('depth_nodes')
+        python_log.setLevel(logging.INFO)
+        self._log_handler = _RclpyLogHandler(self.get_logger())
+        python_log.addHandler(self._log_handler)
         self._declare_common_parameters(default_model)
         self.reporter = ThrottledReporter(self.get_logger().warning, WARN_PERIOD_S)
         self._errors = ThrottledReporter(self.get_logger().error, WARN_PERIOD_S)
@@ -304,6 +326,7 @@ class DepthNodeBase(Node):
         self._diagnostics.publish(array)
 
     def destroy_node(self):
+        logging.getLogger('depth_nodes').removeHandler(self._log_handler)
         self.worker.stop()
         return super().destroy_node()
 

@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""The main job, end to end on this machine: camera bag -> mono_depth_node -> depth bag.
+
+1. writes a short synthetic indoor camera sequence as a rosbag2 (image, camera_info and
+   ground-truth depth),
+2. starts the colcon-installed mono_depth_node with the demo model (ONNX Runtime, CPU),
+3. replays the bag over DDS and records the published depth into a second rosbag2,
+4. writes demo_output/demo.png (input | depth | ground truth) and metrics.json.
+
+Run through tools/demo.sh, which prepares the environment first.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / 'tools'))
+
+from make_sample_bags import RGB_TOPICS, write_rgb_bag  # noqa: E402
+
+DEPTH_TOPICS = {'/depth/image': 'sensor_msgs/msg/Image',
+                '/depth/camera_info': 'sensor_msgs/msg/CameraInfo'}
+
+
+def node_command(model: str) -> list[str]:
+    workspace = os.environ.get('DEPTH_NODES_WORKSPACE', str(REPO / 'install'))
+    exe = Path(workspace) / 'depth_nodes' / 'lib' / 'depth_nodes' / 'mono_depth_node'
+    return [str(exe), '--ros-args', '-p', f'model:={model}', '-p', 'backend:=onnxruntime',
+            '-r', f"image:={RGB_TOPICS['image'][0]}",
+            '-r', f"camera_info:={RGB_TOPICS['camera_info'][0]}"]
+
+
+def stamped_images(bag: Path, topic: str) -> dict[int, np.ndarray]:
+    """header stamp (ns) -> image array, for one Image topic of a bag."""
+    from depth_nodes import ros_io
+    from depth_nodes.dds_bag import open_bag
+    images = {}
+    with open_bag(bag) as reader:
+        conns = [c for c in reader.connections if c.topic == topic]
+        for _, _, raw in reader.messages(connections=conns):
+            msg = ros_io.image_from_cdr(raw)
+            stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+            images[stamp] = np.array(ros_io.image_to_array(msg))
+    return images
+
+
+def replay_through_node(camera_bag: Path, depth_bag: Path, model: str, log: Path,
+                        expected: int) -> int:
+    """Run the node, play the camera bag to it over DDS and record its depth output."""
+    import rclpy
+
+    from depth_nodes.dds_bag import BagPlayer, BagRecorder
+    with open(log, 'w') as log_file:
+        node_proc = subprocess.Popen(node_command(model), stdout=log_file,
+                                     stderr=subprocess.STDOUT)
+    rclpy.init()
+    node = rclpy.create_node('depth_demo')
+    threading.Thread(target=rclpy.spin, args=(node,), daemon=True).start()
+    try:
+        recorder = BagRecorder(node, depth_bag, DEPTH_TOPICS)
+        player = BagPlayer(node, camera_bag, topics=[t for t, _ in RGB_TOPICS.values()
+                                                     if t != RGB_TOPICS['ground_truth'][0]])
+        deadline = time.monotonic() + 60
+        while node.count_publishers('/depth/image') == 0 and time.monotonic() < deadline:
+            if node_proc.poll() is not None:
+                raise RuntimeError(f'mono_depth_node exited ({node_proc.returncode}); '
+                                   f'see {log}')
+            time.sleep(0.1)
+        if not player.wait_for_subscribers([RGB_TOPICS['image'][0]], timeout=30):
+            raise RuntimeError(f'mono_depth_node did not subscribe to the camera; see {log}')
+        time.sleep(0.5)                 # let the recorder's subscriptions match the node
+        print(f'[demo] replaying {camera_bag.name} over DDS to mono_depth_node ...')
+        player.play()
+        deadline = time.monotonic() + 15
+        while recorder.counts['/depth/image'] < expected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        recorder.close()
+        return recorder.counts['/depth/image']
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        node_proc.send_signal(signal.SIGINT)
+        try:
+            node_proc.wait(10)
+        except subprocess.TimeoutExpired:
+            node_proc.kill()
+
+
+def evaluate(camera_bag: Path, depth_bag: Path, depth_range: tuple[float, float]):
+    from training.metrics import DepthEvalProtocol, MetricAverager, depth_metrics
+    truth = stamped_images(camera_bag, RGB_TOPICS['ground_truth'][0])
+    inputs = stamped_images(camera_bag, RGB_TOPICS['image'][0])
+    predicted = stamped_images(depth_bag, '/depth/image')
+    protocol = DepthEvalProtocol(min_depth=depth_range[0], max_depth=depth_range[1])
+    average = MetricAverager()
+    for stamp, depth in predicted.items():
+        average.add(depth_metrics(depth, truth[stamp], protocol))
+    # The mean-depth baseline: one constant depth for every pixel (what "no model" scores).
+    flat = np.concatenate([d[np.isfinite(d)] for d in truth.values()])
+    baseline = MetricAverager()
+    for stamp in predicted:
+        baseline.add(depth_metrics(np.full_like(truth[stamp], flat.mean()), truth[stamp],
+                                   protocol))
+    return inputs, predicted, truth, average.means(), baseline.means()
+
+
+def side_by_side(inputs, predicted, truth, depth_range, path: Path, rows: int = 3) -> None:
+    from depth_nodes.core.colorize import colorize_depth
+    stamps = sorted(predicted)
+    picks = [stamps[i] for i in np.linspace(0, len(stamps) - 1, rows).round().astype(int)]
+    tiles = []
+    for stamp in picks:
+        row = [inputs[stamp], colorize_depth(predicted[stamp], *depth_range),
+               colorize_depth(truth[stamp], *depth_range)]
+        tiles.append(np.hstack(row))
+    grid = np.vstack(tiles)
+    width = inputs[picks[0]].shape[1]
+    for i, label in enumerate(('input (rgb8)', 'depth/image (model)', 'ground truth')):
+        cv2.putText(grid, label, (i * width + 8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
+                    (255, 255, 255), 2, cv2.LINE_AA)
+    cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--model', default='eigen_synthetic',
+                        help='model path or name under models/ (default: the demo model)')
+    parser.add_argument('--frames', type=int, default=30)
+    parser.add_argument('--seed', type=int, default=3, help='scene of the sequence')
+    parser.add_argument('--output', type=Path, default=REPO / 'demo_output')
+    args = parser.parse_args(argv)
+
+    from depth_nodes.runtime.model import open_model
+    model = open_model(args.model, 'onnxruntime')
+    depth_range = (model.spec.min_depth, model.spec.max_depth)
+    out = args.output
+    for stale in ('camera_bag', 'depth_bag'):
+        shutil.rmtree(out / stale, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    camera_bag, depth_bag = out / 'camera_bag', out / 'depth_bag'
+
+    print(f'[demo] writing {args.frames} synthetic indoor frames to {camera_bag}')
+    write_rgb_bag(camera_bag, frames=args.frames, seed=args.seed, scene='indoor')
+    received = replay_through_node(camera_bag, depth_bag, str(model.engine.model_path),
+                                   out / 'node.log', args.frames)
+    print(f'[demo] recorded {received}/{args.frames} depth images into {depth_bag}')
+    if received == 0:
+        print(f'[demo] no depth received; node log: {out / "node.log"}', file=sys.stderr)
+        return 1
+    inputs, predicted, truth, metrics, baseline = evaluate(camera_bag, depth_bag, depth_range)
+    side_by_side(inputs, predicted, truth, depth_range, out / 'demo.png')
+    report = {'model': model.describe(), 'frames_published': args.frames,
+              'depth_images_received': received, 'metrics': metrics,
+              'mean_depth_baseline': baseline}
+    (out / 'metrics.json').write_text(json.dumps(report, indent=2))
+    print(f"[demo] {'metric':<10} {'model':>8} {'mean-depth baseline':>20}")
+    for key in ('abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'delta1', 'delta2', 'delta3'):
+        if key in metrics:
+            print(f'[demo] {key:<10} {metrics[key]:>8.3f} {baseline[key]:>20.3f}')
+    print(f"[demo] picture: {out / 'demo.png'}   metrics: {out / 'metrics.json'}")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
