@@ -44,6 +44,7 @@ class NodePlan:
     parameters: list = field(default_factory=list)      # YAML paths and dicts
     remappings: list = field(default_factory=list)      # (from, to)
     arguments: list = field(default_factory=list)
+    env: dict = field(default_factory=dict)             # extra environment variables
 
 
 def share_directory() -> Path:
@@ -63,9 +64,22 @@ def get_method(name: str) -> Method:
                          f"{', '.join(sorted(METHODS))}") from None
 
 
+def node_environment(share: Path, environ=None) -> dict[str, str]:
+    """Environment for the depth nodes: the large-data Fast DDS profile unless one is set.
+
+    Our outputs are 1+ MB images; without a larger shared-memory segment best-effort
+    subscribers (e.g. RViz set to best effort) silently receive nothing (config/README).
+    """
+    import os
+    environ = os.environ if environ is None else environ
+    if environ.get('FASTDDS_DEFAULT_PROFILES_FILE'):
+        return {}
+    return {'FASTDDS_DEFAULT_PROFILES_FILE': str(share / 'config' / 'fastdds_large_data.xml')}
+
+
 def launch_plan(method: str, *, model: str = '', backend: str = '', use_sim_time: bool = False,
                 remaps: dict[str, str] | None = None, rviz: bool = False,
-                share: Path | None = None) -> list[NodePlan]:
+                share: Path | None = None, environ=None) -> list[NodePlan]:
     """Nodes to start for ``method``: the method's node with its config, plus options.
 
     ``model`` / ``backend`` left empty keep the values of the method's params file;
@@ -73,6 +87,7 @@ def launch_plan(method: str, *, model: str = '', backend: str = '', use_sim_time
     """
     m = get_method(method)
     share = share or share_directory()
+    env = node_environment(share, environ)
     overrides: dict = {'use_sim_time': use_sim_time}
     if model:
         overrides['model'] = model
@@ -82,7 +97,7 @@ def launch_plan(method: str, *, model: str = '', backend: str = '', use_sim_time
                   if v and k in REMAP_ARGUMENTS and REMAP_ARGUMENTS[k] in m.inputs
                   and v != REMAP_ARGUMENTS[k]]
     plans = [NodePlan(PACKAGE, m.executable, m.executable,
-                      [str(share / 'config' / m.params_file), overrides], remappings)]
+                      [str(share / 'config' / m.params_file), overrides], remappings, env=env)]
     if rviz:
         plans.append(NodePlan('rviz2', 'rviz2', 'rviz2', [{'use_sim_time': use_sim_time}],
                               arguments=['-d', str(share / 'config' / 'depth.rviz')]))

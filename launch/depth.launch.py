@@ -34,7 +34,7 @@ def _setup(context):
         remaps={arg: value[arg] for arg in REMAP_ARGUMENTS})
     nodes = [Node(package=p.package, executable=p.executable, name=p.name,
                   parameters=p.parameters, remappings=p.remappings, arguments=p.arguments,
-                  output='screen', emulate_tty=True) for p in plans]
+                  additional_env=p.env, output='screen', emulate_tty=True) for p in plans]
     # The depth nodes go into the namespace; RViz stays global (its config names the topics).
     depth = [n for n, p in zip(nodes, plans) if p.package == 'depth_nodes']
     others = [n for n, p in zip(nodes, plans) if p.package != 'depth_nodes']

@@ -21,7 +21,7 @@ def test_every_method_has_a_params_file_for_its_node():
 def test_plan_for_eigen_with_remaps_and_overrides(tmp_path):
     plans = launch_plan('eigen', model='/models/m.onnx', backend='onnxruntime',
                         use_sim_time=True, remaps={'image': '/cam/color', 'camera_info': ''},
-                        rviz=True, share=tmp_path)
+                        rviz=True, share=tmp_path, environ={})
     node, rviz = plans
     assert (node.package, node.executable) == ('depth_nodes', 'mono_depth_node')
     assert node.parameters == [str(tmp_path / 'config' / 'eigen.yaml'),
@@ -29,6 +29,14 @@ def test_plan_for_eigen_with_remaps_and_overrides(tmp_path):
                                 'backend': 'onnxruntime'}]
     assert node.remappings == [('image', '/cam/color')]       # empty remap = keep default
     assert rviz.arguments == ['-d', str(tmp_path / 'config' / 'depth.rviz')]
+    assert node.env == {'FASTDDS_DEFAULT_PROFILES_FILE':
+                        str(tmp_path / 'config' / 'fastdds_large_data.xml')}
+
+
+def test_a_users_fast_dds_profile_is_kept(tmp_path):
+    (node,) = launch_plan('eigen', share=tmp_path,
+                          environ={'FASTDDS_DEFAULT_PROFILES_FILE': '/etc/mine.xml'})
+    assert node.env == {}
 
 
 def test_plan_without_overrides_keeps_params_file_values(tmp_path):
