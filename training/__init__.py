@@ -1,1 +1,1 @@
-"""Training, evaluation and export of the depth networks (not part of the installed ROS package)."""
+"""Training, evaluation and export of the depth networks (not part of the installed package)."""
