@@ -10,6 +10,8 @@ import sys
 COMMANDS = {
     'build-engine': ('depth_nodes.build_engine', 'build a TensorRT engine from an ONNX model'),
     'bag': ('depth_nodes.dds_bag', 'play a bag over DDS / record topics (no rosbag2 CLI)'),
+    'process-bag': ('depth_nodes.process_bag',
+                    'run a method over a recorded bag offline into a new rosbag2'),
 }
 
 

@@ -8,6 +8,9 @@ stamps start at --start-time and frames are --rate apart, in the optical frame
 'camera_optical_frame'. Ground-truth depth rides along on its own topic for evaluation.
 
 rgb:   /camera/image (rgb8), /camera/camera_info, /camera/depth_ground_truth (32FC1 m)
+nir:   /nir/image (mono8 near-infrared), /nir/camera_info, /nir/depth_ground_truth (32FC1 m)
+
+Tests and the demo call sample_bag(kind, directory), which writes a kind once and reuses it.
 """
 from __future__ import annotations
 
@@ -21,6 +24,11 @@ RGB_TOPICS = {
     'camera_info': ('/camera/camera_info', 'sensor_msgs/msg/CameraInfo'),
     'ground_truth': ('/camera/depth_ground_truth', 'sensor_msgs/msg/Image'),
 }
+NIR_TOPICS = {
+    'image': ('/nir/image', 'sensor_msgs/msg/Image'),
+    'camera_info': ('/nir/camera_info', 'sensor_msgs/msg/CameraInfo'),
+    'ground_truth': ('/nir/depth_ground_truth', 'sensor_msgs/msg/Image'),
+}
 
 
 def _header(stamp_ns: int):
@@ -30,47 +38,108 @@ def _header(stamp_ns: int):
     return header
 
 
-def write_rgb_bag(output: Path, *, frames: int = 30, seed: int = 0, scene: str = 'indoor',
-                  height: int = 240, width: int = 320, rate_hz: float = 10.0,
-                  start_time_ns: int = 1_700_000_000 * 10**9, storage: str = 'sqlite3'
-                  ) -> Path:
-    """A camera sequence as rosbag2: image, camera_info and ground-truth depth per frame."""
-    from rclpy.serialization import serialize_message
+def write_sequence_bag(output: Path, topics: dict, outputs: tuple[str, ...], frame_messages,
+                       *, frames: int, seed: int, scene: str, height: int, width: int,
+                       rate_hz: float, start_time_ns: int, storage: str) -> Path:
+    """A synthetic camera sequence as rosbag2; frame_messages(sample, header) yields
+    (topic key, serialized message) per frame, written at the frame's stamp."""
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
-    from depth_nodes import ros_io
     from training.datasets.synthetic import SyntheticSequence
 
     sequence = SyntheticSequence(seed, scene, frames, rate_hz=rate_hz, height=height,
-                                 width=width, outputs=('rgb', 'depth'))
+                                 width=width, outputs=outputs)
     store = get_typestore(Stores.ROS2_JAZZY)
     plugin = {'sqlite3': StoragePlugin.SQLITE3, 'mcap': StoragePlugin.MCAP}[storage]
     writer = Writer(Path(output), version=9, storage_plugin=plugin)
     with writer:
         conns = {key: writer.add_connection(topic, msgtype, typestore=store)
-                 for key, (topic, msgtype) in RGB_TOPICS.items()}
+                 for key, (topic, msgtype) in topics.items()}
         for index in range(frames):
             sample = sequence[index]
             stamp = start_time_ns + round(sample['stamp'] * 1e9)
-            header = _header(stamp)
-            info = ros_io.intrinsics_to_camera_info(sample['camera'], header)
-            writer.write(conns['camera_info'], stamp, serialize_message(info))
-            writer.write(conns['image'], stamp, ros_io.image_to_cdr(sample['rgb'], 'rgb8',
-                                                                    header))
-            writer.write(conns['ground_truth'], stamp,
-                         ros_io.image_to_cdr(sample['depth'], '32FC1', header))
+            for key, raw in frame_messages(sample, _header(stamp)):
+                writer.write(conns[key], stamp, raw)
     return Path(output)
+
+
+def _camera_frame(image_key: str, encoding: str):
+    """Per frame: camera_info, the image sample[image_key] and the ground-truth depth."""
+    def messages(sample, header):
+        from rclpy.serialization import serialize_message
+
+        from depth_nodes import ros_io
+        info = ros_io.intrinsics_to_camera_info(sample['camera'], header)
+        yield 'camera_info', serialize_message(info)
+        yield 'image', ros_io.image_to_cdr(sample[image_key], encoding, header)
+        yield 'ground_truth', ros_io.image_to_cdr(sample['depth'], '32FC1', header)
+    return messages
+
+
+def write_rgb_bag(output: Path, *, frames: int = 30, seed: int = 0, scene: str = 'indoor',
+                  height: int = 240, width: int = 320, rate_hz: float = 10.0,
+                  start_time_ns: int = 1_700_000_000 * 10**9, storage: str = 'sqlite3'
+                  ) -> Path:
+    """A camera sequence as rosbag2: image, camera_info and ground-truth depth per frame."""
+    return write_sequence_bag(output, RGB_TOPICS, ('rgb', 'depth'), _camera_frame('rgb', 'rgb8'),
+                              frames=frames, seed=seed, scene=scene, height=height,
+                              width=width, rate_hz=rate_hz, start_time_ns=start_time_ns,
+                              storage=storage)
+
+
+def write_nir_bag(output: Path, *, frames: int = 30, seed: int = 0, scene: str = 'outdoor',
+                  height: int = 240, width: int = 320, rate_hz: float = 10.0,
+                  start_time_ns: int = 1_700_000_000 * 10**9, storage: str = 'sqlite3'
+                  ) -> Path:
+    """A near-infrared camera sequence: mono8 NIR image, camera_info and ground truth."""
+    return write_sequence_bag(output, NIR_TOPICS, ('nir', 'depth'), _camera_frame('nir', 'mono8'),
+                              frames=frames, seed=seed, scene=scene, height=height,
+                              width=width, rate_hz=rate_hz, start_time_ns=start_time_ns,
+                              storage=storage)
+
+
+# kind -> (writer, its topics); each writer takes the keyword options of write_rgb_bag.
+KINDS = {
+    'rgb': (write_rgb_bag, RGB_TOPICS),
+    'nir': (write_nir_bag, NIR_TOPICS),
+}
+
+
+def sample_bag(kind: str, directory: Path, **options) -> Path:
+    """The sample bag of ``kind`` with ``options`` under ``directory``, written on first use.
+
+    Written beside its final name and renamed when complete, so a bag found there is whole.
+    """
+    import hashlib
+    import os
+    import shutil
+    if kind not in KINDS:
+        raise ValueError(f"unknown sample bag kind '{kind}'; choose one of {sorted(KINDS)}")
+    key = hashlib.sha256(repr(sorted(options.items())).encode()).hexdigest()[:10]
+    path = Path(directory) / f'{kind}_{key}'
+    if (path / 'metadata.yaml').exists():
+        return path
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    partial = Path(directory) / f'.{path.name}.partial-{os.getpid()}'
+    shutil.rmtree(partial, ignore_errors=True)
+    KINDS[kind][0](partial, **options)
+    try:
+        os.rename(partial, path)
+    except OSError:          # another process finished the same bag first
+        shutil.rmtree(partial, ignore_errors=True)
+    return path
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('kind', choices=('rgb',))
+    parser.add_argument('kind', choices=sorted(KINDS))
     parser.add_argument('output', type=Path, help='bag directory to create')
     parser.add_argument('--frames', type=int, default=30)
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--scene', choices=('indoor', 'outdoor'), default='indoor')
+    parser.add_argument('--scene', choices=('indoor', 'outdoor'),
+                        help="synthetic scene (default: the kind's: indoor for rgb)")
     parser.add_argument('--height', type=int, default=240)
     parser.add_argument('--width', type=int, default=320)
     parser.add_argument('--rate', type=float, default=10.0, help='frames per second')
@@ -78,9 +147,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.output.exists():
         parser.error(f'{args.output} exists')
-    write_rgb_bag(args.output, frames=args.frames, seed=args.seed, scene=args.scene,
-                  height=args.height, width=args.width, rate_hz=args.rate,
-                  storage=args.storage)
+    options = dict(frames=args.frames, seed=args.seed, height=args.height, width=args.width,
+                   rate_hz=args.rate, storage=args.storage)
+    if args.scene:
+        options['scene'] = args.scene
+    KINDS[args.kind][0](args.output, **options)
     print(f'wrote {args.output}')
     return 0
 
