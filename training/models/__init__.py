@@ -5,10 +5,14 @@ Add a method: write training/models/<name>.py with a DepthMethod subclass and li
 from __future__ import annotations
 
 from training.models.base import DepthMethod, TrainContext
+from training.models.cyclegan import CycleGANMethod
 from training.models.eigen import EigenMethod
+from training.models.pix2pix import Pix2PixMethod
 
 METHODS: dict[str, type[DepthMethod]] = {m.name: m for m in (
     EigenMethod,
+    Pix2PixMethod,
+    CycleGANMethod,
 )}
 
 
