@@ -331,12 +331,16 @@ class DepthNodeBase(Node):
         return super().destroy_node()
 
 
-# Sensor-data QoS (best effort, volatile) keeping only the newest sample: a frame that waits in
-# the DDS reader queue while the model runs would only add latency, so the middleware keeps
-# one, as the node's worker does.
-INPUT_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=1,
-                       reliability=qos_profile_sensor_data.reliability,
-                       durability=qos_profile_sensor_data.durability)
+def input_qos() -> QoSProfile:
+    """Sensor-data QoS (best effort, volatile) keeping only the newest sample.
+
+    A frame waiting in the DDS reader queue while the model runs would only add latency, so
+    the middleware keeps one, as the node's worker does. A new object per subscription:
+    rclpy applies QoS overrides by mutating the profile it is given.
+    """
+    return QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=1,
+                      reliability=qos_profile_sensor_data.reliability,
+                      durability=qos_profile_sensor_data.durability)
 
 
 def subscription_qos(raw: bool = False):
@@ -344,7 +348,7 @@ def subscription_qos(raw: bool = False):
 
     ``raw``: deliver serialized bytes (decode with ros_io.image_from_cdr), for images.
     """
-    return dict(qos_profile=INPUT_QOS, raw=raw,
+    return dict(qos_profile=input_qos(), raw=raw,
                 qos_overriding_options=QoSOverridingOptions.with_default_policies())
 
 

@@ -165,6 +165,34 @@ def test_runtime_parameters_and_broken_model_swap(model_path, tmp_path):
         assert colored.shape == (48, 64, 3) and not colored.any()   # invalid -> black
 
 
+def test_model_swap_at_run_time_takes_effect(model_path, tmp_path):
+    other_spec = ModelSpec(method='affine', input_height=24, input_width=32,
+                           output_kind='metric_depth', min_depth=1e-4, max_depth=1e3)
+    other = write_affine_model(tmp_path / 'other.onnx', other_spec, weights=(0, 0, 0), bias=7.0)
+    with ros_graph(node_factory(model_path)) as (probe, (node,)):
+        probe.record(Image, 'depth/image')
+        image_pub = probe.publisher(Image, 'image')
+        assert probe.wait_for_subscribers(image_pub)
+        assert node.set_parameters([Parameter('model', value=str(other))])[0].successful
+        image_pub.publish(ros_io.array_to_image(random_image(5), 'rgb8', header(12)))
+        wait_depth(probe, 1)
+        np.testing.assert_array_equal(ros_io.image_to_array(probe.messages('depth/image')[0]),
+                                      np.full((48, 64), 7.0, np.float32))
+
+
+def test_input_qos_is_sensor_data_and_overridable_by_parameters(model_path):
+    from rclpy.qos import QoSReliabilityPolicy
+    with ros_graph(node_factory(model_path),
+                   node_factory(model_path, **{
+                       'qos_overrides./image.subscription.reliability': 'reliable'})
+                   ) as (_, (default, overridden)):
+        def reliability(node):
+            (sub,) = [s for s in node.input_subscriptions if s.topic_name == '/image']
+            return sub.qos_profile.reliability, sub.qos_profile.depth
+        assert reliability(default) == (QoSReliabilityPolicy.BEST_EFFORT, 1)
+        assert reliability(overridden) == (QoSReliabilityPolicy.RELIABLE, 1)
+
+
 def test_diagnostics_report_rates_and_backend(model_path):
     from diagnostic_msgs.msg import DiagnosticArray
     with ros_graph(node_factory(model_path)) as (probe, _):
