@@ -238,7 +238,7 @@ class DepthNodeBase(Node):
 
     # -- frames ----------------------------------------------------------------------------
     def create_input_subscription(self, msg_type, topic: str, callback, raw: bool = False):
-        """Subscribe an input with INPUT_QOS; watched for 'publishers but no data'."""
+        """Subscribe an input with input_qos(); watched for 'publishers but no data'."""
         sub = self.create_subscription(msg_type, topic, callback, **subscription_qos(raw))
         self.input_subscriptions.append(sub)
         return sub
