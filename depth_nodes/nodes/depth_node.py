@@ -19,6 +19,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 ParameterType, SetParametersResult)
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import (QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy,
@@ -123,6 +124,8 @@ class DepthNodeBase(Node):
         self.reporter = ThrottledReporter(self.get_logger().warning, WARN_PERIOD_S)
         self._errors = ThrottledReporter(self.get_logger().error, WARN_PERIOD_S)
         self.hints = ThrottledReporter(self.get_logger().warning, 30.0)
+        self.time_jumps = ThrottledReporter(self.get_logger().warning, WARN_PERIOD_S)
+        self._last_stamp_ns: int | None = None
         self.input_rate = RateMeter()
         self.output_rate = RateMeter()
         self.inference_latency = LatencyWindow()
@@ -137,7 +140,9 @@ class DepthNodeBase(Node):
         self.outputs = DepthOutputs(self)
         self.worker: LatestFrameWorker = LatestFrameWorker(self._run_frame, self._on_worker_error)
         self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.create_timer(1.0, self._publish_diagnostics)
+        # Steady clock: diagnostics keep coming while a replayed bag's /clock pauses or jumps.
+        self.create_timer(1.0, self._publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
     # -- parameters -------------------------------------------------------------------
@@ -266,12 +271,28 @@ class DepthNodeBase(Node):
 
     def publish_result(self, header, result: DepthResult, *, info_template=None,
                        rgb=None) -> None:
+        self._check_stamp_order(header)
         self.inference_latency.add(result.inference_s)
         self.outputs.publish(
             header, result, info_template=info_template, rgb=rgb,
             colored=self.get_parameter('publish_colored').value,
             points=self.get_parameter('publish_points').value,
             stride=self.get_parameter('points_stride').value, depth_range=self.depth_range())
+
+    def _check_stamp_order(self, header) -> None:
+        """Input stamps going backwards (a bag replayed in a loop, a restarted driver, a sim
+        clock reset): reported per 5 s, counted in diagnostics, then on_time_jump() resets
+        what the node keeps between frames. The frame itself is good and is published."""
+        stamp = header.stamp.sec * 10**9 + header.stamp.nanosec
+        last, self._last_stamp_ns = self._last_stamp_ns, stamp
+        if last is not None and stamp < last:
+            self.time_jumps.report('time_backwards', f'input time went back by '
+                                   f'{(last - stamp) * 1e-9:.3f} s (bag loop or driver '
+                                   'restart?): state reset')
+            self.on_time_jump()
+
+    def on_time_jump(self) -> None:
+        """Reset state kept across frames (synchronisers reset themselves); default none."""
 
     def _on_worker_error(self, exc: BaseException) -> None:
         self._errors.report(type(exc).__name__, f'failed to process a frame: '
@@ -318,8 +339,11 @@ class DepthNodeBase(Node):
             'end-to-end p95 (ms)': f'{e2e95 * 1e3:.2f}',
             'frames dropped (busy)': str(self.worker.dropped),
             'frames rejected (bad input)': str(self.reporter.total),
+            'time jumps back (state reset)': str(self.time_jumps.total),
             'backend': self.model.engine.backend, 'model': str(self.model.engine.model_path),
         }
+        values.update({f'rejected: {kind}': str(n)
+                       for kind, n in sorted(dict(self.reporter.counts).items())})
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()

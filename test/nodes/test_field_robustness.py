@@ -1,0 +1,165 @@
+"""Field faults through ONE running node: every kind of bad input is dropped with a throttled
+warning and counted in diagnostics, and the next good frame is published; the model loads
+once; a broken model swap is reported while the old model keeps running.
+
+The malformed messages come from fixtures/malformed.py; each node adds its test here with the
+cases that apply to its inputs and the rejection kinds it reports.
+"""
+import collections
+import functools
+import threading
+import time
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from fixtures import malformed
+from fixtures.models import write_affine_model
+from fixtures.ros_harness import RELIABLE, overrides, ros_graph
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CameraInfo, Image
+
+from depth_nodes import ros_io
+from depth_nodes.core.camera import CameraIntrinsics
+from depth_nodes.core.model_spec import ModelSpec
+from depth_nodes.nodes import depth_node
+from depth_nodes.nodes.mono_depth_node import MonoDepthNode
+from depth_nodes.runtime.estimator import MonoDepthEstimator
+from depth_nodes.runtime.model import open_model
+
+SPEC = ModelSpec(method='affine', input_height=24, input_width=32, output_kind='log_depth',
+                 mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), min_depth=1e-3, max_depth=1e3)
+CAM = CameraIntrinsics(64, 48, fx=60.0, fy=62.0, cx=31.5, cy=23.5)
+T0 = 1_700_000_100 * 10**9
+
+
+@pytest.fixture(scope='module')
+def model_path(tmp_path_factory):
+    return write_affine_model(tmp_path_factory.mktemp('models') / 'affine.onnx', SPEC)
+
+
+def mono_node(model_path, **params):
+    return functools.partial(MonoDepthNode, parameter_overrides=overrides(
+        model=str(model_path), backend='onnxruntime', **params))
+
+
+class Outputs:
+    """Raw depth/image messages and /diagnostics values of the node under test."""
+
+    def __init__(self, probe):
+        self._lock = threading.Lock()
+        self.depth: list[bytes] = []
+        self.diagnostics: list[dict] = []
+        probe.node.create_subscription(Image, 'depth/image', self._on_depth, RELIABLE, raw=True)
+        probe.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 10)
+
+    def _on_depth(self, raw):
+        with self._lock:
+            self.depth.append(raw)
+
+    def _on_diag(self, msg):
+        with self._lock:
+            status = msg.status[0]
+            self.diagnostics.append({'level': status.level, 'message': status.message,
+                                     **{kv.key: kv.value for kv in status.values}})
+
+    def stamps(self):
+        with self._lock:
+            msgs = [ros_io.image_from_cdr(raw) for raw in self.depth]
+        return [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in msgs]
+
+
+def recording_emits(reporter):
+    """Wrap a ThrottledReporter's output so the test sees what reached the log."""
+    lines, emit = [], reporter._emit
+    reporter._emit = lambda text: (lines.append(text), emit(text))
+    return lines
+
+
+def test_mono_depth_node_survives_every_kind_of_bad_input(model_path):
+    good = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    with ros_graph(mono_node(model_path)) as (probe, (node,)):
+        out = Outputs(probe)
+        pubs = {'image': probe.publisher(Image, 'image'),
+                'camera_info': probe.publisher(CameraInfo, 'camera_info')}
+        assert all(probe.wait_for_subscribers(p) for p in pubs.values())
+        warnings, jump_warnings = recording_emits(node.reporter), \
+            recording_emits(node.time_jumps)
+        pubs['camera_info'].publish(malformed.camera_info_cdr(CAM, T0))
+        time.sleep(0.2)
+        pubs['image'].publish(malformed.image_cdr(good, 'rgb8', T0))
+        assert probe.wait_for(lambda: len(out.depth) == 1)
+
+        cases = malformed.image_cases('image', good, 'rgb8', T0 + 10**8) \
+            + [malformed.time_backwards_case('image', good, 'rgb8', T0, back_s=30.0)] \
+            + malformed.camera_info_cases('camera_info', 'image', CAM, good, 'rgb8',
+                                          T0 + 2 * 10**8)
+        assert len(cases) == 10
+        seen = malformed.drive_cases(node, pubs, cases, out.depth)
+        assert seen == {case.name: case.rejects_as for case in cases}
+
+        pubs['camera_info'].publish(malformed.camera_info_cdr(CAM, T0 + 3 * 10**8))
+        time.sleep(0.2)
+        pubs['image'].publish(malformed.image_cdr(good, 'rgb8', T0 + 3 * 10**8))
+        assert probe.wait_for(lambda: len(out.depth) == 3)
+        # Published: the first frame, the good frame from 30 s earlier (a bag loop), the last.
+        assert out.stamps() == [T0, T0 - 30 * 10**9, T0 + 3 * 10**8]
+        expected = MonoDepthEstimator(open_model(str(model_path), 'onnxruntime')).estimate(
+            good, 'rgb8', CAM, depth_range=(1e-3, 1e3)).depth
+        np.testing.assert_array_equal(
+            ros_io.image_to_array(ros_io.image_from_cdr(out.depth[-1])), expected)
+
+        rejected = collections.Counter(c.rejects_as for c in cases if c.rejects_as)
+        assert node.reporter.counts == rejected
+        assert rejected['encoding'] == 2                   # wrong encoding and NaN/Inf floats
+        # Throttled: one log line per kind within the 5 s period (the 2nd 'encoding' waits).
+        assert len(warnings) == len(rejected) == 8
+        assert all(line.startswith('dropped input: ') for line in warnings)
+        assert any('bayer_rggb8' in line for line in warnings)
+        assert jump_warnings == ['input time went back by 30.000 s (bag loop or driver '
+                                 'restart?): state reset']
+
+        def diagnostics_agree():
+            d = out.diagnostics[-1] if out.diagnostics else {}
+            return d.get('frames rejected (bad input)') == str(sum(rejected.values()))
+        assert probe.wait_for(diagnostics_agree, timeout=5.0)
+        d = out.diagnostics[-1]
+        assert {k: d[f'rejected: {k}'] for k in rejected} == \
+            {k: str(n) for k, n in rejected.items()}
+        assert d['time jumps back (state reset)'] == '1'
+        assert d['level'] == DiagnosticStatus.OK
+
+
+def test_model_loads_once_at_start_never_per_frame(model_path, monkeypatch):
+    loads = []
+    real_open = depth_node.open_model
+    monkeypatch.setattr(depth_node, 'open_model',
+                        lambda *a, **k: (loads.append(a[0]), real_open(*a, **k))[1])
+    image = np.zeros((48, 64, 3), np.uint8)
+    with ros_graph(mono_node(model_path)) as (probe, (node,)):
+        out = Outputs(probe)
+        pub = probe.publisher(Image, 'image')
+        assert probe.wait_for_subscribers(pub)
+        for i in range(5):
+            pub.publish(malformed.image_cdr(image, 'rgb8', T0 + i * 10**8))
+            assert probe.wait_for(lambda: len(out.depth) == i + 1)
+        assert loads == [str(model_path)]
+
+
+def test_broken_model_swap_keeps_the_old_model_and_reports_it(model_path, tmp_path):
+    broken = tmp_path / 'truncated.onnx'
+    broken.write_bytes(model_path.read_bytes()[:200])
+    image = np.zeros((48, 64, 3), np.uint8)
+    with ros_graph(mono_node(model_path)) as (probe, (node,)):
+        out = Outputs(probe)
+        pub = probe.publisher(Image, 'image')
+        assert probe.wait_for_subscribers(pub)
+        result = node.set_parameters([Parameter('model', value=str(broken))])[0]
+        assert not result.successful and str(broken) in result.reason
+        pub.publish(malformed.image_cdr(image, 'rgb8', T0))
+        assert probe.wait_for(lambda: len(out.depth) == 1)      # the old model still runs
+        assert probe.wait_for(lambda: out.diagnostics and str(broken) in
+                              out.diagnostics[-1]['message'], timeout=5.0)
+        d = out.diagnostics[-1]
+        assert d['level'] == DiagnosticStatus.WARN
+        assert d['model'] == str(model_path)
