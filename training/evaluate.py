@@ -201,7 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--backend', default='onnxruntime',
                         help='runtime backend for exported models (default %(default)s)')
     parser.add_argument('--config', help='experiment YAML whose data section gives the '
-                                         'dataset, root and options (flags override it)')
+                                         'dataset, root and options: val_options for the '
+                                         'evaluated split, options for the baseline')
     parser.add_argument('--dataset', help='dataset name (training.datasets registry)')
     parser.add_argument('--split', default='test')
     parser.add_argument('--root', help='dataset directory')
@@ -228,16 +229,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from training.datasets import build_dataset
     try:
-        data: dict[str, Any] = {'dataset': None, 'root': None, 'options': {}}
+        # With --config: its val_options (else options) for the evaluated split, and its
+        # options (the training data) for the train-mean baseline.
+        data: dict[str, Any] = {'dataset': None, 'root': None, 'options': {},
+                                'train_options': {}}
         if args.config:
             from training.config import load_config
             cfg = load_config(args.config).data
-            data = {'dataset': cfg.dataset, 'root': cfg.root, 'options': dict(cfg.options)}
+            data = {'dataset': cfg.dataset, 'root': cfg.root,
+                    'options': dict(cfg.options if cfg.val_options is None
+                                    else cfg.val_options),
+                    'train_options': dict(cfg.options)}
         dataset_name = args.dataset or data['dataset']
         if not dataset_name:
             parser.error('give --dataset (or --config)')
         if args.dataset and args.dataset != data['dataset']:
-            data['options'], data['root'] = {}, None
+            data = {'dataset': args.dataset, 'root': None, 'options': {}, 'train_options': {}}
         options = {**data['options'], **_parse_options(args.dataset_option)}
         root = args.root or data['root']
         protocol = DATASET_PROTOCOLS.get(dataset_name, DepthEvalProtocol())
@@ -252,9 +259,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         baseline_info = None
         if args.baseline == 'train-mean':
             base_name = args.baseline_dataset or dataset_name
-            base_options = (_parse_options(args.baseline_option)
-                            if args.baseline_option is not None
-                            else (options if base_name == dataset_name else {}))
+            if args.baseline_option is not None:
+                base_options = _parse_options(args.baseline_option)
+            elif base_name != dataset_name:
+                base_options = {}
+            elif args.config and base_name == data['dataset']:
+                base_options = {**data['train_options'], **_parse_options(args.dataset_option)}
+            else:
+                base_options = options
             base_root = root if base_name == dataset_name else None
             train = build_dataset(base_name, args.baseline_split, base_root, **base_options)
             predictors['train-mean'] = mean_depth_predictor(

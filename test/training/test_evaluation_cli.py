@@ -24,7 +24,9 @@ def trained_run(tmp_path_factory):
         'method.options.width_scale=0.0625', 'method.options.fc_units=16',
         'method.options.input_height=72', 'method.options.input_width=96',
         'trainer.batch_size=2', 'trainer.stage_steps.coarse=2', 'trainer.stage_steps.fine=1',
-        'trainer.device=cpu', 'trainer.threads=1', 'data.val_split=', f'trainer.run_dir={run}'])
+        'trainer.device=cpu', 'trainer.threads=1', 'data.val_split=', f'trainer.run_dir={run}',
+        f'data.dataset={fake_depth_scenes.NAME}', 'data.options={size: 5}',
+        'data.val_options={size: 3}'])
     run_training(config, dataset=fake_depth_scenes.FakeRooms(size=4), progress=False)
     return run
 
@@ -83,6 +85,18 @@ def test_train_mean_baseline_is_exact_on_constant_scenes(trained_run, tmp_path, 
     assert report['protocol']['median_scaling'] is True
     printed = capsys.readouterr().out
     assert 'median scaling ON' in printed and 'train-mean' in printed
+
+
+def test_config_gives_eval_and_baseline_data(trained_run, tmp_path):
+    """--config: val_options for the evaluated split, options (training data) for the mean."""
+    out = tmp_path / 'from_config.json'
+    rc = evaluate_cli.main(['--model', str(trained_run / 'model.onnx'), '--config',
+                            str(trained_run / 'config.yaml'), '--split', 'test',
+                            '--baseline', 'train-mean', '--output', str(out), '--no-progress'])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    assert report['dataset'] == fake_depth_scenes.NAME
+    assert report['metrics']['images'] == 3 and report['baseline']['samples'] == 5
 
 
 def test_unknown_dataset_is_a_clear_error(trained_run, capsys):
