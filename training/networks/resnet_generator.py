@@ -52,6 +52,29 @@ def encoder_layer_names(n_downsampling: int, n_blocks: int) -> tuple[str, ...]:
             *(f'block{i}' for i in range(1, n_blocks + 1)))
 
 
+class ReflectionPad(nn.Module):
+    """nn.ReflectionPad2d's output (edge pixel not repeated: 3 2 1 | 0 1 2 3 ... ), built from
+    mirrored slices and concatenation. ONNX's reflect Pad needs opset 18 with torch's exporter
+    and has no adapter down to the project's opset 17; Slice (step -1) + Concat is opset 17
+    and TensorRT-compatible, and equals nn.ReflectionPad2d exactly (tested)."""
+
+    def __init__(self, padding: int):
+        super().__init__()
+        if padding < 0:
+            raise ValueError('padding must be >= 0')
+        self.padding = padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.padding
+        if p == 0:
+            return x
+        if min(x.shape[2], x.shape[3]) <= p:
+            raise ValueError(f'reflection padding {p} needs maps larger than {p} pixels, got '
+                             f'{x.shape[3]}x{x.shape[2]}')
+        x = torch.cat([x[:, :, 1:p + 1].flip(2), x, x[:, :, -p - 1:-1].flip(2)], dim=2)
+        return torch.cat([x[..., 1:p + 1].flip(3), x, x[..., -p - 1:-1].flip(3)], dim=3)
+
+
 def norm_layer(norm: str, channels: int) -> nn.Module:
     """Instance norm without affine parameters or running statistics (CycleGAN's choice:
     every image is normalised by its own statistics, in training and at inference alike)."""
@@ -71,9 +94,9 @@ class ResidualBlock(nn.Module):
         super().__init__()
         bias = norm != 'batch'   # a bias before batch norm is cancelled by its mean
         self.body = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias),
+            ReflectionPad(1), nn.Conv2d(channels, channels, 3, bias=bias),
             norm_layer(norm, channels), nn.ReLU(inplace=True),
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias),
+            ReflectionPad(1), nn.Conv2d(channels, channels, 3, bias=bias),
             norm_layer(norm, channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,7 +119,7 @@ class ResnetGenerator(nn.Module):
         self.n_downsampling = n_downsampling
         bias = norm != 'batch'
         stages: dict[str, nn.Module] = {'stem': nn.Sequential(
-            nn.ReflectionPad2d(3), nn.Conv2d(in_channels, base_channels, 7, bias=bias),
+            ReflectionPad(3), nn.Conv2d(in_channels, base_channels, 7, bias=bias),
             norm_layer(norm, base_channels), nn.ReLU(inplace=True))}
         channels = {'input': in_channels, 'stem': base_channels}
         width = base_channels
@@ -116,7 +139,7 @@ class ResnetGenerator(nn.Module):
                                            output_padding=1, bias=bias),
                         norm_layer(norm, width // 2), nn.ReLU(inplace=True)]
             width //= 2
-        decoder += [nn.ReflectionPad2d(3), nn.Conv2d(width, out_channels, 7), nn.Tanh()]
+        decoder += [ReflectionPad(3), nn.Conv2d(width, out_channels, 7), nn.Tanh()]
         self.decoder = nn.Sequential(*decoder)
         self._channels = channels
 
