@@ -65,10 +65,12 @@ def node_outputs_over_dds(model_path, camera_bag):
     received = {'depth/image': [], 'depth/camera_info': []}
     lock = threading.Lock()
     with ros_graph(factory) as (probe, _):
+        def keep(topic, raw):
+            with lock:
+                received[topic].append(raw)
         for topic, msg_type in (('depth/image', Image), ('depth/camera_info', CameraInfo)):
-            probe.node.create_subscription(
-                msg_type, topic, lambda raw, t=topic: (lock.acquire(), received[t].append(raw),
-                                                       lock.release()), RELIABLE, raw=True)
+            probe.node.create_subscription(msg_type, topic, functools.partial(keep, topic),
+                                           RELIABLE, raw=True)
         image_pub = probe.publisher(Image, 'image')
         info_pub = probe.publisher(CameraInfo, 'camera_info')
         assert probe.wait_for_subscribers(image_pub) and probe.wait_for_subscribers(info_pub)
