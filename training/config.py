@@ -51,6 +51,9 @@ class DataConfig:
     val_options: Mapping[str, Any] | None = None  # dataset options for val (None: options)
     num_workers: int = 0
     cache: bool = False      # keep samples in memory after the first read (static datasets)
+    # Training-split augmentation: fields of training.datasets.augment.AugmentConfig
+    # (flip_probability, max_rotation_degrees, crop, brightness, ...); None = none.
+    augment: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,9 @@ def config_from_dict(raw: Mapping[str, Any], source: str = '<dict>') -> Experime
             trainer=build_dataclass(TrainerConfig, _mapping(raw.get('trainer', {}), 'trainer'),
                                     'trainer'))
         config.method_config()  # validates the method name and its options now
+        if config.data.augment is not None:
+            from training.datasets.augment import AugmentConfig
+            build_dataclass(AugmentConfig, config.data.augment, 'data.augment')
     except (ValueError, TypeError) as exc:
         raise ConfigError(f'{source}: {exc}') from None
     return config

@@ -84,21 +84,22 @@ def seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
-class ResumableSampler(Sampler[int]):
+class ResumableSampler(Sampler):
     """Endless shuffled sample indices for one process, starting at any position.
 
     Epoch e is a permutation seeded with (seed, e), padded to split evenly over the
     processes as DistributedSampler does; rank r takes every world_size-th index from r.
     ``start`` = samples this process already consumed, so a resumed run continues with
-    exactly the samples the interrupted one would have used next.
+    exactly the samples the interrupted one would have used next. ``with_epoch`` yields
+    (epoch, index) keys instead, for datasets that draw per-epoch augmentations.
     """
 
     def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1,
-                 start: int = 0):
+                 start: int = 0, with_epoch: bool = False):
         if size < 1:
             raise ValueError('cannot sample from an empty dataset')
         self.size, self.seed, self.rank, self.world_size = size, seed, rank, world_size
-        self.start = start
+        self.start, self.with_epoch = start, with_epoch
         self.per_rank = math.ceil(size / world_size)
 
     def epoch_indices(self, epoch: int) -> list[int]:
@@ -107,10 +108,11 @@ class ResumableSampler(Sampler[int]):
         padded = (order * math.ceil(self.per_rank * self.world_size / self.size))
         return padded[:self.per_rank * self.world_size][self.rank::self.world_size]
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator:
         epoch, offset = divmod(self.start, self.per_rank)
         while True:
-            yield from self.epoch_indices(epoch)[offset:]
+            indices = self.epoch_indices(epoch)[offset:]
+            yield from ((epoch, i) for i in indices) if self.with_epoch else indices
             epoch, offset = epoch + 1, 0
 
 
@@ -130,13 +132,41 @@ class CachedDataset:
         return self._cache[index]
 
 
-def open_dataset(config: ExperimentConfig, split: str, options: Mapping[str, Any] | None = None
-                 ) -> Sequence:
+class EpochAugmentedDataset:
+    """Sample ``index`` of epoch ``epoch`` augmented (training/datasets/augment.py) with a
+    generator seeded by (seed, epoch, index): indexed by the (epoch, index) keys of
+    ResumableSampler, so augmentations differ every epoch yet replay exactly on resume and
+    in any DataLoader worker."""
+    takes_epoch = True
+
+    def __init__(self, dataset: Sequence, config, seed: int):
+        self.dataset, self.config, self.seed = dataset, config, int(seed)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        from training.datasets.augment import augment
+        epoch, index = key
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, index]))
+        return augment(self.dataset[index], rng, self.config)
+
+
+def open_dataset(config: ExperimentConfig, split: str, options: Mapping[str, Any] | None = None,
+                 augment: bool = False) -> Sequence:
+    """A dataset of the config (cached / augmented as configured; augmentation on request)."""
     from training.datasets import build_dataset
     data = config.data
     dataset = build_dataset(data.dataset, split, data.root,
                             **dict(data.options if options is None else options))
-    return CachedDataset(dataset) if data.cache else dataset
+    if data.cache:
+        dataset = CachedDataset(dataset)
+    if augment and data.augment is not None:
+        from training.datasets.augment import AugmentConfig
+        from training.models.base import build_dataclass
+        settings = build_dataclass(AugmentConfig, data.augment, 'data.augment')
+        dataset = EpochAugmentedDataset(dataset, settings, config.trainer.seed)
+    return dataset
 
 
 class Trainer:
@@ -219,7 +249,8 @@ class Trainer:
     def _loader(self) -> Iterator[dict[str, torch.Tensor]]:
         t = self.config.trainer
         sampler = ResumableSampler(len(self.dataset), t.seed, self.context.rank,
-                                   self.context.world_size, start=self.step * t.batch_size)
+                                   self.context.world_size, start=self.step * t.batch_size,
+                                   with_epoch=getattr(self.dataset, 'takes_epoch', False))
         generator = torch.Generator().manual_seed(
             t.seed * 1_000_003 + self.context.rank * 7_919 + self.step)
         loader = DataLoader(self.dataset, batch_size=t.batch_size, sampler=sampler,
@@ -353,7 +384,7 @@ def run_training(config: ExperimentConfig, *, dataset: Sequence | None = None,
         method = get_method_class(config.method.name)(config.method_config(), context)
         seed_everything(t.seed + 1_000 * env.rank)   # own dropout / augmentation stream
         if dataset is None:
-            dataset = open_dataset(config, config.data.train_split)
+            dataset = open_dataset(config, config.data.train_split, augment=True)
         if val_dataset is None and config.data.val_split and env.rank == 0:
             val_dataset = open_dataset(config, config.data.val_split, config.data.val_options)
         trainer = Trainer(config, method, dataset, val_dataset, context, progress)

@@ -16,7 +16,8 @@ from training import train as train_cli
 from training.checkpoint import load_checkpoint, method_from_checkpoint, save_checkpoint
 from training.config import ConfigError, load_config
 from training.networks.eigen import EigenArchitecture
-from training.train import ResumableSampler, run_training
+from training.datasets.augment import AugmentConfig, augment
+from training.train import EpochAugmentedDataset, ResumableSampler, run_training
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / 'training' / 'configs'
 CONFIGS = ('eigen_nyu', 'eigen_kitti', 'eigen_synthetic_demo')
@@ -85,7 +86,8 @@ def test_resume_continues_from_the_saved_step_exactly(tmp_path):
         return load_config(CONFIG_DIR / 'eigen_synthetic_demo.yaml',
                            tiny_overrides(run, coarse=2, fine=2)
                            + ['trainer.export_onnx=false', 'trainer.device=cpu'])
-    dataset = fake_depth_scenes.FakeRooms(size=5)     # odd size: epochs wrap mid-batch
+    # Odd size: epochs wrap mid-batch. Augmented per (seed, epoch, index): replayed exactly.
+    dataset = EpochAugmentedDataset(fake_depth_scenes.FakeRooms(size=5), AugmentConfig(), 0)
     straight = run_training(config(tmp_path / 'a'), dataset=dataset, progress=False)
     first = run_training(config(tmp_path / 'b'), dataset=dataset, until_step=1, progress=False)
     assert first.step == 1
@@ -192,6 +194,26 @@ def test_resumable_sampler_resumes_mid_epoch_and_splits_ranks():
     assert ranks[0] == full.epoch_indices(0)[0::2]
 
 
+def test_epoch_augmentation_is_seeded_by_seed_epoch_and_index(tmp_path):
+    base = fake_depth_scenes.FakeRooms(size=3)
+    data = EpochAugmentedDataset(base, AugmentConfig(flip_probability=0.5), seed=4)
+    rng = np.random.default_rng(np.random.SeedSequence([4, 1, 2]))
+    expected = augment(base[2], rng, AugmentConfig(flip_probability=0.5))
+    assert np.array_equal(data[(1, 2)]['rgb'], expected['rgb'])
+    assert np.array_equal(data[(1, 2)]['rgb'], data[(1, 2)]['rgb'])
+    # over 8 epochs both orientations of the same sample occur
+    flipped = {bool(np.array_equal(data[(e, 0)]['depth'][:, ::-1], base[0]['depth'],
+                                   equal_nan=True)) for e in range(8)}
+    assert flipped == {True, False}
+    sampler = ResumableSampler(3, seed=0, with_epoch=True, start=2)
+    assert [k for _, k in zip(range(2), iter(sampler))] == \
+        [(0, ResumableSampler(3, seed=0).epoch_indices(0)[2]),
+         (1, ResumableSampler(3, seed=0).epoch_indices(1)[0])]
+    # the config routes data.augment to the training split only, validated at load
+    with pytest.raises(ConfigError, match='flip_prob'):
+        load_config(CONFIG_DIR / 'eigen_nyu.yaml', ['data.augment={flip_prob: 0.5}'])
+
+
 def test_non_finite_loss_stops_with_the_step(tmp_path, monkeypatch):
     from training.models.eigen import EigenMethod
     monkeypatch.setattr(EigenMethod, 'training_step',
@@ -214,5 +236,5 @@ def test_export_of_an_untrained_model_through_the_cli(tmp_path, capsys):
     assert json.loads(meta['depth_nodes.training'])['untrained'] is True
     assert ModelSpec.from_json(meta[METADATA_KEY]).input_size == (172, 576)
     assert output.with_suffix('.pt2').is_file()
-    assert export_cli.main(['--untrained', '--method', 'pix2pix', '--output',
+    assert export_cli.main(['--untrained', '--method', 'no_such_method', '--output',
                             str(tmp_path / 'x.onnx')]) == 2

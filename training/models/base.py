@@ -107,7 +107,12 @@ class DepthMethod(abc.ABC):
 
     # --- data ----------------------------------------------------------------------------
     def training_dataset(self, dataset: Sequence, seed: int) -> Sequence:
-        """The dataset the trainer samples from; override to pair two domains."""
+        """The dataset the trainer samples from; override to pair two domains.
+
+        The trainer indexes it with the keys ``dataset`` takes: ints, or (epoch, index)
+        pairs when ``dataset.takes_epoch`` is true (per-epoch augmentation); a wrapper
+        forwards those keys and copies ``takes_epoch``.
+        """
         return dataset
 
     @abc.abstractmethod
