@@ -76,6 +76,30 @@ def _descriptor(description: str, *, choices=None, float_range=None, int_range=N
     return d
 
 
+class PublisherSequenceGaps:
+    """Input messages the node never saw: gaps in each publisher's sequence numbers.
+
+    The keep-last-1 input queue replaces a frame the executor had no time to take, so under
+    load some frames are lost before the node's worker could count them as dropped.
+    """
+
+    def __init__(self):
+        self._last: dict[bytes | None, int] = {}
+        self.lost = 0
+
+    def add(self, info) -> None:
+        seq = info.get('publication_sequence_number')
+        if not seq or seq >= 2**63:           # 0 / UINT64_MAX: the RMW does not provide it
+            return
+        gid = info.get('publisher_gid')
+        key = bytes(gid['data']) if isinstance(gid, dict) else None
+        last = self._last.get(key)
+        if last is not None and seq > last + 1:
+            self.lost += seq - last - 1
+        if last is None or seq > last:
+            self._last[key] = seq
+
+
 class DepthOutputs:
     """Publishers of depth/image, depth/camera_info, depth/colored and depth/points."""
 
@@ -132,6 +156,7 @@ class DepthNodeBase(Node):
         self.pipeline_latency = LatencyWindow()
         self.last_model_error = ''
         self.input_subscriptions = []
+        self.input_gaps: list[PublisherSequenceGaps] = []
         self._last_input = time.monotonic()
         self._model_lock = threading.Lock()
         self.model: LoadedModel | None = None
@@ -243,8 +268,15 @@ class DepthNodeBase(Node):
 
     # -- frames ----------------------------------------------------------------------------
     def create_input_subscription(self, msg_type, topic: str, callback, raw: bool = False):
-        """Subscribe an input with input_qos(); watched for 'publishers but no data'."""
-        sub = self.create_subscription(msg_type, topic, callback, **subscription_qos(raw))
+        """Subscribe an input with input_qos(); watched for 'publishers but no data' and for
+        messages lost before the node (PublisherSequenceGaps, in diagnostics)."""
+        gaps = PublisherSequenceGaps()
+        self.input_gaps.append(gaps)
+
+        def receive(msg, info):
+            gaps.add(info)
+            callback(msg)
+        sub = self.create_subscription(msg_type, topic, receive, **subscription_qos(raw))
         self.input_subscriptions.append(sub)
         return sub
 
@@ -338,6 +370,8 @@ class DepthNodeBase(Node):
             'end-to-end p50 (ms)': f'{e2e50 * 1e3:.2f}',
             'end-to-end p95 (ms)': f'{e2e95 * 1e3:.2f}',
             'frames dropped (busy)': str(self.worker.dropped),
+            'inputs lost before the node (queue full)': str(sum(g.lost for g in
+                                                                self.input_gaps)),
             'frames rejected (bad input)': str(self.reporter.total),
             'time jumps back (state reset)': str(self.time_jumps.total),
             'backend': self.model.engine.backend, 'model': str(self.model.engine.model_path),
