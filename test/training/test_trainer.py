@@ -30,7 +30,8 @@ def tiny_overrides(run_dir: Path, coarse: int = 1, fine: int = 1) -> list[str]:
     return ['method.options.width_scale=0.0625', 'method.options.fc_units=16',
             'trainer.batch_size=2', f'trainer.stage_steps.coarse={coarse}',
             f'trainer.stage_steps.fine={fine}', f'trainer.run_dir={run_dir}',
-            f'data.dataset={fake_depth_scenes.NAME}', 'data.options={}', 'data.val_split=',
+            f'data.dataset={fake_depth_scenes.NAME}', 'data.options={height: 240, width: 320}',
+            'data.val_split=',
             'data.num_workers=0', 'data.cache=false', 'data.root=null',
             'trainer.threads=1', 'trainer.log_every=1']
 
