@@ -297,6 +297,8 @@ class Trainer:
                     self.save('last', stage)
             if self._saved_step != self.step:
                 self.save('last')
+            self._log(f'{self.step - started_step} iterations in '
+                      f'{time.perf_counter() - started:.0f} s (now at step {self.step})')
             val_metrics = self.validate() if self.val_dataset is not None else {}
             if val_metrics:
                 self._log('validation: ' + ', '.join(f'{k} {v:.4f}'
