@@ -10,6 +10,7 @@ from setuptools import find_packages, setup
 PACKAGE = 'depth_nodes'
 NODES = [
     'mono_depth_node',
+    'dof_node',
 ]
 
 setup(

@@ -1,0 +1,210 @@
+"""dof_node: synthetic shallow depth of field from a camera image and its metric depth.
+
+Subscribes: image (sensor_msgs/Image), depth/image (32FC1 metres or 16UC1 mm, REP 118),
+            approximate-time synchronised on their header stamps
+Publishes:  dof/image (the input image's encoding and header), /diagnostics
+The rendering (depth_nodes.core.bokeh) runs on a keep-newest worker thread.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterType, SetParametersResult
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from depth_nodes import ros_io
+from depth_nodes.core.bokeh import (UNKNOWN_DEPTH_POLICIES, BokehError, ThinLens,
+                                    focus_distance_at, render_depth_of_field)
+from depth_nodes.core.encodings import ImageFormatError, depth_to_metres, lookup_encoding
+from depth_nodes.core.pipeline import (LatencyWindow, LatestFrameWorker, RateMeter,
+                                       ThrottledReporter)
+from depth_nodes.core.sync import ApproximateTimeSync
+from depth_nodes.nodes.depth_node import (OUTPUT_QOS, WARN_PERIOD_S, _descriptor, run_node,
+                                          subscription_qos)
+
+LENS_PARAMETERS = ('focal_length_mm', 'f_number', 'sensor_width_mm')
+
+
+@dataclass(frozen=True)
+class DofSettings:
+    lens: ThinLens
+    focus_distance: float
+    focus_point: tuple[float, float] | None
+    max_radius: float
+    unknown_depth: str
+
+
+class DofNode(Node):
+
+    def __init__(self, node_name: str = 'dof_node', **node_kwargs):
+        super().__init__(node_name, **node_kwargs)
+        p = self.declare_parameter
+        p('focus_distance', 2.0, _descriptor('focus distance in metres (unless focus_point)',
+                                             float_range=(0.01, 1e4)))
+        p('focus_point', [-1.0, -1.0], _descriptor(
+            'autofocus on the depth at image pixel [x, y]; negative: use focus_distance',
+            dynamic=True))
+        p('f_number', 1.8, _descriptor('simulated aperture, f-number N',
+                                       float_range=(0.5, 64.0)))
+        p('focal_length_mm', 50.0, _descriptor('simulated focal length in mm',
+                                               float_range=(1.0, 2000.0)))
+        p('sensor_width_mm', 36.0, _descriptor('simulated sensor width in mm (36: full frame)',
+                                               float_range=(1.0, 100.0)))
+        p('max_blur_radius', 32.0, _descriptor('largest blur radius in pixels',
+                                               float_range=(0.0, 256.0)))
+        p('unknown_depth', 'sharp', _descriptor('pixels without depth: kept sharp, or blurred '
+                                                'as infinitely far',
+                                                choices=UNKNOWN_DEPTH_POLICIES))
+        p('sync_slop', 0.05, _descriptor('largest stamp difference (s) of a matched image and '
+                                         'depth pair', float_range=(0.0, 10.0)))
+        p('sync_queue_size', 10, _descriptor('messages per input kept for matching',
+                                             int_range=(1, 1000), read_only=True))
+        self.settings = self._settings({})
+        self.sync = ApproximateTimeSync(2, self.get_parameter('sync_slop').value,
+                                        self.get_parameter('sync_queue_size').value)
+        self.reporter = ThrottledReporter(self.get_logger().warning, WARN_PERIOD_S)
+        self._errors = ThrottledReporter(self.get_logger().error, WARN_PERIOD_S)
+        self.hints = ThrottledReporter(self.get_logger().warning, 30.0)
+        self.output_rate, self.render_latency = RateMeter(), LatencyWindow()
+        self.autofocus_distance: float | None = None
+        self._lock = threading.Lock()
+        self.publisher = self.create_publisher(Image, 'dof/image', OUTPUT_QOS)
+        self.worker = LatestFrameWorker(self._render, self._on_worker_error, name='dof-worker')
+        for index, topic in enumerate(('image', 'depth/image')):
+            self.create_subscription(Image, topic, self._receiver(index),
+                                     **subscription_qos(raw=True))
+        self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.create_timer(1.0, self._publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    # -- parameters -------------------------------------------------------------------
+    def _settings(self, changed: dict) -> DofSettings:
+        """Settings from the current parameters with ``changed`` applied; BokehError or
+        ValueError name the bad value."""
+        value = {name: changed.get(name, self.get_parameter(name).value) for name in (
+            'focus_distance', 'focus_point', 'max_blur_radius', 'unknown_depth',
+            *LENS_PARAMETERS)}
+        lens = ThinLens(**{k: float(value[k]) for k in LENS_PARAMETERS})
+        lens.check_focus(float(value['focus_distance']))
+        point = [float(v) for v in value['focus_point']]
+        if len(point) != 2:
+            raise ValueError(f'focus_point must be [x, y], got {value["focus_point"]}')
+        if value['unknown_depth'] not in UNKNOWN_DEPTH_POLICIES:
+            raise ValueError(f"unknown_depth must be one of {UNKNOWN_DEPTH_POLICIES}")
+        return DofSettings(lens, float(value['focus_distance']),
+                           tuple(point) if min(point) >= 0 else None,
+                           float(value['max_blur_radius']), value['unknown_depth'])
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        changed = {p.name: p.value for p in params}
+        arrays = (ParameterType.PARAMETER_DOUBLE_ARRAY, ParameterType.PARAMETER_INTEGER_ARRAY)
+        if any(p.name == 'focus_point' and p.type_ not in arrays for p in params):
+            return SetParametersResult(successful=False, reason='focus_point must be [x, y]')
+        try:
+            settings = self._settings(changed)
+        except (BokehError, ValueError, TypeError) as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        with self._lock:
+            self.settings = settings
+            if settings.focus_point is None:
+                self.autofocus_distance = None
+        if 'sync_slop' in changed:
+            self.sync.slop_s = float(changed['sync_slop'])
+        return SetParametersResult(successful=True)
+
+    # -- frames ---------------------------------------------------------------------------
+    def _receiver(self, index: int):
+        def receive(raw: bytes) -> None:
+            try:
+                msg = ros_io.image_from_cdr(raw)
+            except ImageFormatError as exc:
+                self.reporter.report(exc.kind, f'dropped input: {exc}')
+                return
+            stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+            pair = self.sync.add(index, stamp, msg)
+            if pair is not None:
+                self.worker.submit((time.perf_counter(), pair))
+        return receive
+
+    def _render(self, stamped) -> None:
+        received, (image_msg, depth_msg) = stamped
+        with self._lock:
+            settings = self.settings
+        try:
+            out = self.render(image_msg, depth_msg, settings)
+        except ImageFormatError as exc:
+            self.reporter.report(exc.kind, f'dropped input: {exc}')
+            return
+        self.publisher.publish(ros_io.image_to_cdr(out, image_msg.encoding,
+                                                   ros_io.header_from(image_msg)))
+        self.output_rate.tick()
+        self.render_latency.add(time.perf_counter() - received)
+
+    def render(self, image_msg, depth_msg, settings: DofSettings):
+        """The blurred image of one matched pair (ImageFormatError for unusable input)."""
+        if lookup_encoding(image_msg.encoding).kind == 'depth':
+            raise ImageFormatError(f"image has the depth encoding '{image_msg.encoding}'; "
+                                   'dof_node blurs camera images', 'image_encoding')
+        image = ros_io.image_to_array(image_msg)
+        depth = ros_io.image_to_array(depth_msg)
+        # 32FC1 as is: +inf (beyond range) is infinitely far, NaN / -inf / 0 unknown.
+        if depth_msg.encoding != '32FC1':
+            depth = depth_to_metres(depth, depth_msg.encoding)
+        if depth_msg.header.frame_id != image_msg.header.frame_id:
+            self.hints.report('frame_id', f"depth frame '{depth_msg.header.frame_id}' is "
+                              f"not the image's '{image_msg.header.frame_id}'; assuming "
+                              'registered images')
+        focus = settings.focus_distance
+        if settings.focus_point is not None:
+            x, y = settings.focus_point
+            found = focus_distance_at(depth, x, y, (image.shape[1], image.shape[0]))
+            if found is None or found * 1e3 <= settings.lens.focal_length_mm:
+                self.reporter.report('focus_point', f'no depth at focus_point ({x:.0f}, '
+                                     f'{y:.0f}); keeping the last focus distance')
+            else:
+                self.autofocus_distance = found
+            focus = self.autofocus_distance or focus
+        return render_depth_of_field(image, depth, focus, settings.lens,
+                                     max_radius=settings.max_radius,
+                                     unknown_depth=settings.unknown_depth)
+
+    def _on_worker_error(self, exc: BaseException) -> None:
+        self._errors.report(type(exc).__name__, f'failed to render a frame: '
+                                                f'{type(exc).__name__}: {exc}')
+
+    def _publish_diagnostics(self) -> None:
+        p50, p95 = self.render_latency.percentiles(50, 95)
+        rate = self.output_rate.rate()
+        stats = self.sync.stats
+        focus = self.autofocus_distance or self.settings.focus_distance
+        status = DiagnosticStatus(name=f'{self.get_name()}: depth of field',
+                                  level=DiagnosticStatus.OK if rate else DiagnosticStatus.WARN,
+                                  message='running' if rate else 'no matched image + depth')
+        values = {'output rate (Hz)': f'{rate:.2f}', 'end-to-end p50 (ms)': f'{p50 * 1e3:.2f}',
+                  'end-to-end p95 (ms)': f'{p95 * 1e3:.2f}',
+                  'pairs matched': str(stats.matched), 'inputs unmatched': str(stats.unmatched),
+                  'frames dropped (busy)': str(self.worker.dropped),
+                  'frames rejected (bad input)': str(self.reporter.total),
+                  'focus distance (m)': f'{focus:.3f}'}
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics.publish(array)
+
+    def destroy_node(self):
+        self.worker.stop()
+        return super().destroy_node()
+
+
+def main(args=None) -> int:
+    return run_node(DofNode, args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
