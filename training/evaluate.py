@@ -231,20 +231,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # With --config: its val_options (else options) for the evaluated split, and its
         # options (the training data) for the train-mean baseline.
-        data: dict[str, Any] = {'dataset': None, 'root': None, 'options': {},
-                                'train_options': {}}
+        configured: dict[str, Any] = {'dataset': None, 'root': None, 'options': {},
+                                      'train_options': {}}
         if args.config:
             from training.config import load_config
             cfg = load_config(args.config).data
-            data = {'dataset': cfg.dataset, 'root': cfg.root,
-                    'options': dict(cfg.options if cfg.val_options is None
-                                    else cfg.val_options),
-                    'train_options': dict(cfg.options)}
-        dataset_name = args.dataset or data['dataset']
+            configured = {'dataset': cfg.dataset, 'root': cfg.root,
+                          'options': dict(cfg.options if cfg.val_options is None
+                                          else cfg.val_options),
+                          'train_options': dict(cfg.options)}
+        dataset_name = args.dataset or configured['dataset']
         if not dataset_name:
             parser.error('give --dataset (or --config)')
-        if args.dataset and args.dataset != data['dataset']:
-            data = {'dataset': args.dataset, 'root': None, 'options': {}, 'train_options': {}}
+        data = configured if dataset_name == configured['dataset'] else \
+            {'dataset': dataset_name, 'root': None, 'options': {}, 'train_options': {}}
         options = {**data['options'], **_parse_options(args.dataset_option)}
         root = args.root or data['root']
         protocol = DATASET_PROTOCOLS.get(dataset_name, DepthEvalProtocol())
@@ -261,13 +261,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             base_name = args.baseline_dataset or dataset_name
             if args.baseline_option is not None:
                 base_options = _parse_options(args.baseline_option)
-            elif base_name != dataset_name:
-                base_options = {}
-            elif args.config and base_name == data['dataset']:
-                base_options = {**data['train_options'], **_parse_options(args.dataset_option)}
-            else:
+            elif args.config and base_name == configured['dataset']:
+                # The training data of the config (the model's own train split).
+                base_options = dict(configured['train_options'])
+                if base_name == dataset_name:
+                    base_options.update(_parse_options(args.dataset_option))
+            elif base_name == dataset_name:
                 base_options = options
-            base_root = root if base_name == dataset_name else None
+            else:
+                base_options = {}
+            base_root = root if base_name == dataset_name else (
+                configured['root'] if base_name == configured['dataset'] else None)
             train = build_dataset(base_name, args.baseline_split, base_root, **base_options)
             predictors['train-mean'] = mean_depth_predictor(
                 train_mean_depth(train, args.baseline_samples))

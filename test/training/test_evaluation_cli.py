@@ -99,6 +99,25 @@ def test_config_gives_eval_and_baseline_data(trained_run, tmp_path):
     assert report['metrics']['images'] == 3 and report['baseline']['samples'] == 5
 
 
+def test_baseline_of_the_configs_training_data_on_another_dataset(trained_run, tmp_path):
+    """Like Middlebury with a synthetic-trained model: the mean of the config's train data."""
+    from training.datasets.base import DATASETS, register_dataset
+    if 'test_eval_other_scenes' not in DATASETS:
+        register_dataset('test_eval_other_scenes')(
+            lambda split, root=None: fake_depth_scenes.FakeRooms(split, size=2))
+    out = tmp_path / 'other.json'
+    rc = evaluate_cli.main(['--model', str(trained_run / 'model.onnx'), '--config',
+                            str(trained_run / 'config.yaml'), '--dataset',
+                            'test_eval_other_scenes', '--baseline', 'train-mean',
+                            '--baseline-dataset', fake_depth_scenes.NAME, '--output', str(out),
+                            '--no-progress'])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    assert report['metrics']['images'] == 2
+    assert report['baseline']['dataset'] == fake_depth_scenes.NAME
+    assert report['baseline']['samples'] == 5          # the config's data.options size
+
+
 def test_unknown_dataset_is_a_clear_error(trained_run, capsys):
     rc = evaluate_cli.main(['--model', str(trained_run / 'model.onnx'), '--dataset',
                             'no_such_dataset', '--no-progress'])
