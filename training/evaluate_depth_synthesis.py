@@ -1,0 +1,155 @@
+"""PSNR / SSIM of synthesised depth maps (Table 1 of the contrastive CycleGAN paper, Suarez et
+al.) and the depth metrics in metres, for models whose output is a normalised depth image.
+
+    python -m training.evaluate_depth_synthesis --model models/cyclegan_synthetic.onnx \
+        --model runs/cyclegan_synthetic_plain_demo/model.onnx --dataset synthetic \
+        --split test --dataset-option scene=indoor --dataset-option height=96 \
+        --dataset-option width=128 --dataset-option outputs=[rgb,depth] --output table.json
+
+Protocol, per test image and model (the numbers describe what the nodes run: exported models
+go through depth_nodes' runtime, checkpoints (.pt) through the same estimator in PyTorch):
+
+- synthesis quality: the model's raw output at its input size, mapped from its output_range
+  to [0, 1], against the ground-truth depth resized to that size (area-averaged over known
+  pixels) and normalised the way the method's training data was (linear over the spec's
+  [min_depth, max_depth], clipped, near = 1 when near_is_bright, unknown depth = far):
+  PSNR (dB) and SSIM (7x7 window) with data range 1 (training.metrics.psnr / ssim);
+- depth: the output converted to metres (depth_nodes.core.postprocess) at the image's
+  resolution against the ground truth, with the dataset's protocol of training.evaluate
+  (Abs Rel, RMSE, delta < 1.25^k ...).
+
+Metrics are averaged over images; ``--model`` may be repeated to put several models (the
+proposed loss set and its baselines) in one table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from depth_nodes.core.preprocess import image_to_tensor
+from depth_nodes.runtime.estimator import MonoDepthEstimator
+from training.metrics import (DEPTH_METRICS, DepthEvalProtocol, MetricAverager, depth_metrics,
+                              psnr, ssim)
+from training.models.base import resize_depth
+
+SYNTHESIS_METRICS = ('psnr', 'ssim')
+
+
+def normalized_ground_truth(depth: np.ndarray, spec, height: int, width: int) -> np.ndarray:
+    """Ground-truth metres -> the [0, 1] depth image a normalized_depth model should output."""
+    resized = resize_depth(depth, height, width)
+    with np.errstate(invalid='ignore'):
+        known = np.isfinite(resized) & (resized > 0)
+    clipped = np.clip(np.where(known, resized, spec.max_depth), spec.min_depth, spec.max_depth)
+    t = (clipped - spec.min_depth) / (spec.max_depth - spec.min_depth)
+    return (1.0 - t if spec.near_is_bright else t).astype(np.float64)
+
+
+def synthesized_image(raw: np.ndarray, spec) -> np.ndarray:
+    """Raw normalized_depth output -> [0, 1] (0 = output_range[0]), clipped."""
+    lo, hi = spec.output_range
+    value = raw.astype(np.float64) * spec.output_scale + spec.output_shift
+    return np.clip((value - lo) / (hi - lo), 0.0, 1.0)
+
+
+def evaluate_synthesis(estimator: MonoDepthEstimator, dataset: Sequence,
+                       protocol: DepthEvalProtocol, limit: int = 0, progress: bool = False
+                       ) -> dict[str, float]:
+    """Mean PSNR, SSIM and depth metrics of one model over the first ``limit`` images."""
+    from tqdm import tqdm
+
+    from training.evaluate import EVALUATION_RANGE, MONO_INPUTS
+    spec = estimator.spec
+    if spec.output_kind != 'normalized_depth':
+        raise ValueError(f"PSNR / SSIM of depth images need a normalized_depth model; this "
+                         f"one outputs '{spec.output_kind}'")
+    key, encoding = MONO_INPUTS[spec.input_kind]
+    count = len(dataset) if limit <= 0 else min(limit, len(dataset))
+    averager = MetricAverager()
+    for index in tqdm(range(count), disable=not progress, unit='image'):
+        sample = dataset[index]
+        for needed in (key, 'depth'):
+            if sample.get(needed) is None:
+                raise KeyError(f"sample '{sample.get('name', index)}' has no '{needed}'")
+        image, depth = sample[key], sample['depth']
+        raw, _ = estimator.infer(image_to_tensor(image, encoding, spec))
+        truth = normalized_ground_truth(depth, spec, *raw.shape)
+        synthesized = synthesized_image(raw, spec)
+        metrics = {'psnr': psnr(synthesized, truth, data_range=1.0),
+                   'ssim': ssim(synthesized, truth, data_range=1.0)}
+        metres = estimator.raw_to_result(raw, image.shape[0], image.shape[1], None, None, 0.0,
+                                         EVALUATION_RANGE).depth
+        try:
+            metrics.update(depth_metrics(metres, depth, protocol))
+        except ValueError as exc:
+            if 'ground-truth' not in str(exc):
+                raise
+        averager.add(metrics)
+    return {**averager.means(), 'images': averager.images}
+
+
+def format_table(results: Mapping[str, Mapping[str, float]]) -> str:
+    columns = [*SYNTHESIS_METRICS, *DEPTH_METRICS]
+    width = max(len(n) for n in results) + 2
+    lines = [' ' * width + ' '.join(f'{c:>9}' for c in columns)]
+    for name, metrics in results.items():
+        lines.append(f'{name:<{width}}' + ' '.join(
+            f'{metrics.get(c, math.nan):>9.4f}' for c in columns))
+    return '\n'.join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from training.evaluate import DATASET_PROTOCOLS, _parse_options, load_estimator
+    parser = argparse.ArgumentParser(prog='python -m training.evaluate_depth_synthesis',
+                                     description=__doc__.split('\n\n')[0])
+    parser.add_argument('--model', action='append', required=True,
+                        help='.onnx / .pt2 / model name / training checkpoint .pt; repeatable')
+    parser.add_argument('--backend', default='onnxruntime')
+    parser.add_argument('--dataset', required=True, help='training.datasets registry name')
+    parser.add_argument('--split', default='test')
+    parser.add_argument('--root', help='dataset directory')
+    parser.add_argument('--dataset-option', action='append', default=[], metavar='KEY=VALUE',
+                        help='dataset keyword argument (YAML value); repeatable')
+    parser.add_argument('--limit', type=int, default=0, help='evaluate the first N images')
+    parser.add_argument('--output', help='write the results as JSON here')
+    parser.add_argument('--no-progress', action='store_true')
+    args = parser.parse_args(argv)
+
+    from training.datasets import build_dataset
+    try:
+        options = _parse_options(args.dataset_option)
+        dataset = build_dataset(args.dataset, args.split, args.root, **options)
+        protocol = DATASET_PROTOCOLS.get(args.dataset, DepthEvalProtocol())
+        results: dict[str, dict[str, Any]] = {}
+        for model in args.model:
+            estimator = load_estimator(model, args.backend)
+            results[model] = evaluate_synthesis(estimator, dataset, protocol, args.limit,
+                                                not args.no_progress)
+    except (ValueError, KeyError, OSError, RuntimeError) as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
+    images = next(iter(results.values()))['images']
+    print(f'{args.dataset}/{args.split}: {images} images; PSNR/SSIM on [0, 1] normalised '
+          f'depth at the model size; depth metrics in metres, crop {protocol.crop}, '
+          f'depth ({protocol.min_depth:g}, {protocol.max_depth:g}] m')
+    print(format_table(results))
+    if args.output:
+        report = {'dataset': args.dataset, 'split': args.split, 'dataset_options': options,
+                  'protocol': {'crop': protocol.crop, 'min_depth': protocol.min_depth,
+                               'max_depth': None if math.isinf(protocol.max_depth)
+                               else protocol.max_depth},
+                  'models': results}
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(report, indent=2, sort_keys=True))
+        print(f'wrote {args.output}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
