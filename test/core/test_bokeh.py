@@ -179,3 +179,84 @@ def test_bad_lens_focus_and_inputs_are_named():
                               unknown_depth='zero')
     with pytest.raises(BokehError, match='depth must be'):
         render_depth_of_field(textured(8, 8), np.ones((8, 8, 1), np.float32), 2.0, LENS)
+
+
+# -- the offline CLI (depth_nodes/bokeh.py) ---------------------------------------------------
+
+def cli_scene(tmp_path):
+    import cv2
+    image = textured(48, 64)
+    depth = np.full((48, 64), 7.5, np.float32)
+    depth[:, :30] = 1.25
+    depth[:5, :5] = np.nan
+    cv2.imwrite(str(tmp_path / 'in.png'), image)
+    return image, depth
+
+
+def test_cli_reads_millimetre_png_and_metre_float_files_alike(tmp_path):
+    import cv2
+
+    from depth_nodes.bokeh import main
+    image, depth = cli_scene(tmp_path)
+    cv2.imwrite(str(tmp_path / 'depth.png'), np.nan_to_num(depth * 1000).astype(np.uint16))
+    np.save(tmp_path / 'depth.npy', depth)
+    cv2.imwrite(str(tmp_path / 'depth.tiff'), depth)
+    expected = render_depth_of_field(image, depth, 1.25, ThinLens(35.0, 2.0, 23.5))
+    for name in ('depth.png', 'depth.npy', 'depth.tiff'):
+        assert main(['--image', str(tmp_path / 'in.png'), '--depth', str(tmp_path / name),
+                     '--focus-distance', '1.25', '--f-number', '2', '--focal-length-mm', '35',
+                     '--sensor-width-mm', '23.5', '--output', str(tmp_path / 'out.png')]) == 0
+        np.testing.assert_array_equal(cv2.imread(str(tmp_path / 'out.png')), expected)
+
+
+def test_cli_several_focus_distances_montage_and_autofocus(tmp_path, capsys):
+    import cv2
+
+    from depth_nodes.bokeh import main
+    image, depth = cli_scene(tmp_path)
+    np.save(tmp_path / 'depth.npy', depth)
+    args = ['--image', str(tmp_path / 'in.png'), '--depth', str(tmp_path / 'depth.npy')]
+    assert main(args + ['--focus-distance', '1.25', '7.5', '--output', str(tmp_path / 'o.png'),
+                        '--montage', str(tmp_path / 'm.png')]) == 0
+    near = cv2.imread(str(tmp_path / 'o_1.25m.png'))
+    np.testing.assert_array_equal(near, render_depth_of_field(image, depth, 1.25))
+    assert cv2.imread(str(tmp_path / 'o_7.5m.png')) is not None
+    assert cv2.imread(str(tmp_path / 'm.png')).shape == (48, 4 * 64 + 3 * 4, 3)
+    assert main(args + ['--focus-point', '50', '20', '--output', str(tmp_path / 'af.png')]) == 0
+    assert 'focus distance at [50.0, 20.0]: 7.500 m' in capsys.readouterr().out
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / 'af.png')),
+                                  render_depth_of_field(image, depth, 7.5))
+
+
+def test_cli_names_unusable_files(tmp_path, capsys):
+    import cv2
+
+    from depth_nodes.bokeh import main
+    cli_scene(tmp_path)
+    cv2.imwrite(str(tmp_path / 'depth8.png'), np.full((48, 64), 100, np.uint8))
+    for depth, problem in (('depth8.png', '8-bit picture of depth'),
+                           ('missing.npy', 'no such depth file')):
+        assert main(['--image', str(tmp_path / 'in.png'), '--depth', str(tmp_path / depth),
+                     '--focus-distance', '2', '--output', str(tmp_path / 'o.png')]) == 2
+        err = capsys.readouterr().err
+        assert str(tmp_path / depth) in err and problem in err
+
+
+def test_cli_reads_openexr_metres(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import cv2
+    image, depth = cli_scene(tmp_path)
+    env = dict(os.environ, OPENCV_IO_ENABLE_OPENEXR='1')
+    np.save(tmp_path / 'depth.npy', depth)
+    write = ('import cv2, numpy as np, sys; '
+             'cv2.imwrite(sys.argv[2], np.load(sys.argv[1])) or sys.exit(3)')
+    subprocess.run([sys.executable, '-c', write, str(tmp_path / 'depth.npy'),
+                    str(tmp_path / 'depth.exr')], env=env, check=True)
+    subprocess.run([sys.executable, '-m', 'depth_nodes.bokeh', '--image', str(tmp_path / 'in.png'),
+                    '--depth', str(tmp_path / 'depth.exr'), '--focus-distance', '1.25',
+                    '--output', str(tmp_path / 'out.png')], check=True, capture_output=True)
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / 'out.png')),
+                                  render_depth_of_field(image, depth, 1.25))
