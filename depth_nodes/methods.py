@@ -20,14 +20,23 @@ class Method:
     summary: str
     # Input topics of the node, each remappable by a launch argument of the same name.
     inputs: tuple[str, ...] = ('image', 'camera_info')
+    rviz: str = 'depth.rviz'   # config/<file> that rviz:=true opens
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method('eigen', 'mono_depth_node', 'rgb', 'eigen.yaml',
            'Eigen et al. multi-scale coarse + fine network (RGB)'),
+    Method('pix2pix', 'mono_depth_node', 'rgb', 'pix2pix.yaml',
+           'Pix2Pix U-Net generator + PatchGAN, conditional GAN depth (RGB)'),
 )}
 
 DEFAULT_METHOD = 'eigen'
+
+# Node-relative output topics of every depth node (DepthOutputs) and their types.
+OUTPUT_TOPICS = {'depth/image': 'sensor_msgs/msg/Image',
+                 'depth/camera_info': 'sensor_msgs/msg/CameraInfo',
+                 'depth/colored': 'sensor_msgs/msg/Image',
+                 'depth/points': 'sensor_msgs/msg/PointCloud2'}
 
 # Launch arguments that remap a node input: argument name -> topic name inside the node.
 REMAP_ARGUMENTS = {
@@ -78,12 +87,13 @@ def node_environment(share: Path, environ=None) -> dict[str, str]:
 
 
 def launch_plan(method: str, *, model: str = '', backend: str = '', use_sim_time: bool = False,
-                remaps: dict[str, str] | None = None, rviz: bool = False,
+                remaps: dict[str, str] | None = None, rviz: bool = False, dof: bool = False,
                 share: Path | None = None, environ=None) -> list[NodePlan]:
     """Nodes to start for ``method``: the method's node with its config, plus options.
 
     ``model`` / ``backend`` left empty keep the values of the method's params file;
-    ``remaps`` maps node input names (see REMAP_ARGUMENTS) to the user's topics.
+    ``remaps`` maps node input names (see REMAP_ARGUMENTS) to the user's topics. ``dof``
+    adds dof_node (RGB methods only), reading the method's image and its depth/image.
     """
     m = get_method(method)
     share = share or share_directory()
@@ -98,7 +108,75 @@ def launch_plan(method: str, *, model: str = '', backend: str = '', use_sim_time
                   and v != REMAP_ARGUMENTS[k]]
     plans = [NodePlan(PACKAGE, m.executable, m.executable,
                       [str(share / 'config' / m.params_file), overrides], remappings, env=env)]
+    if dof:
+        if m.input_kind != 'rgb':
+            raise ValueError(f"dof:=true needs an RGB method; '{m.name}' takes "
+                             f'{m.input_kind} input')
+        # Same namespace as the depth node: its depth/image is the dof node's depth/image.
+        plans.append(NodePlan(PACKAGE, 'dof_node', 'dof_node',
+                              [str(share / 'config' / 'dof.yaml'),
+                               {'use_sim_time': use_sim_time}],
+                              [r for r in remappings if r[0] == 'image'], env=env))
     if rviz:
         plans.append(NodePlan('rviz2', 'rviz2', 'rviz2', [{'use_sim_time': use_sim_time}],
-                              arguments=['-d', str(share / 'config' / 'depth.rviz')]))
+                              arguments=['-d', str(share / 'config' / m.rviz)]))
     return plans
+
+
+@dataclass(frozen=True)
+class ProcessPlan:
+    """A command a launch file runs as a process (ExecuteProcess), e.g. `ros2 bag play`."""
+    name: str
+    cmd: list
+    env: dict = field(default_factory=dict)
+
+
+def check_bag_path(bag: str) -> Path:
+    """A bag launch argument -> an existing rosbag2 directory or bag file (clear error)."""
+    if not bag:
+        raise ValueError('bag:=<path> is required (a rosbag2 directory or a .mcap/.db3/.bag '
+                         'file)')
+    path = Path(bag).expanduser()
+    if path.is_dir():
+        if not (path / 'metadata.yaml').is_file() and not any(
+                path.glob('*.mcap')) and not any(path.glob('*.db3')):
+            raise ValueError(f'{path} is not a rosbag2 directory (no metadata.yaml, .mcap or '
+                             '.db3 inside)')
+    elif not path.is_file():
+        raise ValueError(f'bag not found: {path}')
+    elif path.suffix not in ('.mcap', '.db3', '.bag'):
+        raise ValueError(f'{path} is not a bag file (.mcap, .db3 or .bag expected)')
+    return path.resolve()
+
+
+def bag_replay_plan(bag: str, method: str, *, rate: float = 1.0, loop: bool = False,
+                    record: str = '', rviz: bool = False, model: str = '', backend: str = '',
+                    namespace: str = '', remaps: dict[str, str] | None = None,
+                    share: Path | None = None, environ=None
+                    ) -> tuple[list[ProcessPlan], list[NodePlan]]:
+    """A recorded bag into ``method`` on sim time: `ros2 bag play --clock`, the method's
+    nodes with use_sim_time (and RViz), optionally `ros2 bag record` of the depth outputs.
+
+    ``remaps`` maps node inputs to the bag's camera topics, as in launch_plan(). Paths are
+    checked here: the bag must exist, the record output must not (and its folder must).
+    """
+    if not rate > 0:
+        raise ValueError(f'rate must be > 0, got {rate}')
+    path = check_bag_path(bag)
+    share = share or share_directory()
+    nodes = launch_plan(method, model=model, backend=backend, use_sim_time=True, remaps=remaps,
+                        rviz=rviz, share=share, environ=environ)
+    env = node_environment(share, environ)     # the player publishes camera-size images too
+    play = ['ros2', 'bag', 'play', str(path), '--clock', '--rate', f'{rate:g}']
+    processes = [ProcessPlan('bag_play', play + (['--loop'] if loop else []), env)]
+    if record:
+        out = Path(record).expanduser()
+        if out.exists():
+            raise ValueError(f'record:={record} exists; ros2 bag record needs a new path')
+        if not out.parent.resolve().is_dir():
+            raise ValueError(f'record:={record}: folder {out.parent} does not exist')
+        prefix = '/' + namespace.strip('/') if namespace.strip('/') else ''
+        topics = [f'{prefix}/{topic}' for topic in OUTPUT_TOPICS]
+        processes.append(ProcessPlan('bag_record', ['ros2', 'bag', 'record', '--use-sim-time',
+                                                    '-o', str(out.resolve())] + topics, env))
+    return processes, nodes
