@@ -19,7 +19,8 @@ go through depth_nodes' runtime, checkpoints (.pt) through the same estimator in
   (Abs Rel, RMSE, delta < 1.25^k ...).
 
 Metrics are averaged over images; ``--model`` may be repeated to put several models (the
-proposed loss set and its baselines) in one table.
+proposed loss set and its baselines) in one table; ``--baseline train-mean`` adds the
+per-pixel mean depth of the training split as a constant prediction.
 """
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
+import cv2
 import numpy as np
 
 from depth_nodes.core.preprocess import image_to_tensor
@@ -58,35 +60,58 @@ def synthesized_image(raw: np.ndarray, spec) -> np.ndarray:
     return np.clip((value - lo) / (hi - lo), 0.0, 1.0)
 
 
-def evaluate_synthesis(estimator: MonoDepthEstimator, dataset: Sequence,
-                       protocol: DepthEvalProtocol, limit: int = 0, progress: bool = False
-                       ) -> dict[str, float]:
-    """Mean PSNR, SSIM and depth metrics of one model over the first ``limit`` images."""
-    from tqdm import tqdm
+Prediction = tuple[np.ndarray, np.ndarray]   # ([0, 1] depth image at model size, metres)
 
+
+def estimator_synthesis(estimator: MonoDepthEstimator) -> Callable[[Mapping], Prediction]:
+    """A model's synthesised depth image (raw output at its input size) and its metres at the
+    image's resolution, from one inference."""
     from training.evaluate import EVALUATION_RANGE, MONO_INPUTS
     spec = estimator.spec
     if spec.output_kind != 'normalized_depth':
         raise ValueError(f"PSNR / SSIM of depth images need a normalized_depth model; this "
                          f"one outputs '{spec.output_kind}'")
     key, encoding = MONO_INPUTS[spec.input_kind]
+
+    def predict(sample: Mapping[str, Any]) -> Prediction:
+        if sample.get(key) is None:
+            raise KeyError(f"sample '{sample.get('name', '?')}' has no '{key}' image")
+        image = sample[key]
+        raw, _ = estimator.infer(image_to_tensor(image, encoding, spec))
+        metres = estimator.raw_to_result(raw, image.shape[0], image.shape[1], None, None, 0.0,
+                                         EVALUATION_RANGE).depth
+        return synthesized_image(raw, spec), metres
+    return predict
+
+
+def train_mean_synthesis(mean_depth: np.ndarray, spec) -> Callable[[Mapping], Prediction]:
+    """The per-pixel mean training depth (training.evaluate.train_mean_depth) as a constant
+    prediction, as a depth image of the model's size and in metres."""
+    def predict(sample: Mapping[str, Any]) -> Prediction:
+        height, width = sample['depth'].shape[:2]
+        metres = cv2.resize(mean_depth, (width, height), interpolation=cv2.INTER_LINEAR)
+        return normalized_ground_truth(mean_depth, spec, *spec.input_size), metres
+    return predict
+
+
+def evaluate_synthesis(predict: Callable[[Mapping], Prediction], dataset: Sequence, spec,
+                       protocol: DepthEvalProtocol, limit: int = 0, progress: bool = False
+                       ) -> dict[str, float]:
+    """Mean PSNR, SSIM and depth metrics of one predictor over the first ``limit`` images;
+    ``spec`` gives the normalisation of the ground-truth depth images."""
+    from tqdm import tqdm
     count = len(dataset) if limit <= 0 else min(limit, len(dataset))
     averager = MetricAverager()
     for index in tqdm(range(count), disable=not progress, unit='image'):
         sample = dataset[index]
-        for needed in (key, 'depth'):
-            if sample.get(needed) is None:
-                raise KeyError(f"sample '{sample.get('name', index)}' has no '{needed}'")
-        image, depth = sample[key], sample['depth']
-        raw, _ = estimator.infer(image_to_tensor(image, encoding, spec))
-        truth = normalized_ground_truth(depth, spec, *raw.shape)
-        synthesized = synthesized_image(raw, spec)
+        if sample.get('depth') is None:
+            raise KeyError(f"sample '{sample.get('name', index)}' has no ground-truth depth")
+        synthesized, metres = predict(sample)
+        truth = normalized_ground_truth(sample['depth'], spec, *synthesized.shape)
         metrics = {'psnr': psnr(synthesized, truth, data_range=1.0),
                    'ssim': ssim(synthesized, truth, data_range=1.0)}
-        metres = estimator.raw_to_result(raw, image.shape[0], image.shape[1], None, None, 0.0,
-                                         EVALUATION_RANGE).depth
         try:
-            metrics.update(depth_metrics(metres, depth, protocol))
+            metrics.update(depth_metrics(metres, sample['depth'], protocol))
         except ValueError as exc:
             if 'ground-truth' not in str(exc):
                 raise
@@ -105,7 +130,8 @@ def format_table(results: Mapping[str, Mapping[str, float]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from training.evaluate import DATASET_PROTOCOLS, _parse_options, load_estimator
+    from training.evaluate import (DATASET_PROTOCOLS, _parse_options, load_estimator,
+                                   train_mean_depth)
     parser = argparse.ArgumentParser(prog='python -m training.evaluate_depth_synthesis',
                                      description=__doc__.split('\n\n')[0])
     parser.add_argument('--model', action='append', required=True,
@@ -117,6 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--dataset-option', action='append', default=[], metavar='KEY=VALUE',
                         help='dataset keyword argument (YAML value); repeatable')
     parser.add_argument('--limit', type=int, default=0, help='evaluate the first N images')
+    parser.add_argument('--baseline', choices=('none', 'train-mean'), default='none',
+                        help="train-mean: the per-pixel mean depth of the dataset's train "
+                             'split (same options), as a constant prediction')
+    parser.add_argument('--baseline-samples', type=int, default=0,
+                        help='average the first N training samples (0 = all)')
     parser.add_argument('--output', help='write the results as JSON here')
     parser.add_argument('--no-progress', action='store_true')
     args = parser.parse_args(argv)
@@ -127,10 +158,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset = build_dataset(args.dataset, args.split, args.root, **options)
         protocol = DATASET_PROTOCOLS.get(args.dataset, DepthEvalProtocol())
         results: dict[str, dict[str, Any]] = {}
+        spec = None
         for model in args.model:
             estimator = load_estimator(model, args.backend)
-            results[model] = evaluate_synthesis(estimator, dataset, protocol, args.limit,
+            spec = spec or estimator.spec
+            results[model] = evaluate_synthesis(estimator_synthesis(estimator), dataset,
+                                                estimator.spec, protocol, args.limit,
                                                 not args.no_progress)
+        if args.baseline == 'train-mean':
+            train = build_dataset(args.dataset, 'train', args.root, **options)
+            mean = train_mean_depth(train, args.baseline_samples)
+            # Normalised like the first model's training data, at its input size.
+            results['train-mean'] = evaluate_synthesis(train_mean_synthesis(mean, spec),
+                                                       dataset, spec, protocol, args.limit,
+                                                       not args.no_progress)
     except (ValueError, KeyError, OSError, RuntimeError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2

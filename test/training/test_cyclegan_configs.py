@@ -13,8 +13,9 @@ from depth_nodes.core.model_spec import METADATA_KEY, ModelSpec
 from depth_nodes.runtime.estimator import MonoDepthEstimator
 from depth_nodes.runtime.model import open_model
 from training.config import load_config
-from training.evaluate_depth_synthesis import (evaluate_synthesis, normalized_ground_truth,
-                                               synthesized_image)
+from training.evaluate_depth_synthesis import (estimator_synthesis, evaluate_synthesis,
+                                               normalized_ground_truth, synthesized_image,
+                                               train_mean_synthesis)
 from training.metrics import DepthEvalProtocol
 from training.train import run_training
 
@@ -100,6 +101,7 @@ def test_onnx_export_agrees_with_pytorch_and_carries_the_spec(exported):
     np.testing.assert_allclose(depth, expected, atol=1e-3)    # metres (range 9.5 m)
 
 
+@pytest.mark.filterwarnings('ignore:divide by zero')   # PSNR of a perfect map is inf
 def test_synthesis_metrics_of_a_model_by_hand(exported):
     method, path, _ = exported
     spec = method.model_spec()
@@ -110,7 +112,8 @@ def test_synthesis_metrics_of_a_model_by_hand(exported):
                                [[1.0, 0.0], [0.5, 0.0]])
     data = fake_depth_scenes.FakeRooms(size=2, height=32, width=48)
     estimator = MonoDepthEstimator(open_model(str(path), 'onnxruntime'))
-    results = evaluate_synthesis(estimator, data, DepthEvalProtocol(), limit=2)
+    results = evaluate_synthesis(estimator_synthesis(estimator), data, spec,
+                                 DepthEvalProtocol(), limit=2)
     assert results['images'] == 2
     # Recompute image 0's PSNR from the raw output: 10 log10(1 / MSE).
     from depth_nodes.core.preprocess import image_to_tensor
@@ -122,6 +125,11 @@ def test_synthesis_metrics_of_a_model_by_hand(exported):
         psnrs.append(10 * math.log10(1.0 / np.mean(error ** 2)))
     assert results['psnr'] == pytest.approx(np.mean(psnrs), rel=1e-6)
     assert -1.0 <= results['ssim'] <= 1.0 and results['abs_rel'] > 0
+    # A constant prediction equal to each image's own depth is perfect: SSIM 1, Abs Rel 0.
+    perfect = evaluate_synthesis(train_mean_synthesis(data[0]['depth'], spec), data, spec,
+                                 DepthEvalProtocol(), limit=1)
+    assert perfect['ssim'] == pytest.approx(1.0) and perfect['abs_rel'] == pytest.approx(0.0)
+    assert perfect['psnr'] > 60
 
 
 def test_evaluation_cli_writes_a_table(exported, tmp_path, capsys):
@@ -131,11 +139,13 @@ def test_evaluation_cli_writes_a_table(exported, tmp_path, capsys):
     status = main(['--model', str(path), '--dataset', 'synthetic', '--split', 'test',
                    '--dataset-option', 'scene=indoor', '--dataset-option', 'height=32',
                    '--dataset-option', 'width=48', '--dataset-option', 'outputs=[rgb,depth]',
-                   '--dataset-option', 'size=2', '--no-progress', '--output', str(out)])
+                   '--dataset-option', 'size=2', '--no-progress', '--output', str(out),
+                   '--baseline', 'train-mean'])
     assert status == 0
     report = json.loads(out.read_text())
     metrics = report['models'][str(path)]
     assert metrics['images'] == 2 and math.isfinite(metrics['psnr'])
+    assert report['models']['train-mean']['images'] == 2
     assert 'psnr' in capsys.readouterr().out
     assert main(['--model', 'no_such_model.onnx', '--dataset', 'synthetic',
                  '--no-progress']) == 2
