@@ -6,11 +6,19 @@ interpolation) simulate its output on RGB-D data by keeping pixels whose gradien
 passes an adaptive threshold, which gives 10-15 % of the pixels on typical indoor images.
 The training data and the semidense node both use this function, so the network is trained
 on the sparsity pattern it sees at run time.
+
+The second half turns what a semi-dense node receives (an LSD-SLAM (inverse) depth image with
+its variance, or a point cloud projected into the camera) into the network input, in the
+same way for training batches and for the node (semidense_to_tensor).
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
+
+from depth_nodes.core.camera import CameraIntrinsics, project_points, rasterize_depth
+from depth_nodes.core.encodings import ImageFormatError, lookup_encoding
+from depth_nodes.core.preprocess import resize_image
 
 # Gradients below this (Sobel magnitude of a 0..255 image, i.e. ~8 x grey levels per pixel)
 # are sensor noise on a flat surface: SLAM has no texture to match there, whatever the
@@ -77,3 +85,195 @@ def random_sample_mask(shape: tuple[int, int], density: float,
     mask = np.zeros(size, dtype=bool)
     mask[rng.choice(size, size=int(round(density * size)), replace=False)] = True
     return mask.reshape(shape)
+
+
+# --- semi-dense depth -> network input --------------------------------------------------------
+#
+# The network sees depth divided by a per-frame scale s (a high percentile of the known
+# depths), so its inputs lie in about (0, 1] whatever the scene (a room, a street) and
+# whatever the scale of a monocular SLAM map (LSD-SLAM's depth is known only up to scale);
+# its output is depth / s too, and metres are output * s. Unknown pixels are encoded
+# explicitly: depth channel 0 *and* mask channel 0. A known depth is never 0 after the
+# division (depth > 0), so "0 with mask 1" cannot occur and NaN never becomes a depth.
+
+SEMIDENSE_CHANNELS = ('depth', 'mask', 'intensity')   # channel order of the network input
+DEPTH_NORMALIZATION = 'frame_percentile'
+DEFAULT_SCALE_PERCENTILE = 95.0
+
+
+def known_depth(depth: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels with a usable depth (finite and > 0)."""
+    with np.errstate(invalid='ignore'):
+        return np.isfinite(depth) & (depth > 0)
+
+
+def depth_from_semidense_image(values: np.ndarray, *, inverse_depth: bool = False,
+                               variance: np.ndarray | None = None,
+                               max_variance: float = 0.0) -> np.ndarray:
+    """A semi-dense image (32FC1) -> (H, W) float32 metres, NaN where unknown.
+
+    ``values`` is depth in metres, or inverse depth in 1/m when ``inverse_depth`` (LSD-SLAM's
+    native quantity); 0, negative, NaN and +-Inf are unknown either way. With ``variance``
+    (of the same quantity, same size) and ``max_variance`` > 0, pixels whose variance is not
+    finite or exceeds ``max_variance`` are unknown too (LSD-SLAM's idepth_var filter).
+    """
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim != 2:
+        raise ImageFormatError(f'semi-dense depth must be one channel (H, W), got shape '
+                               f'{values.shape}', 'shape')
+    known = known_depth(values)
+    if variance is not None:
+        variance = np.asarray(variance, dtype=np.float32)
+        if variance.shape != values.shape:
+            raise ImageFormatError(f'variance image {variance.shape[::-1]} does not match the '
+                                   f'depth image {values.shape[::-1]}', 'size_mismatch')
+        if max_variance > 0:
+            with np.errstate(invalid='ignore'):
+                known &= np.isfinite(variance) & (variance >= 0) & (variance <= max_variance)
+    depth = np.full(values.shape, np.nan, dtype=np.float32)
+    depth[known] = np.float32(1.0) / values[known] if inverse_depth else values[known]
+    return depth
+
+
+def frame_depth_scale(depth: np.ndarray, percentile: float = DEFAULT_SCALE_PERCENTILE
+                      ) -> float:
+    """The per-frame normalisation scale s: ``percentile`` of the known depths (metres).
+
+    A high percentile rather than the maximum, so that a few far outliers of a SLAM map do
+    not squeeze the rest of the frame towards 0. Raises ImageFormatError without known depth.
+    """
+    values = depth[known_depth(depth)]
+    if values.size == 0:
+        raise ImageFormatError('the semi-dense input has no known depth (all pixels 0, NaN '
+                               'or filtered out)', 'no_depth')
+    return float(np.percentile(values, percentile))
+
+
+def resample_sparse_depth(depth: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Sparse (H, W) metres (NaN unknown) -> (height, width), NaN where no sample lands.
+
+    Each known pixel moves to the output pixel that contains its centre,
+    (u + 0.5) * width / W - 0.5 rounded down; where several land on one output pixel the
+    nearest wins (a z-buffer, as a sensor would see it). Nothing is interpolated: a
+    bilinear or area resize would blend samples with the unknown pixels between them (or
+    with each other across a depth edge) into depths that were never measured, and would
+    spread a sample over a block of pixels when enlarging.
+    """
+    depth = np.asarray(depth, dtype=np.float32)
+    src_h, src_w = depth.shape
+    if (src_h, src_w) == (height, width):
+        return np.where(known_depth(depth), depth, np.float32(np.nan)).astype(np.float32)
+    v, u = np.nonzero(known_depth(depth))
+    z = depth[v, u]
+    # (u + 0.5) * width / src_w rounded down, in integers: (2u + 1) * width // (2 src_w).
+    tv = ((2 * v + 1) * height) // (2 * src_h)
+    tu = ((2 * u + 1) * width) // (2 * src_w)
+    out = np.full(height * width, np.nan, dtype=np.float32)
+    order = np.argsort(z, kind='stable')
+    flat = (tv * width + tu)[order]
+    first, keep = np.unique(flat, return_index=True)
+    out[first] = z[order][keep]
+    return out.reshape(height, width)
+
+
+def intensity_from_image(image: np.ndarray, encoding: str) -> np.ndarray:
+    """A camera image in any supported colour or mono encoding -> (H, W) uint8 grey."""
+    enc = lookup_encoding(encoding)
+    if enc.kind == 'depth':
+        raise ImageFormatError(f'{encoding} is a depth encoding, not an intensity image',
+                               'encoding')
+    if enc.channels == 1:
+        image = image[:, :, 0] if image.ndim == 3 else image
+        return (image >> 8).astype(np.uint8) if enc.dtype == np.uint16 else image
+    code = cv2.COLOR_BGR2GRAY if encoding.startswith('bgr') else cv2.COLOR_RGB2GRAY
+    return cv2.cvtColor(np.ascontiguousarray(image[:, :, :3]), code)
+
+
+def semidense_to_tensor(depth: np.ndarray, spec, intensity: np.ndarray | None = None
+                        ) -> tuple[np.ndarray, float]:
+    """Semi-dense metres (NaN unknown) [+ (H, W) uint8 intensity] -> the network input.
+
+    Returns the (1, C, h, w) float32 tensor of ``spec`` (channels SEMIDENSE_CHANNELS[:C]:
+    depth / s, known mask, intensity / 255) and the frame scale s in metres. The depth is
+    moved to the model size with resample_sparse_depth, the intensity with the nodes' area
+    resize. Training batches are made with this same function.
+    """
+    channels = spec.input_channels
+    if channels not in (2, 3):
+        raise ValueError(f'a semidense model has 2 (depth, mask) or 3 (+ intensity) input '
+                         f'channels, this one has {channels}')
+    height, width = spec.input_size
+    if height and width and depth.shape != (height, width):
+        depth = resample_sparse_depth(depth, height, width)
+    known = known_depth(depth)
+    scale = frame_depth_scale(depth, float(spec.extras.get('scale_percentile',
+                                                           DEFAULT_SCALE_PERCENTILE)))
+    tensor = np.zeros((1, channels) + depth.shape, dtype=np.float32)
+    np.divide(depth, np.float32(scale), out=tensor[0, 0], where=known)
+    tensor[0, 1] = known
+    if channels == 3:
+        if intensity is None:
+            raise ImageFormatError('this model needs the intensity image as its third input '
+                                   'channel', 'missing_image')
+        if intensity.ndim != 2 or intensity.dtype != np.uint8:
+            raise ValueError(f'intensity must be (H, W) uint8, got {intensity.shape} '
+                             f'{intensity.dtype}')
+        if intensity.shape != depth.shape:
+            intensity = resize_image(intensity, *depth.shape)[:, :, 0]
+        np.multiply(intensity, np.float32(1.0 / 255.0), out=tensor[0, 2], casting='unsafe')
+    return tensor, scale
+
+
+def merge_known_depth(dense: np.ndarray, sparse: np.ndarray,
+                      depth_range: tuple[float, float] | None = None) -> np.ndarray:
+    """``dense`` with every known pixel of ``sparse`` (same size) put back exactly.
+
+    With ``depth_range``, only samples inside it are kept (outside stays as the network
+    said, itself NaN outside the range). Unknown samples never overwrite anything.
+    """
+    if dense.shape != sparse.shape:
+        raise ValueError(f'dense {dense.shape} and sparse {sparse.shape} depth differ in size')
+    keep = known_depth(sparse)
+    if depth_range is not None:
+        with np.errstate(invalid='ignore'):
+            keep &= (sparse >= depth_range[0]) & (sparse <= depth_range[1])
+    out = dense.copy()
+    out[keep] = sparse[keep]
+    return out
+
+
+# --- point clouds (SLAM map points, LiDAR) -> sparse depth -----------------------------------
+
+def rotation_from_quaternion(qx: float, qy: float, qz: float, qw: float) -> np.ndarray:
+    """3x3 rotation matrix of a (normalised here) quaternion (x, y, z, w), ROS order."""
+    q = np.array([qx, qy, qz, qw], dtype=np.float64)
+    norm = np.linalg.norm(q)
+    if not np.isfinite(norm) or norm < 1e-9:
+        raise ValueError(f'quaternion {q.tolist()} has no rotation (zero or non-finite norm)')
+    x, y, z, w = q / norm
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+def transform_points(points: np.ndarray, transform: tuple[float, ...]) -> np.ndarray:
+    """(N, 3) points -> the camera optical frame: p_cam = R p + t.
+
+    ``transform`` is (tx, ty, tz, qx, qy, qz, qw): the pose of the points' frame in the
+    camera's optical frame (what `tf2_echo camera_optical_frame <cloud frame>` prints).
+    """
+    if len(transform) != 7:
+        raise ValueError(f'a transform is 7 numbers (tx, ty, tz, qx, qy, qz, qw), got '
+                         f'{len(transform)}')
+    rotation = rotation_from_quaternion(*transform[3:])
+    translation = np.asarray(transform[:3], dtype=np.float64)
+    if np.allclose(rotation, np.eye(3)) and not translation.any():
+        return np.asarray(points, dtype=np.float32)
+    return (np.asarray(points, dtype=np.float64) @ rotation.T + translation).astype(np.float32)
+
+
+def points_to_sparse_depth(points: np.ndarray, camera: CameraIntrinsics) -> np.ndarray:
+    """(N, 3) optical-frame points -> (H, W) metres of the camera, NaN where none projects
+    (nearest point per pixel; points behind the camera or outside the image are dropped)."""
+    return rasterize_depth(*project_points(points, camera), camera)

@@ -1,0 +1,102 @@
+"""Semi-dense (or sparse) depth in, dense metric depth out: pre-processing + engine +
+post-processing for models with ``input_kind`` 'semidense' (Makarov et al.).
+
+ROS-free, shared by semidense_depth_node, offline bag processing, the evaluation CLI and
+the tests. The model's input is static (TensorRT needs a fixed profile): a semi-dense map
+of another size is moved onto the model's grid sample by sample
+(core.semidense.resample_sparse_depth: no sample is blurred into its unknown neighbours),
+the dense output is resized back bilinearly and the known input depths can be put back
+exactly (``keep_input_depth``). The network is fully convolutional, so for best results
+export it at the camera's resolution (tools/benchmark_semidense.py --height --width).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from depth_nodes.core.camera import CameraIntrinsics
+from depth_nodes.core.model_spec import ModelSpec
+from depth_nodes.core.postprocess import output_to_metres, resize_output, squeeze_output
+from depth_nodes.core.semidense import (DEPTH_NORMALIZATION, known_depth, merge_known_depth,
+                                        resample_sparse_depth, semidense_to_tensor)
+from depth_nodes.runtime.estimator import OUTPUT_RESOLUTIONS, DepthResult
+from depth_nodes.runtime.model import LoadedModel
+
+
+class SemiDenseEstimator:
+    """One semi-dense depth map (metres, NaN unknown) [+ intensity] -> dense metric depth."""
+
+    def __init__(self, model: LoadedModel, output_resolution: str = 'input'):
+        if output_resolution not in OUTPUT_RESOLUTIONS:
+            raise ValueError(f"output_resolution '{output_resolution}' not in "
+                             f'{OUTPUT_RESOLUTIONS}')
+        spec = model.spec
+        if spec.input_kind != 'semidense':
+            raise ValueError(f"a semidense estimator needs a model with input_kind "
+                             f"'semidense', this one has '{spec.input_kind}'")
+        if spec.input_channels not in (2, 3):
+            raise ValueError(f'a semidense model takes 2 (depth, mask) or 3 (+ intensity) '
+                             f'channels, this one {spec.input_channels}')
+        normalization = spec.extras.get('depth_normalization', DEPTH_NORMALIZATION)
+        if normalization != DEPTH_NORMALIZATION:
+            raise ValueError(f"unknown semidense depth_normalization '{normalization}' "
+                             f"(this package knows '{DEPTH_NORMALIZATION}')")
+        self.model = model
+        self.output_resolution = output_resolution
+        self._input_name = spec.input_names[0]
+        if not (spec.input_height and spec.input_width):
+            shape = model.engine.input_shapes[self._input_name]
+            if len(shape) != 4 or not all(isinstance(d, int) and d > 0 for d in shape[2:]):
+                raise ValueError('the model has no static input size and the spec gives none '
+                                 '(set spec.input_height and spec.input_width)')
+            spec = replace(spec, input_height=shape[2], input_width=shape[3])
+        self.spec: ModelSpec = spec
+        self._ranged_spec = spec
+
+    @property
+    def needs_intensity(self) -> bool:
+        return self.spec.input_channels == 3
+
+    def spec_for_range(self, depth_range: tuple[float, float] | None) -> ModelSpec:
+        if depth_range is None:
+            return self.spec
+        if (self._ranged_spec.min_depth, self._ranged_spec.max_depth) != tuple(depth_range):
+            self._ranged_spec = replace(self.spec, min_depth=depth_range[0],
+                                        max_depth=depth_range[1])
+        return self._ranged_spec
+
+    def estimate(self, depth: np.ndarray, camera: CameraIntrinsics | None = None,
+                 intensity: np.ndarray | None = None,
+                 depth_range: tuple[float, float] | None = None,
+                 keep_input_depth: bool = False) -> DepthResult:
+        """``depth``: (H, W) float32 metres, NaN (or <= 0) where unknown; ``intensity``:
+        (H, W) uint8 of the same camera (needed by 3-channel models). ``depth_range``
+        replaces the model's valid range (outside is NaN). ``keep_input_depth`` puts every
+        known input depth inside the range back into the output unchanged.
+
+        Raises core.encodings.ImageFormatError when the input has no known depth.
+        """
+        height, width = depth.shape
+        tensor, scale = semidense_to_tensor(depth, self.spec, intensity)
+        start = time.perf_counter()
+        outputs = self.model.engine.run({self._input_name: tensor})
+        inference_s = time.perf_counter() - start
+        raw = squeeze_output(outputs[self.spec.output_name])
+        out_h, out_w = (height, width) if self.output_resolution == 'input' else raw.shape
+        out_camera = None
+        if camera is not None:
+            out_camera = camera if (out_w, out_h) == (camera.width, camera.height) \
+                else camera.scaled(out_w, out_h)
+        # The network predicts depth / s; resizing before scaling is the same (linear).
+        raw = resize_output(raw, out_h, out_w) * np.float32(scale)
+        spec = self.spec_for_range(depth_range)
+        dense = output_to_metres(raw, spec)
+        if keep_input_depth:
+            sparse = depth if (out_h, out_w) == (height, width) else \
+                resample_sparse_depth(depth, out_h, out_w)
+            dense = merge_known_depth(dense, sparse, (spec.min_depth, spec.max_depth))
+        known_fraction = float(known_depth(depth).mean())
+        return DepthResult(dense, out_camera, inference_s,
+                           {'scale': scale, 'known_fraction': known_fraction})
