@@ -12,12 +12,15 @@ class OutputConversionError(ValueError):
 
 
 def output_to_metres(raw: np.ndarray, spec: ModelSpec, *, image_width: int | None = None,
-                     fx: float | None = None, baseline: float | None = None) -> np.ndarray:
+                     fx: float | None = None, baseline: float | None = None,
+                     valid_range: tuple[float, float] | None = None) -> np.ndarray:
     """Convert a raw (H, W) network output to metres according to ``spec.output_kind``.
 
     disparity_fraction needs the focal length in pixels of the image the fraction refers
     to: ``fx`` with ``image_width`` (from camera_info), or the spec's focal_fraction.
-    Pixels outside [min_depth, max_depth] or non-finite become NaN.
+    Pixels outside ``valid_range`` (default: the spec's [min_depth, max_depth]) or
+    non-finite become NaN. normalized_depth always maps onto the spec's own range: a valid
+    range chosen by the user clips the depth, it does not rescale it.
     """
     value = raw.astype(np.float32, copy=False)
     if spec.output_scale != 1.0 or spec.output_shift != 0.0:
@@ -42,7 +45,8 @@ def output_to_metres(raw: np.ndarray, spec: ModelSpec, *, image_width: int | Non
         else:  # pragma: no cover - ModelSpec.validate() rejects other kinds
             raise OutputConversionError(f'unknown output kind {kind}')
     depth = depth.astype(np.float32, copy=False)
-    invalid = ~np.isfinite(depth) | (depth < spec.min_depth) | (depth > spec.max_depth)
+    lo, hi = (spec.min_depth, spec.max_depth) if valid_range is None else valid_range
+    invalid = ~np.isfinite(depth) | (depth < lo) | (depth > hi)
     depth[invalid] = np.nan
     return depth
 

@@ -88,6 +88,7 @@ class MonoDepthEstimator:
             out_camera = camera if (out_w, out_h) == (camera.width, camera.height) \
                 else camera.scaled(out_w, out_h)
         raw = resize_output(raw, out_h, out_w)
-        depth = output_to_metres(raw, self.spec_for_range(depth_range), image_width=out_w,
-                                 fx=out_camera.fx if out_camera else None, baseline=baseline)
+        depth = output_to_metres(raw, self.spec, image_width=out_w,
+                                 fx=out_camera.fx if out_camera else None, baseline=baseline,
+                                 valid_range=depth_range)
         return DepthResult(depth, out_camera, inference_s)
