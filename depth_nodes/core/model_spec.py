@@ -24,6 +24,7 @@ OUTPUT_KINDS = (
     'inverse_depth',       # 1 / metres
     'normalized_depth',    # output_range mapped linearly onto [min_depth, max_depth]
     'disparity_fraction',  # disparity as a fraction of image width (Godard / Shen et al.)
+    'translated_image',    # not depth: an image in output_range (NIR -> RGB translation, CTN)
 )
 
 
