@@ -37,17 +37,14 @@ from depth_nodes.core.camera import CameraModelError
 from depth_nodes.core.colorize import colorize_depth
 from depth_nodes.core.encodings import ImageFormatError, to_rgb8
 from depth_nodes.core.pointcloud import depth_to_xyzrgb
-from depth_nodes.methods import METHODS, REMAP_ARGUMENTS, get_method, share_directory
+from depth_nodes.methods import (METHODS, OUTPUT_TOPICS, REMAP_ARGUMENTS, get_method,
+                                 share_directory)
 from depth_nodes.runtime.engine import EngineOptions, ModelLoadError
 from depth_nodes.runtime.estimator import DepthResult, MonoDepthEstimator
 from depth_nodes.runtime.model import LoadedModel, open_model
 
-IMAGE = 'sensor_msgs/msg/Image'
-CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
-POINTCLOUD2 = 'sensor_msgs/msg/PointCloud2'
 # Node-relative output topics (DepthOutputs in depth_nodes/nodes/depth_node.py) and types.
-OUTPUTS = {'depth/image': IMAGE, 'depth/camera_info': CAMERA_INFO,
-           'depth/colored': IMAGE, 'depth/points': POINTCLOUD2}
+OUTPUTS = OUTPUT_TOPICS
 
 
 class ProcessBagError(RuntimeError):
