@@ -17,13 +17,14 @@ from fixtures import malformed
 from fixtures.models import write_affine_model
 from fixtures.ros_harness import RELIABLE, overrides, ros_graph
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from depth_nodes import ros_io
 from depth_nodes.core.camera import CameraIntrinsics
 from depth_nodes.core.model_spec import ModelSpec
 from depth_nodes.nodes import depth_node
 from depth_nodes.nodes.mono_depth_node import MonoDepthNode
+from depth_nodes.nodes.semidense_depth_node import SemiDenseDepthNode
 from depth_nodes.runtime.estimator import MonoDepthEstimator
 from depth_nodes.runtime.model import open_model
 
@@ -163,3 +164,96 @@ def test_broken_model_swap_keeps_the_old_model_and_reports_it(model_path, tmp_pa
         d = out.diagnostics[-1]
         assert d['level'] == DiagnosticStatus.WARN
         assert d['model'] == str(model_path)
+
+
+# -- semidense_depth_node ------------------------------------------------------------------
+def semidense_model(tmp_path_factory):
+    """depth/s - 0.5 mask + 0.5 per pixel (s: the frame's largest known depth), as in
+    test_semidense_depth_node.py: a known pixel comes out as its own depth."""
+    spec = ModelSpec(method='semidense', input_kind='semidense', input_names=('image',),
+                     input_height=48, input_width=64, input_channels=2, mean=(0.0, 0.0),
+                     std=(1.0, 1.0), output_name='depth', output_kind='metric_depth',
+                     min_depth=0.01, max_depth=100.0, extras={'scale_percentile': 100.0})
+    return write_affine_model(tmp_path_factory.mktemp('semidense') / 'two.onnx', spec,
+                              weights=(1.0, -0.5), bias=0.5)
+
+
+@pytest.fixture(scope='module')
+def semidense_path(tmp_path_factory):
+    return semidense_model(tmp_path_factory)
+
+
+def semidense_node(model, **params):
+    return functools.partial(SemiDenseDepthNode, parameter_overrides=overrides(
+        model=str(model), backend='onnxruntime', **params))
+
+
+def test_semidense_depth_node_survives_every_kind_of_bad_depth_input(semidense_path):
+    sparse = np.full((48, 64), np.nan, np.float32)
+    sparse[10, 20], sparse[30, 40] = 2.0, 4.0
+    with ros_graph(semidense_node(semidense_path)) as (probe, (node,)):
+        out = Outputs(probe)
+        pubs = {'semidense/depth': probe.publisher(Image, 'semidense/depth'),
+                'camera_info': probe.publisher(CameraInfo, 'camera_info')}
+        assert all(probe.wait_for_subscribers(p) for p in pubs.values())
+        pubs['camera_info'].publish(malformed.camera_info_cdr(CAM, T0))
+        time.sleep(0.2)
+        pubs['semidense/depth'].publish(malformed.image_cdr(sparse, '32FC1', T0))
+        assert probe.wait_for(lambda: len(out.depth) == 1)
+
+        # NaN/Inf are 'unknown' in a REP 118 depth image: an all-NaN/Inf map has no depth.
+        cases = malformed.image_cases('semidense/depth', sparse, '32FC1', T0 + 10**8,
+                                      float_image_rejects_as='no_depth') \
+            + malformed.semidense_cases('semidense/depth', (48, 64), T0 + 10**8,
+                                        all_unknown_rejects_as='no_depth') \
+            + [malformed.time_backwards_case('semidense/depth', sparse, '32FC1', T0)] \
+            + malformed.camera_info_cases('camera_info', 'semidense/depth', CAM, sparse,
+                                          '32FC1', T0 + 2 * 10**8)
+        seen = malformed.drive_cases(node, pubs, cases, out.depth)
+        assert seen == {case.name: case.rejects_as for case in cases}
+
+        pubs['camera_info'].publish(malformed.camera_info_cdr(CAM, T0 + 3 * 10**8))
+        time.sleep(0.2)
+        pubs['semidense/depth'].publish(malformed.image_cdr(sparse, '32FC1', T0 + 3 * 10**8))
+        assert probe.wait_for(lambda: len(out.depth) == 3)
+        assert out.stamps() == [T0, T0 - 30 * 10**9, T0 + 3 * 10**8]
+        dense = ros_io.image_to_array(ros_io.image_from_cdr(out.depth[-1]))
+        # Known pixels come back as given; unknown ones as 0.5 * s = 2 m (s = 4 m).
+        assert (dense[10, 20], dense[30, 40]) == (2.0, 4.0)
+        assert dense[0, 0] == pytest.approx(2.0)
+        rejected = collections.Counter(c.rejects_as for c in cases if c.rejects_as)
+        assert node.reporter.counts == rejected and node.time_jumps.total == 1
+        assert probe.wait_for(lambda: out.diagnostics and out.diagnostics[-1].get(
+            'rejected: no_depth') == '2', timeout=5.0)
+
+
+def test_semidense_point_cloud_input_drops_clouds_without_xyz(semidense_path):
+    points = np.array([[0.0, 0.0, 2.0], [0.5, 0.2, 4.0]], np.float32)  # in the camera frame
+    with ros_graph(semidense_node(semidense_path, input='points')) as (probe, (node,)):
+        out = Outputs(probe)
+        pubs = {'semidense/points': probe.publisher(PointCloud2, 'semidense/points'),
+                'camera_info': probe.publisher(CameraInfo, 'camera_info')}
+        assert all(probe.wait_for_subscribers(p) for p in pubs.values())
+        cloud = malformed.pointcloud_cdr(points, T0)
+        cases = [malformed.Malformed('points_before_camera_info',
+                                     (('semidense/points', cloud),), 'camera_info')]
+        seen = malformed.drive_cases(node, pubs, cases, out.depth)
+        pubs['camera_info'].publish(malformed.camera_info_cdr(CAM, T0))
+        time.sleep(0.2)
+        cases = malformed.semidense_cases('semidense/depth', (48, 64), T0,
+                                          all_unknown_rejects_as='no_depth',
+                                          points_name='semidense/points')[1:]
+        store = ros_io._typestore()
+        short = store.deserialize_cdr(cloud, 'sensor_msgs/msg/PointCloud2')
+        short.data = short.data[:10]                                   # truncated points
+        cases.append(malformed.Malformed('truncated_cloud', (('semidense/points', bytes(
+            store.serialize_cdr(short, 'sensor_msgs/msg/PointCloud2'))),), 'data_size'))
+        seen.update(malformed.drive_cases(node, pubs, cases, out.depth))
+        assert seen == {'points_before_camera_info': 'camera_info',
+                        'pointcloud_without_xyz': 'point_fields',
+                        'truncated_cloud': 'data_size'}
+        pubs['semidense/points'].publish(malformed.pointcloud_cdr(points, T0 + 10**8))
+        assert probe.wait_for(lambda: len(out.depth) == 1)
+        dense = ros_io.image_to_array(ros_io.image_from_cdr(out.depth[0]))
+        # (0, 0, 2) projects onto the principal point (31.5, 23.5): pixel (23 or 24, 31 or 32).
+        assert np.nanmax(dense) == pytest.approx(4.0) and 2.0 in dense
