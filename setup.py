@@ -11,6 +11,7 @@ PACKAGE = 'depth_nodes'
 NODES = [
     'mono_depth_node',
     'dof_node',
+    'nir_depth_node',
 ]
 
 setup(

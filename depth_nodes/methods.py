@@ -28,6 +28,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            'Eigen et al. multi-scale coarse + fine network (RGB)'),
     Method('pix2pix', 'mono_depth_node', 'rgb', 'pix2pix.yaml',
            'Pix2Pix U-Net generator + PatchGAN, conditional GAN depth (RGB)'),
+    Method('nir', 'nir_depth_node', 'nir', 'nir.yaml',
+           'Shen et al.: NIR -> CTN pseudo-RGB -> stereo-trained DPN depth (near-infrared)',
+           inputs=('nir/image', 'nir/camera_info'), rviz='nir.rviz'),
 )}
 
 DEFAULT_METHOD = 'eigen'
@@ -41,6 +44,7 @@ OUTPUT_TOPICS = {'depth/image': 'sensor_msgs/msg/Image',
 # Launch arguments that remap a node input: argument name -> topic name inside the node.
 REMAP_ARGUMENTS = {
     'image': 'image', 'camera_info': 'camera_info',
+    'nir_image': 'nir/image', 'nir_camera_info': 'nir/camera_info',
 }
 
 

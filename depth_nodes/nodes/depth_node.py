@@ -137,6 +137,10 @@ class DepthNodeBase(Node):
     """Base of the depth nodes. Subclasses implement make_estimator() and process()."""
 
     silent_input_s = 5.0   # publishers but no data for this long -> a hint in the log
+    # Parameters of a subclass's own models (e.g. a second-stage model): declared in
+    # declare_model_parameters() before the first load, reloaded like 'model' when changed,
+    # and passed to build_estimator() in its values.
+    model_parameters: tuple[str, ...] = ()
 
     def __init__(self, node_name: str, *, default_model: str, **node_kwargs):
         super().__init__(node_name, **node_kwargs)
@@ -145,6 +149,7 @@ class DepthNodeBase(Node):
         self._log_handler = _RclpyLogHandler(self.get_logger())
         python_log.addHandler(self._log_handler)
         self._declare_common_parameters(default_model)
+        self.declare_model_parameters()
         self.reporter = ThrottledReporter(self.get_logger().warning, WARN_PERIOD_S)
         self._errors = ThrottledReporter(self.get_logger().error, WARN_PERIOD_S)
         self.hints = ThrottledReporter(self.get_logger().warning, 30.0)
@@ -199,10 +204,13 @@ class DepthNodeBase(Node):
             self.declare_parameter(f'spec.{name}', None, _descriptor(
                 f'override the model spec field {name}', dynamic=True))
 
+    def declare_model_parameters(self) -> None:
+        """Declare the parameters named in model_parameters (none by default)."""
+
     def _parameter_values(self, changed=()) -> dict[str, Any]:
         values = {name: self.get_parameter(name).value for name in
                   ('model', 'backend', 'precision', 'engine_cache_dir', 'force_engine_update',
-                   'output_resolution')}
+                   'output_resolution', *self.model_parameters)}
         spec_params = [self.get_parameter(f'spec.{name}') for name in field_names()]
         values['spec'] = {p.name[len('spec.'):]: p.value for p in spec_params
                           if p.type_ != ParameterType.PARAMETER_NOT_SET}
@@ -237,7 +245,8 @@ class DepthNodeBase(Node):
             if lo and hi and lo >= hi:
                 return SetParametersResult(successful=False,
                                            reason='min_depth must be below max_depth')
-        if names & set(RELOAD_PARAMETERS) or any(n.startswith('spec.') for n in names):
+        if names & {*RELOAD_PARAMETERS, *self.model_parameters} or \
+                any(n.startswith('spec.') for n in names):
             try:
                 self._load_model(self._parameter_values(params))
             except (ModelLoadError, ModelSpecError, ValueError) as exc:
@@ -248,12 +257,10 @@ class DepthNodeBase(Node):
 
     # -- model ---------------------------------------------------------------------------
     def _load_model(self, values: dict[str, Any]) -> None:
-        options = EngineOptions(precision=values['precision'],
-                                engine_cache_dir=values['engine_cache_dir'],
-                                force_engine_update=values['force_engine_update'])
         start = time.perf_counter()
-        model = open_model(values['model'], values['backend'], options, values['spec'])
-        estimator = self.make_estimator(model, values['output_resolution'])
+        model = open_model(values['model'], values['backend'], engine_options(values),
+                           values['spec'])
+        estimator = self.build_estimator(model, values)
         with self._model_lock:
             self.model, self.estimator = model, estimator
         self.last_model_error = ''
@@ -265,6 +272,11 @@ class DepthNodeBase(Node):
 
     def make_estimator(self, model: LoadedModel, output_resolution: str):
         raise NotImplementedError
+
+    def build_estimator(self, model: LoadedModel, values: dict[str, Any]):
+        """The estimator for ``model`` given all parameter values being applied (with
+        model_parameters); override to load further models (engine_options(values))."""
+        return self.make_estimator(model, values['output_resolution'])
 
     # -- frames ----------------------------------------------------------------------------
     def create_input_subscription(self, msg_type, topic: str, callback, raw: bool = False):
@@ -387,6 +399,14 @@ class DepthNodeBase(Node):
         logging.getLogger('depth_nodes').removeHandler(self._log_handler)
         self.worker.stop()
         return super().destroy_node()
+
+
+def engine_options(values: dict[str, Any]) -> EngineOptions:
+    """Engine options from the node's parameter values (backend settings shared by all of
+    a node's models)."""
+    return EngineOptions(precision=values['precision'],
+                         engine_cache_dir=values['engine_cache_dir'],
+                         force_engine_update=values['force_engine_update'])
 
 
 def input_qos() -> QoSProfile:

@@ -119,6 +119,9 @@ def check_engine_cache_dir(value: str, tmp_path: Path) -> None:
 PATH_PARAMETERS = {
     'model': (check_model, ModelLoadError,
               lambda tmp: [str(tmp / 'missing.onnx'), str(tmp), str(tmp / 'notes.txt'), '']),
+    # nir_depth_node's second stage ('' = none: the model runs alone).
+    'depth_model': (check_model, ModelLoadError,
+                    lambda tmp: [str(tmp / 'missing.onnx'), str(tmp), str(tmp / 'notes.txt')]),
     'engine_cache_dir': (check_engine_cache_dir, EngineCacheError,
                          lambda tmp: [str(tmp / 'notes.txt'), str(tmp / 'notes.txt' / 'x')]),
 }

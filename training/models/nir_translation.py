@@ -49,6 +49,7 @@ from torch import nn
 
 from depth_nodes.core.model_spec import ModelSpec
 from depth_nodes.core.preprocess import image_to_tensor, resize_image
+from depth_nodes.runtime.nir_estimator import translated_image_to_rgb8
 from training.models.base import DepthMethod, TrainContext, depth_targets, require_keys
 from training.models.cyclegan import CycleTranslation, TranslationConfig, UnpairedDomains
 
@@ -162,18 +163,6 @@ class UnpairedNirRgb:
                 'name': f"{x_sample.get('name', '?')} | {y_sample.get('name', '?')}"}
 
 
-def translated_to_uint8(image: torch.Tensor | np.ndarray,
-                        output_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
-    """(B, 3, H, W) or (3, H, W) translation output -> (B, H, W, 3) / (H, W, 3) uint8 RGB,
-    the 8-bit image a camera would deliver (what nir/pseudo_rgb publishes)."""
-    if isinstance(image, torch.Tensor):
-        image = image.detach().cpu().numpy()
-    lo, hi = output_range
-    scaled = (np.asarray(image, np.float32) - np.float32(lo)) * np.float32(255.0 / (hi - lo))
-    pixels = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(np.moveaxis(pixels, -3, -1))
-
-
 class NirTranslationMethod(DepthMethod):
     name = 'nir_ctn'
     config_class = NirTranslationConfig
@@ -277,7 +266,8 @@ class NirTranslationMethod(DepthMethod):
         """NIR -> pseudo-RGB (8-bit, as the node publishes it) -> depth_model, (B, h, w) m at
         the input size. Without camera intrinsics: the depth model's spec gives fx / W."""
         estimator = self.depth_estimator()
-        pseudo_rgb = translated_to_uint8(self.translate(batch['x']))
+        pseudo_rgb = translated_image_to_rgb8(self.translate(batch['x']).cpu().numpy(),
+                                              self.model_spec().output_range)
         depths = [estimator.estimate(image, 'rgb8', depth_range=(1e-3, 1e6)).depth
                   for image in pseudo_rgb]
         return torch.from_numpy(np.stack(depths)).to(batch['x'].device)
