@@ -37,12 +37,13 @@ from depth_nodes.core.camera import CameraModelError
 from depth_nodes.core.colorize import colorize_depth
 from depth_nodes.core.encodings import ImageFormatError, to_rgb8
 from depth_nodes.core.pointcloud import depth_to_xyzrgb
-from depth_nodes.methods import (METHODS, OUTPUT_TOPICS, REMAP_ARGUMENTS, get_method,
+from depth_nodes.methods import (METHODS, OUTPUT_TOPICS, REMAP_ARGUMENTS, Method, get_method,
                                  share_directory)
 from depth_nodes.runtime.engine import EngineOptions, ModelLoadError
 from depth_nodes.runtime.estimator import DepthResult, MonoDepthEstimator
 from depth_nodes.runtime.model import LoadedModel, open_model
 
+IMAGE = 'sensor_msgs/msg/Image'
 # Node-relative output topics (DepthOutputs in depth_nodes/nodes/depth_node.py) and types.
 OUTPUTS = OUTPUT_TOPICS
 
@@ -58,6 +59,7 @@ class DepthFrame:
     result: DepthResult
     info_template: Any = None       # the input's CameraInfo (distortion, R copied through)
     rgb: np.ndarray | None = None   # colours of depth/points
+    extra: list = field(default_factory=list)   # (node-relative topic, CDR) beyond depth/*
 
 
 @dataclass
@@ -125,11 +127,32 @@ def depth_range(params: dict[str, Any], spec) -> tuple[float, float]:
 
 
 # -- frame paths, one per node -----------------------------------------------------------------
+def camera_from_info(info, width: int, height: int, required: bool = False):
+    """The intrinsics of a CameraInfo checked against the image size, as the nodes check
+    them: ImageFormatError 'camera_info' (uncalibrated / missing when required) or
+    'camera_info_size'. ``width`` 0: no size check."""
+    if info is None:
+        if required:
+            raise ImageFormatError('no camera_info received yet: projecting points needs '
+                                   'the camera model', 'camera_info')
+        return None
+    try:
+        camera = ros_io.camera_info_to_intrinsics(info)
+    except CameraModelError as exc:
+        raise ImageFormatError(f'camera_info unusable: {exc}', 'camera_info') from None
+    if width and (camera.width, camera.height) != (width, height):
+        raise ImageFormatError(f'camera_info is {camera.width}x{camera.height} but the image '
+                               f'is {width}x{height}', 'camera_info_size')
+    return camera
+
+
 class MonoDepthFramePath:
     """mono_depth_node's frame path: newest camera_info + each image -> one depth frame."""
 
     raw_inputs = frozenset({'image'})       # the node subscribes these as serialized CDR
     required_inputs = ('image',)
+    optional_inputs = ('camera_info',)
+    extra_outputs: dict[str, str] = {}      # node-relative topic -> type, beyond depth/*
 
     def __init__(self, model: LoadedModel, params: dict[str, Any]):
         self.estimator = MonoDepthEstimator(model, params.get('output_resolution', 'input'))
@@ -143,28 +166,184 @@ class MonoDepthFramePath:
             return []
         msg = ros_io.image_from_cdr(message)
         image = ros_io.image_to_array(msg)
-        info, camera = self._camera_info, None
-        if info is not None:
-            try:
-                camera = ros_io.camera_info_to_intrinsics(info)
-            except CameraModelError as exc:
-                raise ImageFormatError(f'camera_info unusable: {exc}', 'camera_info') from None
-            if (camera.width, camera.height) != (msg.width, msg.height):
-                raise ImageFormatError(
-                    f'camera_info is {camera.width}x{camera.height} but the image is '
-                    f'{msg.width}x{msg.height}', 'camera_info_size')
+        info = self._camera_info
+        camera = camera_from_info(info, msg.width, msg.height)
         result = self.estimator.estimate(image, msg.encoding, camera,
                                          depth_range=self.depth_range)
         rgb = to_rgb8(image, msg.encoding) if self.want_rgb and camera is not None else None
         return [DepthFrame(ros_io.header_from(msg), result, info, rgb)]
 
 
+class NirDepthFramePath:
+    """nir_depth_node's frame path: NIR image -> CTN pseudo-RGB -> depth model (Shen et al.),
+    with nir/pseudo_rgb when publish_pseudo_rgb."""
+
+    raw_inputs = frozenset({'nir/image'})
+    required_inputs = ('nir/image',)
+    optional_inputs = ('nir/camera_info',)
+    extra_outputs = {'nir/pseudo_rgb': IMAGE}
+
+    def __init__(self, model: LoadedModel, params: dict[str, Any]):
+        from depth_nodes.runtime.nir_estimator import NirDepthEstimator
+        depth_model = None
+        if params.get('depth_model'):
+            depth_model = load_model({**{k: v for k, v in params.items()
+                                         if not k.startswith('spec.')},
+                                      'model': params['depth_model']})
+        try:
+            self.estimator = NirDepthEstimator(model, depth_model,
+                                               params.get('output_resolution', 'input'))
+        except ValueError as exc:
+            raise ModelLoadError(params.get('depth_model') or params.get('model'),
+                                 str(exc)) from None
+        self.depth_range = depth_range(params, self.estimator.spec)
+        self.baseline = float(params.get('baseline') or 0.0) or None
+        self.depth_scale = float(params.get('depth_scale', 1.0))
+        self.pseudo_rgb = bool(params.get('publish_pseudo_rgb', False))
+        self.want_rgb = bool(params.get('publish_points', False))
+        self._camera_info = None
+
+    def feed(self, name: str, message) -> list[DepthFrame]:
+        from depth_nodes.core.encodings import lookup_encoding
+        from depth_nodes.core.preprocess import resize_image
+        if name == 'nir/camera_info':
+            self._camera_info = message
+            return []
+        msg = ros_io.image_from_cdr(message)
+        if lookup_encoding(msg.encoding).kind != 'mono':
+            raise ImageFormatError(f"nir/image has encoding '{msg.encoding}'; expected a "
+                                   'single-channel NIR image (mono8 or mono16)', 'encoding')
+        image = ros_io.image_to_array(msg)
+        info = self._camera_info
+        camera = camera_from_info(info, msg.width, msg.height)
+        result = self.estimator.estimate(image, msg.encoding, camera, baseline=self.baseline,
+                                         depth_range=self.depth_range,
+                                         depth_scale=self.depth_scale)
+        header = ros_io.header_from(msg)
+        frame = DepthFrame(header, result, info, result.extras.get('pseudo_rgb'))
+        if frame.rgb is not None and self.pseudo_rgb:
+            frame.extra.append(('nir/pseudo_rgb', ros_io.image_to_cdr(
+                resize_image(frame.rgb, msg.height, msg.width), 'rgb8', header)))
+        if frame.rgb is None and self.want_rgb and camera is not None:
+            frame.rgb = to_rgb8(image, msg.encoding)
+        return [frame]
+
+
+class SemiDenseFramePath:
+    """semidense_depth_node's frame path: semi-dense depth (or a point cloud) [+ variance]
+    [+ intensity image] synchronised by approximate time as the node does, + newest
+    camera_info, -> dense depth (Makarov et al.)."""
+
+    raw_inputs = frozenset({'semidense/depth', 'semidense/variance', 'image'})
+    extra_outputs: dict[str, str] = {}
+
+    def __init__(self, model: LoadedModel, params: dict[str, Any]):
+        from depth_nodes.core.semidense import transform_points
+        from depth_nodes.core.sync import ApproximateTimeSync
+        from depth_nodes.runtime.semidense_estimator import SemiDenseEstimator
+        self.estimator = SemiDenseEstimator(model, params.get('output_resolution', 'input'))
+        self.depth_range = depth_range(params, self.estimator.spec)
+        self.params = params
+        self.input = params.get('input', 'depth')
+        if self.input not in ('depth', 'points'):
+            raise ProcessBagError(f"parameter input must be 'depth' or 'points', got "
+                                  f"'{self.input}'")
+        self.extrinsic = tuple(params.get('points_to_camera',
+                                          (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)))
+        transform_points(np.zeros((1, 3)), self.extrinsic)     # a bad value fails at start
+        streams = ['semidense/points' if self.input == 'points' else 'semidense/depth']
+        if self.input == 'depth' and params.get('use_variance', False):
+            streams.append('semidense/variance')
+        if self.estimator.needs_intensity:
+            streams.append('image')
+        self.streams = tuple(streams)
+        self.required_inputs = self.streams + (('camera_info',) if self.input == 'points'
+                                               else ())
+        self.optional_inputs = () if self.input == 'points' else ('camera_info',)
+        self.sync = ApproximateTimeSync(len(streams), float(params.get('sync_slop', 0.02))) \
+            if len(streams) > 1 else None
+        self._camera_info = None
+
+    def feed(self, name: str, message) -> list[DepthFrame]:
+        if name == 'camera_info':
+            self._camera_info = message
+            return []
+        if name not in self.streams:
+            return []
+        msg = ros_io.image_from_cdr(message) if name in self.raw_inputs else message
+        if self.sync is None:
+            group = (msg,)
+        else:
+            stamp = msg.header.stamp
+            group = self.sync.add(self.streams.index(name),
+                                  stamp.sec * 10**9 + stamp.nanosec, msg)
+            if group is None:
+                return []
+        return [self._dense(dict(zip(self.streams, group)))]
+
+    def _dense(self, group: dict) -> DepthFrame:
+        from std_msgs.msg import Header
+
+        from depth_nodes.core.encodings import depth_to_metres
+        from depth_nodes.core.semidense import (depth_from_semidense_image,
+                                                intensity_from_image, points_to_sparse_depth,
+                                                transform_points)
+        info = self._camera_info
+        if self.input == 'points':
+            cloud = group['semidense/points']
+            camera = camera_from_info(info, 0, 0, required=True)
+            points = transform_points(ros_io.pointcloud2_to_xyz(cloud), self.extrinsic)
+            depth = points_to_sparse_depth(points, camera)
+            header = Header(stamp=cloud.header.stamp, frame_id=info.header.frame_id)
+        else:
+            msg = group['semidense/depth']
+            values = ros_io.image_to_array(msg)
+            inverse = bool(self.params.get('input_is_inverse_depth', False))
+            if msg.encoding == '16UC1' and not inverse:
+                values = depth_to_metres(values, '16UC1')
+            elif msg.encoding != '32FC1':
+                raise ImageFormatError(f"semidense/depth must be 32FC1 (or 16UC1 mm), got "
+                                       f"'{msg.encoding}'", 'encoding')
+            variance = None
+            if 'semidense/variance' in group:
+                var_msg = group['semidense/variance']
+                if var_msg.encoding != '32FC1':
+                    raise ImageFormatError(f"semidense/variance must be 32FC1, got "
+                                           f"'{var_msg.encoding}'", 'encoding')
+                variance = ros_io.image_to_array(var_msg)
+            depth = depth_from_semidense_image(
+                values, inverse_depth=inverse, variance=variance,
+                max_variance=float(self.params.get('max_variance', 0.0)))
+            camera = camera_from_info(info, depth.shape[1], depth.shape[0])
+            header = ros_io.header_from(msg)
+        intensity = rgb = None
+        if 'image' in group:
+            image_msg = group['image']
+            image = ros_io.image_to_array(image_msg)
+            if image.shape[:2] != depth.shape:
+                raise ImageFormatError(f'image is {image.shape[1]}x{image.shape[0]} but the '
+                                       f'semi-dense depth is {depth.shape[1]}x{depth.shape[0]}',
+                                       'image_size')
+            intensity = intensity_from_image(image, image_msg.encoding)
+            if self.params.get('publish_points'):
+                rgb = to_rgb8(image, image_msg.encoding)
+        result = self.estimator.estimate(
+            depth, camera, intensity, depth_range=self.depth_range,
+            keep_input_depth=bool(self.params.get('keep_input_depth', True)))
+        return DepthFrame(header, result, info, rgb)
+
+
 # Node executable -> its frame path. A new node adds its class here: constructor
-# (LoadedModel, flattened params); raw_inputs / required_inputs (node input names, as in
-# Method.inputs); feed(input name, CDR bytes or rclpy message) -> [DepthFrame], raising
-# ImageFormatError(message, kind) for bad input exactly as the node's process() does.
+# (LoadedModel, flattened params); raw_inputs / required_inputs / optional_inputs (node
+# input names, as in Method.inputs; class or instance attributes); extra_outputs
+# (node-relative topic -> type, written from DepthFrame.extra); feed(input name, CDR bytes
+# or rclpy message) -> [DepthFrame], raising ImageFormatError(message, kind) for bad input
+# exactly as the node's process() does; an optional ``sync`` (ApproximateTimeSync) whose
+# unmatched messages are counted as 'unsynchronised'.
 FRAME_PATHS: dict[str, Callable[..., Any]] = {
     'mono_depth_node': MonoDepthFramePath,
+    'nir_depth_node': NirDepthFramePath,
+    'semidense_depth_node': SemiDenseFramePath,
 }
 
 
@@ -222,7 +401,7 @@ def _message_class(msgtype: str):
 
 
 # -- the run -------------------------------------------------------------------------------
-def process_bag(input_bag: Path, output_bag: Path, method: str = 'eigen', *,
+def process_bag(input_bag: Path, output_bag: Path, method: str | Method = 'eigen', *,
                 topics: dict[str, str] | None = None, params_file: Path | None = None,
                 parameters: dict[str, Any] | None = None, colored: bool = False,
                 points: bool = False, namespace: str = '', storage: str = 'sqlite3',
@@ -239,7 +418,8 @@ def process_bag(input_bag: Path, output_bag: Path, method: str = 'eigen', *,
     from tqdm import tqdm
 
     start = time.perf_counter()
-    m = get_method(method)
+    m = method if isinstance(method, Method) else get_method(method)
+    method = m.name
     if m.executable not in FRAME_PATHS:
         raise ProcessBagError(f"method '{method}' runs {m.executable}, which has no offline "
                               f"frame path yet (have: {', '.join(sorted(FRAME_PATHS))})")
@@ -263,11 +443,12 @@ def process_bag(input_bag: Path, output_bag: Path, method: str = 'eigen', *,
                               f'(inputs: {", ".join(m.inputs)})')
     wanted = {name: resolve_topic((topics or {}).get(name) or '/' + name)
               for name in m.inputs}
-    outputs = {name: resolve_topic(name, namespace) for name in OUTPUTS}
     warn = warn or (lambda text: tqdm.write(text, file=sys.stderr))
 
     model = load_model(params)        # before touching the output: a bad model costs nothing
     frame_path = FRAME_PATHS[m.executable](model, params)
+    output_types = {**OUTPUTS, **frame_path.extra_outputs}
+    outputs = {name: resolve_topic(name, namespace) for name in output_types}
     to_messages = DepthMessages(colored=colored, points=points,
                                 stride=int(params.get('points_stride', 2)),
                                 depth_range=frame_path.depth_range)
@@ -287,12 +468,13 @@ def process_bag(input_bag: Path, output_bag: Path, method: str = 'eigen', *,
         writer.open()
         try:
             copies = _copy_connections(writer, reader, report, warn)
-            out_conns = {name: writer.add_connection(topic, OUTPUTS[name],
-                                                     typestore=_jazzy_store())
-                         for name, topic in outputs.items()
-                         if name in ('depth/image', 'depth/camera_info')
-                         or (name == 'depth/colored' and colored)
-                         or (name == 'depth/points' and points)}
+            out_conns = {}
+
+            def write_output(name, bag_ns, payload):
+                if name not in out_conns:     # connections of the outputs that occur
+                    out_conns[name] = writer.add_connection(
+                        outputs[name], output_types[name], typestore=_jazzy_store())
+                writer.write(out_conns[name], bag_ns, payload)
             input_of = {topic: name for name, topic in wanted.items()}
             deserializers = {name: _message_class(by_topic[topic].msgtype)
                              for name, topic in wanted.items()
@@ -325,8 +507,8 @@ def process_bag(input_bag: Path, output_bag: Path, method: str = 'eigen', *,
                             warn(f'dropped input on {conn.topic} at {bag_ns} ns: {exc}')
                         continue
                     for frame in frames:
-                        for out_name, payload in to_messages(frame):
-                            writer.write(out_conns[out_name], bag_ns, payload)
+                        for out_name, payload in to_messages(frame) + frame.extra:
+                            write_output(out_name, bag_ns, payload)
                         report.depth_images += 1
                     bar.set_postfix(depth=report.depth_images, refresh=False)
         except BaseException:
@@ -338,6 +520,9 @@ def process_bag(input_bag: Path, output_bag: Path, method: str = 'eigen', *,
         raise
     finally:
         reader.close()
+    sync = getattr(frame_path, 'sync', None)
+    if sync is not None and sync.stats.unmatched:
+        report.rejected['unsynchronised'] += sync.stats.unmatched
     if report.depth_images == 0:
         shutil.rmtree(partial, ignore_errors=True)
         raise ProcessBagError(
@@ -356,9 +541,10 @@ def _check_topics(method, frame_path, wanted, outputs, by_topic, bag, warn) -> N
             raise ProcessBagError(f"{bag} has no topic {wanted[name]} for the '{name}' input "
                                   f'of {method.executable} (set --{option}); its topics: '
                                   f'{listing}')
-    for name, topic in wanted.items():
-        if topic not in by_topic:
-            warn(f"{bag} has no {topic} (optional input '{name}'): processing without it")
+    for name in getattr(frame_path, 'optional_inputs', ()):
+        if wanted[name] not in by_topic:
+            warn(f"{bag} has no {wanted[name]} (optional input '{name}'): processing "
+                 'without it')
     for topic in outputs.values():
         if topic in by_topic:
             raise ProcessBagError(f'{bag} already has {topic}; write the depth into another '

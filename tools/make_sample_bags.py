@@ -9,6 +9,9 @@ stamps start at --start-time and frames are --rate apart, in the optical frame
 
 rgb:   /camera/image (rgb8), /camera/camera_info, /camera/depth_ground_truth (32FC1 m)
 nir:   /nir/image (mono8 near-infrared), /nir/camera_info, /nir/depth_ground_truth (32FC1 m)
+semidense: /camera/image (rgb8), /camera/camera_info, /semidense/depth (32FC1 m: the true
+       depth where a semi-dense SLAM would reconstruct it, NaN elsewhere),
+       /camera/depth_ground_truth
 
 Tests and the demo call sample_bag(kind, directory), which writes a kind once and reuses it.
 """
@@ -23,6 +26,10 @@ RGB_TOPICS = {
     'image': ('/camera/image', 'sensor_msgs/msg/Image'),
     'camera_info': ('/camera/camera_info', 'sensor_msgs/msg/CameraInfo'),
     'ground_truth': ('/camera/depth_ground_truth', 'sensor_msgs/msg/Image'),
+}
+SEMIDENSE_TOPICS = {
+    **RGB_TOPICS,
+    'semidense_depth': ('/semidense/depth', 'sensor_msgs/msg/Image'),
 }
 NIR_TOPICS = {
     'image': ('/nir/image', 'sensor_msgs/msg/Image'),
@@ -99,10 +106,32 @@ def write_nir_bag(output: Path, *, frames: int = 30, seed: int = 0, scene: str =
                               storage=storage)
 
 
+def _semidense_frame(sample, header):
+    import numpy as np
+
+    from depth_nodes import ros_io
+    yield from _camera_frame('rgb', 'rgb8')(sample, header)
+    semidense = np.where(sample['semidense_mask'], sample['depth'], np.float32(np.nan))
+    yield 'semidense_depth', ros_io.image_to_cdr(semidense.astype(np.float32), '32FC1', header)
+
+
+def write_semidense_bag(output: Path, *, frames: int = 30, seed: int = 0,
+                        scene: str = 'indoor', height: int = 240, width: int = 320,
+                        rate_hz: float = 10.0, start_time_ns: int = 1_700_000_000 * 10**9,
+                        storage: str = 'sqlite3') -> Path:
+    """A camera sequence with semi-dense depth (the gradient mask of core.semidense over the
+    true depth, as the training data simulates LSD-SLAM), image and camera_info."""
+    return write_sequence_bag(output, SEMIDENSE_TOPICS, ('rgb', 'depth', 'semidense_mask'),
+                              _semidense_frame, frames=frames, seed=seed, scene=scene,
+                              height=height, width=width, rate_hz=rate_hz,
+                              start_time_ns=start_time_ns, storage=storage)
+
+
 # kind -> (writer, its topics); each writer takes the keyword options of write_rgb_bag.
 KINDS = {
     'rgb': (write_rgb_bag, RGB_TOPICS),
     'nir': (write_nir_bag, NIR_TOPICS),
+    'semidense': (write_semidense_bag, SEMIDENSE_TOPICS),
 }
 
 
