@@ -28,6 +28,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            'Eigen et al. multi-scale coarse + fine network (RGB)'),
     Method('pix2pix', 'mono_depth_node', 'rgb', 'pix2pix.yaml',
            'Pix2Pix U-Net generator + PatchGAN, conditional GAN depth (RGB)'),
+    Method('cyclegan', 'mono_depth_node', 'rgb', 'cyclegan.yaml',
+           'Suarez et al. contrastive CycleGAN, gray (luma of RGB) -> depth, trained unpaired'),
     Method('nir', 'nir_depth_node', 'nir', 'nir.yaml',
            'Shen et al.: NIR -> CTN pseudo-RGB -> stereo-trained DPN depth (near-infrared)',
            inputs=('nir/image', 'nir/camera_info'), rviz='nir.rviz'),
