@@ -36,6 +36,12 @@ def model_path(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
+def semidense_bag(tmp_path_factory):
+    return sample_bag('semidense', tmp_path_factory.mktemp('bags'), frames=3, height=48,
+                      width=64)
+
+
+@pytest.fixture(scope='module')
 def camera_bag(tmp_path_factory):
     return sample_bag('rgb', tmp_path_factory.mktemp('bags'), frames=FRAMES, height=48,
                       width=64, rate_hz=20.0)
@@ -55,32 +61,36 @@ def run(camera_bag, output, model_path, **options):
                           **options)
 
 
-def node_outputs_over_dds(model_path, camera_bag):
-    """Publish the bag's camera_info + image bytes frame by frame to a running
-    mono_depth_node; returns its serialized depth/image and depth/camera_info."""
-    factory = functools.partial(MonoDepthNode, parameter_overrides=overrides(
-        model=str(model_path), backend='onnxruntime'))
-    images, infos = messages(camera_bag, TOPICS['image']), \
-        messages(camera_bag, TOPICS['camera_info'])
-    received = {'depth/image': [], 'depth/camera_info': []}
+def node_outputs_over_dds(factory, bag, info=('camera_info', TOPICS['camera_info']),
+                          image=('image', TOPICS['image']),
+                          outputs=(('depth/image', Image), ('depth/camera_info', CameraInfo))):
+    """Publish the bag's camera_info + image bytes frame by frame to a running node
+    (``info``/``image``: node input, bag topic); returns its serialized ``outputs``."""
+    images, infos = messages(bag, image[1]), messages(bag, info[1])
+    received = {topic: [] for topic, _ in outputs}
     lock = threading.Lock()
     with ros_graph(factory) as (probe, _):
         def keep(topic, raw):
             with lock:
                 received[topic].append(raw)
-        for topic, msg_type in (('depth/image', Image), ('depth/camera_info', CameraInfo)):
+        for topic, msg_type in outputs:
             probe.node.create_subscription(msg_type, topic, functools.partial(keep, topic),
                                            RELIABLE, raw=True)
-        image_pub = probe.publisher(Image, 'image')
-        info_pub = probe.publisher(CameraInfo, 'camera_info')
+        image_pub = probe.publisher(Image, image[0])
+        info_pub = probe.publisher(CameraInfo, info[0])
         assert probe.wait_for_subscribers(image_pub) and probe.wait_for_subscribers(info_pub)
         time.sleep(0.3)
-        for i, ((_, info), (_, image)) in enumerate(zip(infos, images)):
-            info_pub.publish(info)
+        for i, ((_, info_raw), (_, image_raw)) in enumerate(zip(infos, images)):
+            info_pub.publish(info_raw)
             time.sleep(0.1)
-            image_pub.publish(image)     # one frame at a time: the node keeps the newest
-            assert probe.wait_for(lambda: len(received['depth/camera_info']) > i, 10.0)
+            image_pub.publish(image_raw)     # one frame at a time: the node keeps the newest
+            assert probe.wait_for(lambda: all(len(r) > i for r in received.values()), 10.0)
     return received
+
+
+def mono_node(model_path):
+    return functools.partial(MonoDepthNode, parameter_overrides=overrides(
+        model=str(model_path), backend='onnxruntime'))
 
 
 def test_offline_depth_is_the_nodes_depth_byte_for_byte(camera_bag, model_path, tmp_path):
@@ -90,7 +100,7 @@ def test_offline_depth_is_the_nodes_depth_byte_for_byte(camera_bag, model_path, 
     assert not report.rejected
     offline_depth = messages(tmp_path / 'out', '/depth/image')
     offline_info = messages(tmp_path / 'out', '/depth/camera_info')
-    online = node_outputs_over_dds(model_path, camera_bag)
+    online = node_outputs_over_dds(mono_node(model_path), camera_bag)
     assert [raw for _, raw in offline_depth] == online['depth/image']
     # CameraInfo is compared field by field: CDR alignment padding is not initialised.
     from rclpy.serialization import deserialize_message
@@ -233,3 +243,64 @@ def test_cli_errors_exit_1_and_name_the_problem(camera_bag, model_path, tmp_path
                    + common) == 1
     assert 'exists' in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ['d']
+
+
+def test_nir_offline_two_stage_depth_and_pseudo_rgb_are_the_nodes(tmp_path):
+    from fixtures.models import write_translation_model
+
+    from depth_nodes.nodes.nir_depth_node import NirDepthNode
+    ctn = write_translation_model(tmp_path / 'ctn.onnx', ModelSpec(
+        method='nir_ctn', input_kind='nir', input_height=16, input_width=32, input_channels=1,
+        mean=(0.5,), std=(0.5,), output_name='pseudo_rgb', output_kind='translated_image'))
+    dpn = write_affine_model(tmp_path / 'dpn.onnx', ModelSpec(
+        method='dpn', input_kind='rgb', input_height=8, input_width=16, output_name='disparity',
+        output_kind='disparity_fraction', baseline=0.5, focal_fraction=0.8, min_depth=0.1,
+        max_depth=100.0), weights=(0.1, 0.1, 0.1), bias=0.0)
+    bag = sample_bag('nir', tmp_path / 'bags', frames=3, height=48, width=64)
+    # config/nir.yaml: publish_pseudo_rgb true; topics nir/image, nir/camera_info = the bag's.
+    report = pb.process_bag(bag, tmp_path / 'out', 'nir', progress=False, parameters={
+        'model': str(ctn), 'depth_model': str(dpn), 'backend': 'onnxruntime'})
+    assert report.depth_images == 3 and not report.rejected
+    factory = functools.partial(NirDepthNode, parameter_overrides=overrides(
+        model=str(ctn), depth_model=str(dpn), backend='onnxruntime', publish_pseudo_rgb=True))
+    online = node_outputs_over_dds(
+        factory, bag, info=('nir/camera_info', NIR_TOPICS['camera_info'][0]),
+        image=('nir/image', NIR_TOPICS['image'][0]),
+        outputs=(('depth/image', Image), ('nir/pseudo_rgb', Image)))
+    for topic in ('depth/image', 'nir/pseudo_rgb'):
+        assert [raw for _, raw in messages(tmp_path / 'out', '/' + topic)] == online[topic]
+    depth = ros_io.image_to_array(ros_io.image_from_cdr(online['depth/image'][0]))
+    assert np.isfinite(depth).all() and 0.1 <= depth.min() and depth.max() <= 100.0
+
+
+def test_semidense_offline_depth_is_the_nodes(semidense_bag, tmp_path):
+    from depth_nodes.methods import Method
+    from depth_nodes.nodes.semidense_depth_node import SemiDenseDepthNode
+    model = write_affine_model(tmp_path / 'semidense.onnx', ModelSpec(
+        method='semidense', input_kind='semidense', input_names=('image',), input_height=48,
+        input_width=64, input_channels=2, mean=(0.0, 0.0), std=(1.0, 1.0),
+        output_name='depth', output_kind='metric_depth', min_depth=0.01, max_depth=100.0,
+        extras={'scale_percentile': 100.0}), weights=(1.0, -0.5), bias=0.5)
+    params = tmp_path / 'semidense.yaml'
+    params.write_text('semidense_depth_node:\n  ros__parameters:\n    keep_input_depth: true\n')
+    method = Method('semidense', 'semidense_depth_node', 'semidense', 'semidense.yaml',
+                    'test', inputs=('semidense/depth', 'camera_info', 'image'))
+    report = pb.process_bag(semidense_bag, tmp_path / 'out', method, params_file=params,
+                            topics={'camera_info': TOPICS['camera_info'],
+                                    'image': TOPICS['image']},
+                            parameters={'model': str(model), 'backend': 'onnxruntime'},
+                            progress=False)
+    assert report.depth_images == 3 and not report.rejected
+    factory = functools.partial(SemiDenseDepthNode, parameter_overrides=overrides(
+        model=str(model), backend='onnxruntime'))
+    online = node_outputs_over_dds(factory, semidense_bag,
+                                   image=('semidense/depth', '/semidense/depth'))
+    assert [raw for _, raw in messages(tmp_path / 'out', '/depth/image')] == \
+        online['depth/image']
+    # Where the semi-dense map knew the depth, the dense depth is that depth.
+    sparse = ros_io.image_to_array(ros_io.image_from_cdr(messages(semidense_bag,
+                                                                  '/semidense/depth')[0][1]))
+    dense = ros_io.image_to_array(ros_io.image_from_cdr(online['depth/image'][0]))
+    known = np.isfinite(sparse)
+    assert 0.05 < known.mean() < 0.3
+    np.testing.assert_array_equal(dense[known], sparse[known])
