@@ -18,6 +18,8 @@ ARGUMENTS = [
     ('namespace', '', 'namespace for the depth node(s) and their topics'),
     ('use_sim_time', 'false', 'use /clock (true when replaying a bag with --clock)'),
     ('rviz', 'false', 'also start RViz with config/depth.rviz'),
+    ('dof', 'false', 'also start dof_node: synthetic shallow depth of field of the image on '
+     'dof/image (RGB methods; config/dof.yaml)'),
 ] + [(arg, topic, f"topic remapped to the node's '{topic}' input")
      for arg, topic in REMAP_ARGUMENTS.items()]
 
@@ -31,6 +33,7 @@ def _setup(context):
     plans = launch_plan(
         value['method'], model=value['model'], backend=value['backend'],
         use_sim_time=_is_true(value['use_sim_time']), rviz=_is_true(value['rviz']),
+        dof=_is_true(value['dof']),
         remaps={arg: value[arg] for arg in REMAP_ARGUMENTS})
     nodes = [Node(package=p.package, executable=p.executable, name=p.name,
                   parameters=p.parameters, remappings=p.remappings, arguments=p.arguments,

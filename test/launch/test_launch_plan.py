@@ -62,3 +62,29 @@ def test_launch_files_compile_and_describe_every_argument(path):
         name = getattr(call.func, 'id', getattr(call.func, 'attr', ''))
         if name == 'DeclareLaunchArgument':
             assert any(k.arg == 'description' for k in call.keywords), ast.dump(call)[:200]
+
+
+def test_pix2pix_runs_mono_depth_node_with_its_params_file(tmp_path):
+    (node,) = launch_plan('pix2pix', share=tmp_path)
+    assert (node.executable, node.parameters[0]) == ('mono_depth_node',
+                                                     str(tmp_path / 'config' / 'pix2pix.yaml'))
+
+
+def test_dof_adds_dof_node_on_the_methods_image_and_depth(tmp_path):
+    depth, dof = launch_plan('pix2pix', dof=True, use_sim_time=True, share=tmp_path, environ={},
+                             remaps={'image': '/cam/color', 'camera_info': '/cam/info'})
+    assert (dof.package, dof.executable, dof.name) == ('depth_nodes', 'dof_node', 'dof_node')
+    assert dof.parameters == [str(tmp_path / 'config' / 'dof.yaml'), {'use_sim_time': True}]
+    # The camera image as remapped for the depth node; depth/image is the depth node's own
+    # output (both nodes are node-relative in the same namespace).
+    assert dof.remappings == [('image', '/cam/color')]
+    assert ('image', '/cam/color') in depth.remappings and dof.env == depth.env
+    assert [p.executable for p in launch_plan('eigen', dof=True, share=tmp_path)] == \
+        ['mono_depth_node', 'dof_node']
+    params = yaml.safe_load((REPO / 'config' / 'dof.yaml').read_text())
+    assert params['dof_node']['ros__parameters']['focus_distance'] > 0
+
+
+def test_dof_refuses_methods_without_rgb_images(tmp_path):
+    with pytest.raises(ValueError, match="dof:=true needs an RGB method; 'nir' takes nir"):
+        launch_plan('nir', dof=True, share=tmp_path)
