@@ -23,6 +23,7 @@ from depth_nodes import ros_io
 from depth_nodes.core.camera import CameraIntrinsics
 from depth_nodes.core.model_spec import ModelSpec
 from depth_nodes.nodes import depth_node
+from depth_nodes.nodes.dof_node import DofNode
 from depth_nodes.nodes.mono_depth_node import MonoDepthNode
 from depth_nodes.nodes.semidense_depth_node import SemiDenseDepthNode
 from depth_nodes.runtime.estimator import MonoDepthEstimator
@@ -45,13 +46,13 @@ def mono_node(model_path, **params):
 
 
 class Outputs:
-    """Raw depth/image messages and /diagnostics values of the node under test."""
+    """Raw output images (depth/image) and /diagnostics values of the node under test."""
 
-    def __init__(self, probe):
+    def __init__(self, probe, topic='depth/image'):
         self._lock = threading.Lock()
         self.depth: list[bytes] = []
         self.diagnostics: list[dict] = []
-        probe.node.create_subscription(Image, 'depth/image', self._on_depth, RELIABLE, raw=True)
+        probe.node.create_subscription(Image, topic, self._on_depth, RELIABLE, raw=True)
         probe.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 10)
 
     def _on_depth(self, raw):
@@ -257,3 +258,55 @@ def test_semidense_point_cloud_input_drops_clouds_without_xyz(semidense_path):
         dense = ros_io.image_to_array(ros_io.image_from_cdr(out.depth[0]))
         # (0, 0, 2) projects onto the principal point (31.5, 23.5): pixel (23 or 24, 31 or 32).
         assert np.nanmax(dense) == pytest.approx(4.0) and 2.0 in dense
+
+
+# -- dof_node (not a DepthNodeBase: its own reporter, a synchroniser, no model) ---------------
+def test_dof_node_survives_bad_images_unsynchronised_pairs_and_a_bag_loop():
+    image = np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    depth = np.full((48, 64), 2.0, np.float32)          # all in focus: the output is the input
+    with ros_graph(functools.partial(DofNode)) as (probe, (node,)):
+        out = Outputs(probe, 'dof/image')
+        pubs = {'image': probe.publisher(Image, 'image'),
+                'depth/image': probe.publisher(Image, 'depth/image')}
+        assert all(probe.wait_for_subscribers(p) for p in pubs.values())
+
+        def pair(case, stamp):
+            """The bad image with a good depth of its stamp, so the pair reaches the renderer
+            (an undecodable message is refused before pairing: no partner)."""
+            if case.rejects_as == 'cdr':
+                return case
+            partner = ('depth/image', malformed.image_cdr(depth, '32FC1', stamp))
+            return malformed.Malformed(case.name, case.messages + (partner,), case.rejects_as)
+
+        stamp = T0 + 10**8
+        cases = [pair(c, stamp) for c in malformed.image_cases(
+            'image', image, 'rgb8', stamp, float_image_rejects_as='image_encoding')]
+        seen = malformed.drive_cases(node, pubs, cases, out.depth)
+        assert seen == {case.name: case.rejects_as for case in cases}
+        assert out.depth == []
+
+        unmatched = node.sync.stats.unmatched
+        # An image and a depth 1 s apart (sync_slop 0.05 s): neither finds a partner.
+        unsynchronised = malformed.Malformed('unsynchronised_pair', (
+            ('image', malformed.image_cdr(image, 'rgb8', T0 + 2 * 10**8)),
+            ('depth/image', malformed.image_cdr(depth, '32FC1', T0 + 12 * 10**8))), None)
+        for name, payload in unsynchronised.messages:
+            pubs[name].publish(payload)
+            time.sleep(0.1)
+        time.sleep(0.3)
+        assert out.depth == []                          # never paired, never rendered
+
+        for t in (T0 + 20 * 10**8, T0 - 30 * 10**9):     # a good pair, then a bag loop
+            pubs['depth/image'].publish(malformed.image_cdr(depth, '32FC1', t))
+            time.sleep(0.1)
+            pubs['image'].publish(malformed.image_cdr(image, 'rgb8', t))
+            assert probe.wait_for(lambda: out.stamps()[-1:] == [t], timeout=5.0)
+        # The good pair's match discarded the two partnerless messages, counted unmatched
+        # (diagnostics 'inputs unmatched'); the loop's jump back reset the synchroniser.
+        assert out.stamps() == [T0 + 20 * 10**8, T0 - 30 * 10**9]
+        assert node.sync.stats.unmatched == unmatched + 2
+        assert node.sync.stats.resets >= 1
+        np.testing.assert_array_equal(
+            ros_io.image_to_array(ros_io.image_from_cdr(out.depth[-1])), image)
+        rejected = collections.Counter(c.rejects_as for c in cases)
+        assert node.reporter.counts == rejected
