@@ -156,9 +156,10 @@ def check_bag_path(bag: str) -> Path:
 
 
 def bag_replay_plan(bag: str, method: str, *, rate: float = 1.0, loop: bool = False,
-                    record: str = '', rviz: bool = False, model: str = '', backend: str = '',
-                    namespace: str = '', remaps: dict[str, str] | None = None,
-                    share: Path | None = None, environ=None
+                    record: str = '', rviz: bool = False, dof: bool = False, model: str = '',
+                    backend: str = '', namespace: str = '',
+                    remaps: dict[str, str] | None = None, share: Path | None = None,
+                    environ=None
                     ) -> tuple[list[ProcessPlan], list[NodePlan]]:
     """A recorded bag into ``method`` on sim time: `ros2 bag play --clock`, the method's
     nodes with use_sim_time (and RViz), optionally `ros2 bag record` of the depth outputs.
@@ -171,7 +172,7 @@ def bag_replay_plan(bag: str, method: str, *, rate: float = 1.0, loop: bool = Fa
     path = check_bag_path(bag)
     share = share or share_directory()
     nodes = launch_plan(method, model=model, backend=backend, use_sim_time=True, remaps=remaps,
-                        rviz=rviz, share=share, environ=environ)
+                        rviz=rviz, dof=dof, share=share, environ=environ)
     env = node_environment(share, environ)     # the player publishes camera-size images too
     play = ['ros2', 'bag', 'play', str(path), '--clock', '--rate', f'{rate:g}']
     processes = [ProcessPlan('bag_play', play + (['--loop'] if loop else []), env)]
@@ -182,7 +183,8 @@ def bag_replay_plan(bag: str, method: str, *, rate: float = 1.0, loop: bool = Fa
         if not out.parent.resolve().is_dir():
             raise ValueError(f'record:={record}: folder {out.parent} does not exist')
         prefix = '/' + namespace.strip('/') if namespace.strip('/') else ''
-        topics = [f'{prefix}/{topic}' for topic in OUTPUT_TOPICS]
+        topics = [f'{prefix}/{topic}' for topic in OUTPUT_TOPICS] + \
+            ([f'{prefix}/dof/image'] if dof else [])
         processes.append(ProcessPlan('bag_record', ['ros2', 'bag', 'record', '--use-sim-time',
                                                     '-o', str(out.resolve())] + topics, env))
     return processes, nodes

@@ -24,6 +24,7 @@ ARGUMENTS = [
     ('rate', '1.0', 'playback rate (ros2 bag play --rate)'),
     ('loop', 'false', 'play the bag in a loop (the nodes reset on the jump back in time)'),
     ('rviz', 'false', "also start RViz with the method's config"),
+    ('dof', 'false', 'also start dof_node (synthetic depth of field; RGB methods)'),
     ('record', '', 'record the depth outputs into this new bag (empty: do not record)'),
     ('shutdown_at_end', 'true', 'stop everything when the bag has been played'),
     ('model', '', 'model file or name under share/depth_nodes/models (empty: the method default)'),
@@ -41,7 +42,8 @@ def _setup(context):
     value = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
     processes, plans = bag_replay_plan(
         value['bag'], value['method'], rate=float(value['rate']), loop=_is_true(value['loop']),
-        record=value['record'], rviz=_is_true(value['rviz']), model=value['model'],
+        record=value['record'], rviz=_is_true(value['rviz']), dof=_is_true(value['dof']),
+        model=value['model'],
         backend=value['backend'], namespace=value['namespace'],
         remaps={arg: value[arg] for arg in REMAP_ARGUMENTS})
     nodes = [Node(package=p.package, executable=p.executable, name=p.name,

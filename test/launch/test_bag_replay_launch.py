@@ -56,6 +56,16 @@ def test_record_takes_every_depth_output_in_the_namespace(bag, tmp_path):
     assert len(record.cmd) - 6 == len(OUTPUT_TOPICS)
 
 
+def test_dof_adds_the_node_and_its_output_to_the_recording(bag, tmp_path):
+    processes, nodes = bag_replay_plan(str(bag), 'eigen', dof=True, record=str(tmp_path / 'o'),
+                                       remaps={'image': '/camera/image'}, share=tmp_path,
+                                       environ={})
+    assert [n.executable for n in nodes] == ['mono_depth_node', 'dof_node']
+    assert nodes[1].parameters[1] == {'use_sim_time': True}
+    assert nodes[1].remappings == [('image', '/camera/image')]
+    assert processes[1].cmd[-1] == '/dof/image'
+
+
 @pytest.mark.parametrize('name', ['file.mcap', 'file.db3', 'old.bag'])
 def test_bag_files_are_accepted(tmp_path, name):
     (tmp_path / name).write_bytes(b'x')
