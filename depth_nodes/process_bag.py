@@ -437,16 +437,17 @@ def process_bag(input_bag: Path, output_bag: Path, method: str | Method = 'eigen
     params = node_parameters(params_file, m.executable)
     params.update(parameters or {})
     params.update(publish_colored=colored, publish_points=points)   # the node's switches
-    unknown = set(topics or {}) - set(m.inputs)
-    if unknown:
-        raise ProcessBagError(f"method '{method}' has no input(s) {sorted(unknown)} "
-                              f'(inputs: {", ".join(m.inputs)})')
-    wanted = {name: resolve_topic((topics or {}).get(name) or '/' + name)
-              for name in m.inputs}
     warn = warn or (lambda text: tqdm.write(text, file=sys.stderr))
 
     model = load_model(params)        # before touching the output: a bad model costs nothing
     frame_path = FRAME_PATHS[m.executable](model, params)
+    inputs = list(dict.fromkeys((*m.inputs, *frame_path.required_inputs,
+                                 *getattr(frame_path, 'optional_inputs', ()))))
+    unknown = set(topics or {}) - set(inputs)
+    if unknown:
+        raise ProcessBagError(f"method '{method}' has no input(s) {sorted(unknown)} "
+                              f'(inputs: {", ".join(inputs)})')
+    wanted = {name: resolve_topic((topics or {}).get(name) or '/' + name) for name in inputs}
     output_types = {**OUTPUTS, **frame_path.extra_outputs}
     outputs = {name: resolve_topic(name, namespace) for name in output_types}
     to_messages = DepthMessages(colored=colored, points=points,
@@ -614,6 +615,9 @@ def build_parser() -> argparse.ArgumentParser:
     for argument, topic in REMAP_ARGUMENTS.items():
         parser.add_argument(f'--{argument}', metavar='TOPIC',
                             help=f"bag topic of the node's '{topic}' input (default: /{topic})")
+    parser.add_argument('--topic', action='append', default=[], metavar='INPUT:=TOPIC',
+                        help="bag topic of any node input, e.g. semidense/depth:=/slam/depth "
+                             '(repeatable)')
     parser.add_argument('--namespace', default='',
                         help='namespace of the output topics (default: /depth/...)')
     parser.add_argument('--colored', action='store_true', help='also write depth/colored')
@@ -632,6 +636,12 @@ def main(argv=None) -> int:
         parameters['backend'] = args.backend
     topics = {REMAP_ARGUMENTS[a]: getattr(args, a) for a in REMAP_ARGUMENTS
               if getattr(args, a)}
+    for text in args.topic:
+        name, sep, topic = text.partition(':=')
+        if not (sep and name and topic):
+            print(f"error: --topic expects INPUT:=TOPIC, got '{text}'", file=sys.stderr)
+            return 2
+        topics[name] = topic
     try:
         report = process_bag(args.input, args.output, args.method, topics=topics,
                              params_file=args.params_file, parameters=parameters,

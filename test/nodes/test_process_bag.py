@@ -242,7 +242,12 @@ def test_cli_errors_exit_1_and_name_the_problem(camera_bag, model_path, tmp_path
     assert pb.main([str(camera_bag), str(tmp_path / 'd'), '--image', '/camera/image']
                    + common) == 1
     assert 'exists' in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ['d']
+    assert pb.main([str(camera_bag), str(tmp_path / 'e'), '--topic', 'left/image:=/x']
+                   + common) == 1
+    assert "no input(s) ['left/image']" in capsys.readouterr().err
+    assert pb.main([str(camera_bag), str(tmp_path / 'e'), '--topic', 'image:=/camera/image']
+                   + common) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['d', 'e']
 
 
 def test_nir_offline_two_stage_depth_and_pseudo_rgb_are_the_nodes(tmp_path):
