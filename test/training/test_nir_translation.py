@@ -191,3 +191,54 @@ def test_evaluation_reports_translation_and_depth_against_hand_values(tmp_path):
                          'nir_gray': {'abs_rel': 0.3, 'delta1': 0.1},
                          'nir_translated': {'abs_rel': 0.15, 'delta1': 0.2}})
     assert gap == {'abs_rel': pytest.approx(0.75)}     # delta1: no gap to recover
+
+
+def write_pitts_layout(root, count=4):
+    """PittsStereo-RGBNIR's layout (training/datasets/pitts_rgbnir.py), tiny images."""
+    import cv2
+    lines = []
+    for i in range(count):
+        data = root / 'data' / 'c0'
+        for kind in ('RGBResize', 'NIRResize'):
+            (data / kind).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(data / 'RGBResize' / f'k{i}_RGBResize.png'),
+                    np.full((30, 40, 3), 30 * i, np.uint8))
+        cv2.imwrite(str(data / 'NIRResize' / f'k{i}_NIRResize.png'),
+                    np.full((30, 40), 200 - 30 * i, np.uint8))
+        lines.append(f'c0 k{i} 0.5 0.5')
+    (root / 'lists').mkdir()
+    (root / 'lists' / 'train.txt').write_text('\n'.join(lines) + '\n')
+
+
+@pytest.mark.parametrize('name', ['nir_ctn_synthetic_demo', 'nir_ctn_pitts_rgbnir'])
+def test_one_iteration_per_config(name, tmp_path):
+    from pathlib import Path
+
+    from training.config import load_config
+    from training.train import run_training
+    path = Path(__file__).resolve().parents[2] / 'training' / 'configs' / f'{name}.yaml'
+    smoke = ['method.options.input_height=32', 'method.options.input_width=64',
+             'method.options.crop_height=0', 'method.options.crop_width=0',
+             'trainer.stage_steps={main: 1}', 'trainer.export_onnx=false',
+             'trainer.device=cpu', 'trainer.threads=1', 'data.num_workers=0',
+             'data.cache=false', f'trainer.run_dir={tmp_path / "run"}']
+    if name.endswith('pitts_rgbnir'):
+        write_pitts_layout(tmp_path)
+        smoke.append(f'data.root={tmp_path}')
+    else:
+        smoke.append('data.options={scene: outdoor, height: 32, width: 64, outputs: [rgb, '
+                     'nir], size: 4}')
+    config = load_config(path, smoke)
+    torch.manual_seed(0)
+    result = run_training(config, resume='never', progress=False)
+    assert result.step == 1
+    checkpoint = torch.load(tmp_path / 'run' / 'checkpoints' / 'last.pt', weights_only=True)
+    assert set(checkpoint['state']['networks']) == {'generator_xy', 'generator_yx',
+                                                    'discriminator_x', 'discriminator_y'}
+    assert checkpoint['state']['image_history']['y'].shape[1:] == (3, 32, 64)   # pseudo-RGB
+    assert checkpoint['state']['image_history']['x'].shape[1:] == (1, 32, 64)   # pseudo-NIR
+    options = config.method_config()
+    if name.endswith('pitts_rgbnir'):       # CycleGAN's 256 settings on the NIR right camera
+        assert (options.nir_key, options.generator_channels, options.generator_blocks,
+                options.discriminator_channels, config.trainer.batch_size) == \
+            ('right_nir', 64, 9, 64, 1)
