@@ -58,13 +58,22 @@ def conv3x3(in_channels: int, out_channels: int, stride: int = 1, dilation: int 
                      dilation=dilation)
 
 
+def zero_init(conv: nn.Conv2d) -> nn.Conv2d:
+    """Start a block's last convolution at zero: the block begins as its identity path, so
+    the deep stack first trains like a shallow one (Goyal et al. 2017; Zhang et al., Fixup).
+    Only the initialisation changes, not the architecture."""
+    nn.init.zeros_(conv.weight)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
 class ResidualBlock(nn.Module):
     """y = ELU(x + conv_d(ELU(conv_d(x)))), conv_d a 3x3 convolution with dilation d."""
 
     def __init__(self, channels: int, dilation: int = 1):
         super().__init__()
         self.conv1 = conv3x3(channels, channels, dilation=dilation)
-        self.conv2 = conv3x3(channels, channels, dilation=dilation)
+        self.conv2 = zero_init(conv3x3(channels, channels, dilation=dilation))
         self.elu = nn.ELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,7 +89,7 @@ class ProjectionBlock(nn.Module):
         super().__init__()
         self.conv1 = conv3x3(in_channels, out_channels, stride=stride,
                              dilation=1 if stride > 1 else dilation)
-        self.conv2 = conv3x3(out_channels, out_channels, dilation=dilation)
+        self.conv2 = zero_init(conv3x3(out_channels, out_channels, dilation=dilation))
         self.projection = nn.Conv2d(in_channels, out_channels, 1, stride=stride)
         self.elu = nn.ELU()
 
