@@ -13,6 +13,12 @@ the image's resolution and compared with its full-resolution ground truth.
 
 ``--baseline train-mean`` adds the baseline of Eigen et al.'s tables: the per-pixel mean
 depth map of the training split, predicted for every image. Prints a table and writes JSON.
+
+Semi-dense models (input_kind 'semidense') and the classical densification baselines
+(``--baseline nearest|linear|inpaint``, repeatable) get the ground truth at the pixels of
+``--semidense-mask`` (gradient: LSD-SLAM-like; random: uniform) at ``--semidense-density``
+as input, and the paper's MAPE, normalised RMSE and PSNR besides the depth metrics
+(training/interpolation_baselines.py).
 """
 from __future__ import annotations
 
@@ -89,6 +95,9 @@ def load_estimator(model: str, backend: str = 'onnxruntime') -> MonoDepthEstimat
         from depth_nodes.runtime.engine import EngineOptions
         from depth_nodes.runtime.model import open_model
         loaded = open_model(model, backend, EngineOptions(intra_op_threads=1))
+    if loaded.spec.input_kind == 'semidense':
+        from depth_nodes.runtime.semidense_estimator import SemiDenseEstimator
+        return SemiDenseEstimator(loaded, output_resolution='input')
     if loaded.spec.input_kind not in MONO_INPUTS:
         raise ValueError(f"training.evaluate handles monocular models ({sorted(MONO_INPUTS)}); "
                          f"this model's input_kind is '{loaded.spec.input_kind}'")
@@ -96,6 +105,9 @@ def load_estimator(model: str, backend: str = 'onnxruntime') -> MonoDepthEstimat
 
 
 def estimator_predictor(estimator: MonoDepthEstimator) -> Callable[[Mapping], np.ndarray]:
+    if estimator.spec.input_kind == 'semidense':
+        from training.interpolation_baselines import semidense_model_predictor
+        return semidense_model_predictor(estimator, EVALUATION_RANGE)
     key, encoding = MONO_INPUTS[estimator.spec.input_kind]
 
     def predict(sample: Mapping[str, Any]) -> np.ndarray:
@@ -140,7 +152,8 @@ def mean_depth_predictor(mean_depth: np.ndarray) -> Callable[[Mapping], np.ndarr
 
 
 def evaluate(predictors: Mapping[str, Callable[[Mapping], np.ndarray]], dataset: Sequence,
-             protocol: DepthEvalProtocol, limit: int = 0, progress: bool = True
+             protocol: DepthEvalProtocol, limit: int = 0, progress: bool = True,
+             metrics: Callable[..., dict[str, float]] = depth_metrics
              ) -> dict[str, dict[str, float]]:
     """Mean per-image metrics of each predictor over the dataset (same images for all)."""
     from tqdm import tqdm
@@ -157,7 +170,7 @@ def evaluate(predictors: Mapping[str, Callable[[Mapping], np.ndarray]], dataset:
             pred = predict(sample)
             seconds[name] += time.perf_counter() - start
             try:
-                averagers[name].add(depth_metrics(pred, sample['depth'], protocol))
+                averagers[name].add(metrics(pred, sample['depth'], protocol))
             except ValueError as exc:
                 if 'ground-truth' not in str(exc):
                     raise
@@ -176,6 +189,7 @@ def format_table(results: Mapping[str, Mapping[str, float]]) -> str:
     columns = [*DEPTH_METRICS, 'coverage']
     if any('median_scale' in r for r in results.values()):
         columns.append('median_scale')
+    columns += [c for c in ('mape', 'rmse_norm', 'psnr') if any(c in r for r in results.values())]
     width = max(len(n) for n in results) + 2
     lines = [' ' * width + ' '.join(f'{c:>11}' for c in columns)]
     for name, metrics in results.items():
@@ -209,7 +223,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--dataset-option', action='append', default=[], metavar='KEY=VALUE',
                         help='dataset keyword argument (YAML value); repeatable')
     parser.add_argument('--limit', type=int, default=0, help='evaluate the first N images')
-    parser.add_argument('--baseline', choices=('none', 'train-mean'), default='none')
+    parser.add_argument('--baseline', action='append', default=[],
+                        choices=('none', 'train-mean', 'nearest', 'linear', 'inpaint'),
+                        help='baseline(s) to evaluate on the same images; repeatable')
+    parser.add_argument('--semidense-mask', choices=('gradient', 'random', 'sample'),
+                        default='gradient', help='input pixels of semi-dense models and '
+                        'interpolation baselines (default %(default)s)')
+    parser.add_argument('--semidense-density', type=float, default=0.1,
+                        help='fraction of pixels given as input (default %(default)s)')
     parser.add_argument('--baseline-dataset', help='dataset of the train-mean baseline '
                                                    '(default: --dataset)')
     parser.add_argument('--baseline-split', default='train')
@@ -256,8 +277,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         estimator = load_estimator(args.model, args.backend)
         dataset = build_dataset(dataset_name, args.split, root, **options)
         predictors = {'model': estimator_predictor(estimator)}
+        interpolations = [b for b in args.baseline if b not in ('none', 'train-mean')]
+        semidense = estimator.spec.input_kind == 'semidense' or bool(interpolations)
+        metrics = depth_metrics
+        if semidense:
+            from training import interpolation_baselines as interpolation
+            dataset = interpolation.SemiDenseInputs(dataset, args.semidense_mask,
+                                                    args.semidense_density)
+            predictors.update({b: interpolation.fill_predictor(b) for b in interpolations})
+            metrics = interpolation.interpolation_metrics
+            if args.median_scaling is None:   # the input carries the scale
+                protocol = dataclasses.replace(protocol, median_scaling=False)
         baseline_info = None
-        if args.baseline == 'train-mean':
+        if 'train-mean' in args.baseline:
             base_name = args.baseline_dataset or dataset_name
             if args.baseline_option is not None:
                 base_options = _parse_options(args.baseline_option)
@@ -279,7 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                                      len(train))
             baseline_info = {'kind': 'train-mean', 'dataset': base_name,
                              'split': args.baseline_split, 'samples': used}
-        results = evaluate(predictors, dataset, protocol, args.limit, not args.no_progress)
+        results = evaluate(predictors, dataset, protocol, args.limit, not args.no_progress,
+                           metrics)
     except (ValueError, KeyError, OSError, RuntimeError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
@@ -302,6 +335,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                   'metrics': results['model'],
                   'baseline': ({**baseline_info, 'metrics': results['train-mean']}
                                if baseline_info else None)}
+        if semidense:
+            report['semidense_input'] = {'mask': args.semidense_mask,
+                                         'density': args.semidense_density}
+            report['baselines'] = {b: results[b] for b in interpolations}
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(report, indent=2, sort_keys=True))
         print(f'wrote {args.output}')

@@ -8,11 +8,13 @@ from training.models.base import DepthMethod, TrainContext
 from training.models.cyclegan import CycleGANMethod
 from training.models.eigen import EigenMethod
 from training.models.pix2pix import Pix2PixMethod
+from training.models.semidense import SemiDenseMethod
 
 METHODS: dict[str, type[DepthMethod]] = {m.name: m for m in (
     EigenMethod,
     Pix2PixMethod,
     CycleGANMethod,
+    SemiDenseMethod,
 )}
 
 
