@@ -12,6 +12,7 @@ NODES = [
     'mono_depth_node',
     'dof_node',
     'nir_depth_node',
+    'semidense_depth_node',
 ]
 
 setup(

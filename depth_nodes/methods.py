@@ -33,6 +33,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method('nir', 'nir_depth_node', 'nir', 'nir.yaml',
            'Shen et al.: NIR -> CTN pseudo-RGB -> stereo-trained DPN depth (near-infrared)',
            inputs=('nir/image', 'nir/camera_info'), rviz='nir.rviz'),
+    Method('semidense', 'semidense_depth_node', 'semidense', 'semidense.yaml',
+           'Makarov et al. semi-dense (LSD-SLAM) / sparse depth interpolation network',
+           inputs=('semidense/depth', 'semidense/variance', 'semidense/points', 'image',
+                   'camera_info')),
 )}
 
 DEFAULT_METHOD = 'eigen'
@@ -47,6 +51,8 @@ OUTPUT_TOPICS = {'depth/image': 'sensor_msgs/msg/Image',
 REMAP_ARGUMENTS = {
     'image': 'image', 'camera_info': 'camera_info',
     'nir_image': 'nir/image', 'nir_camera_info': 'nir/camera_info',
+    'semidense_depth': 'semidense/depth', 'semidense_variance': 'semidense/variance',
+    'semidense_points': 'semidense/points',
 }
 
 
