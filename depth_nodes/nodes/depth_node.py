@@ -141,6 +141,9 @@ class DepthNodeBase(Node):
     # declare_model_parameters() before the first load, reloaded like 'model' when changed,
     # and passed to build_estimator() in its values.
     model_parameters: tuple[str, ...] = ()
+    # True for nodes whose estimator works without a network (stereo_depth_node: SGBM):
+    # an empty 'model' parameter then loads nothing and build_estimator() gets None.
+    model_optional: bool = False
 
     def __init__(self, node_name: str, *, default_model: str, **node_kwargs):
         super().__init__(node_name, **node_kwargs)
@@ -251,19 +254,24 @@ class DepthNodeBase(Node):
                 self._load_model(self._parameter_values(params))
             except (ModelLoadError, ModelSpecError, ValueError) as exc:
                 self.last_model_error = str(exc)
-                self.get_logger().error(f'{exc}; keeping {self.model.describe()}')
+                self.get_logger().error(f'{exc}; keeping {self.describe_model()}')
                 return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
 
     # -- model ---------------------------------------------------------------------------
     def _load_model(self, values: dict[str, Any]) -> None:
         start = time.perf_counter()
-        model = open_model(values['model'], values['backend'], engine_options(values),
-                           values['spec'])
+        model = None
+        if values['model'] or not self.model_optional:
+            model = open_model(values['model'], values['backend'], engine_options(values),
+                               values['spec'])
         estimator = self.build_estimator(model, values)
         with self._model_lock:
             self.model, self.estimator = model, estimator
         self.last_model_error = ''
+        if model is None:
+            self.get_logger().info(f'running without a model: {self.describe_model()}')
+            return
         note = '' if model.spec_embedded else ' (no depth_nodes spec in the model: ' \
             'defaults plus spec.* parameters)'
         self.get_logger().info(f'loaded {model.describe()} in '
@@ -272,6 +280,12 @@ class DepthNodeBase(Node):
 
     def make_estimator(self, model: LoadedModel, output_resolution: str):
         raise NotImplementedError
+
+    def describe_model(self) -> str:
+        """The loaded model, or the estimator's own description when there is none."""
+        if self.model is not None:
+            return self.model.describe()
+        return getattr(self.estimator, 'description', type(self.estimator).__name__)
 
     def build_estimator(self, model: LoadedModel, values: dict[str, Any]):
         """The estimator for ``model`` given all parameter values being applied (with
@@ -367,8 +381,9 @@ class DepthNodeBase(Node):
         inf50, inf95 = self.inference_latency.percentiles(50, 95)
         e2e50, e2e95 = self.pipeline_latency.percentiles(50, 95)
         in_rate, out_rate = self.input_rate.rate(), self.output_rate.rate()
+        engine = self.model.engine if self.model is not None else None
         status = DiagnosticStatus(name=f'{self.get_name()}: depth pipeline',
-                                  hardware_id=self.model.engine.describe())
+                                  hardware_id=engine.describe() if engine else 'cpu')
         if self.last_model_error:
             status.level, status.message = DiagnosticStatus.WARN, self.last_model_error
         elif in_rate == 0.0:
@@ -386,7 +401,8 @@ class DepthNodeBase(Node):
                                                                 self.input_gaps)),
             'frames rejected (bad input)': str(self.reporter.total),
             'time jumps back (state reset)': str(self.time_jumps.total),
-            'backend': self.model.engine.backend, 'model': str(self.model.engine.model_path),
+            'backend': engine.backend if engine else 'none',
+            'model': str(engine.model_path) if engine else self.describe_model(),
         }
         values.update({f'rejected: {kind}': str(n)
                        for kind, n in sorted(dict(self.reporter.counts).items())})

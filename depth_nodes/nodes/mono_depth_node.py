@@ -10,11 +10,14 @@ from sensor_msgs.msg import CameraInfo, Image
 from depth_nodes import ros_io
 from depth_nodes.core.camera import CameraModelError
 from depth_nodes.core.encodings import ImageFormatError, to_rgb8
-from depth_nodes.nodes.depth_node import DepthNodeBase, run_node, subscription_qos
-from depth_nodes.runtime.estimator import MonoDepthEstimator
+from depth_nodes.nodes.depth_node import DepthNodeBase, _descriptor, run_node, subscription_qos
+from depth_nodes.runtime.engine import ModelLoadError
+from depth_nodes.runtime.estimator import POST_PROCESSES, MonoDepthEstimator
 
 
 class MonoDepthNode(DepthNodeBase):
+
+    model_parameters = ('post_process',)
 
     def __init__(self, node_name: str = 'mono_depth_node',
                  default_model: str = 'eigen_synthetic', **node_kwargs):
@@ -24,8 +27,20 @@ class MonoDepthNode(DepthNodeBase):
         self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info,
                                  **subscription_qos())
 
+    def declare_model_parameters(self) -> None:
+        self.declare_parameter('post_process', 'none', _descriptor(
+            "'pp': also run the mirrored image and combine both (Godard et al.; disparity "
+            'models such as the DPN; twice the inference time)', choices=POST_PROCESSES))
+
+    def build_estimator(self, model, values):
+        self._post_process = values['post_process']
+        try:
+            return super().build_estimator(model, values)
+        except ValueError as exc:    # e.g. pp on a model that outputs no disparity
+            raise ModelLoadError(values['model'], str(exc)) from None
+
     def make_estimator(self, model, output_resolution):
-        return MonoDepthEstimator(model, output_resolution)
+        return MonoDepthEstimator(model, output_resolution, self._post_process)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg

@@ -14,9 +14,14 @@ from depth_nodes.core.camera import CameraIntrinsics
 from depth_nodes.core.model_spec import ModelSpec
 from depth_nodes.core.postprocess import output_to_metres, resize_output, squeeze_output
 from depth_nodes.core.preprocess import image_to_tensor
+from depth_nodes.core.stereo import mirror_post_process
 from depth_nodes.runtime.model import LoadedModel
 
 OUTPUT_RESOLUTIONS = ('input', 'model')
+# 'pp': Godard et al.'s post-processing of stereo-trained disparity models: a second run on
+# the mirrored image, combined by depth_nodes.core.stereo.mirror_post_process (2x the time).
+POST_PROCESSES = ('none', 'pp')
+POST_PROCESSED_KINDS = ('disparity_fraction',)
 
 
 @dataclass
@@ -30,10 +35,18 @@ class DepthResult:
 class MonoDepthEstimator:
     """One image in, one metric depth map out (RGB, gray or NIR models)."""
 
-    def __init__(self, model: LoadedModel, output_resolution: str = 'input'):
+    def __init__(self, model: LoadedModel, output_resolution: str = 'input',
+                 post_process: str = 'none'):
         if output_resolution not in OUTPUT_RESOLUTIONS:
             raise ValueError(f"output_resolution '{output_resolution}' not in "
                              f'{OUTPUT_RESOLUTIONS}')
+        if post_process not in POST_PROCESSES:
+            raise ValueError(f"post_process '{post_process}' not in {POST_PROCESSES}")
+        if post_process == 'pp' and model.spec.output_kind not in POST_PROCESSED_KINDS:
+            raise ValueError(f"post_process 'pp' needs a disparity model "
+                             f'({POST_PROCESSED_KINDS}); this one outputs '
+                             f'{model.spec.output_kind}')
+        self.post_process = post_process
         self.model = model
         self.spec: ModelSpec = model.spec
         self.output_resolution = output_resolution
@@ -63,6 +76,14 @@ class MonoDepthEstimator:
         elapsed = time.perf_counter() - start
         return squeeze_output(outputs[self.spec.output_name]), elapsed
 
+    def infer_post_processed(self, tensor: np.ndarray) -> tuple[np.ndarray, float]:
+        """infer(), plus the mirrored run combined with it when post_process is 'pp'."""
+        raw, seconds = self.infer(tensor)
+        if self.post_process == 'pp':
+            mirrored, more = self.infer(np.ascontiguousarray(tensor[..., ::-1]))
+            raw, seconds = mirror_post_process(raw, mirrored[:, ::-1]), seconds + more
+        return raw, seconds
+
     def estimate(self, image: np.ndarray, encoding: str,
                  camera: CameraIntrinsics | None = None, baseline: float | None = None,
                  depth_range: tuple[float, float] | None = None) -> DepthResult:
@@ -71,7 +92,7 @@ class MonoDepthEstimator:
         ``depth_range`` (metres) replaces the model's valid range; outside it is NaN.
         """
         tensor = image_to_tensor(image, encoding, self.spec)
-        raw, inference_s = self.infer(tensor)
+        raw, inference_s = self.infer_post_processed(tensor)
         return self.raw_to_result(raw, image.shape[0], image.shape[1], camera, baseline,
                                   inference_s, depth_range)
 
