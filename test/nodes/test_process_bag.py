@@ -279,20 +279,15 @@ def test_nir_offline_two_stage_depth_and_pseudo_rgb_are_the_nodes(tmp_path):
 
 
 def test_semidense_offline_depth_is_the_nodes(semidense_bag, tmp_path):
-    from depth_nodes.methods import Method
     from depth_nodes.nodes.semidense_depth_node import SemiDenseDepthNode
     model = write_affine_model(tmp_path / 'semidense.onnx', ModelSpec(
         method='semidense', input_kind='semidense', input_names=('image',), input_height=48,
         input_width=64, input_channels=2, mean=(0.0, 0.0), std=(1.0, 1.0),
         output_name='depth', output_kind='metric_depth', min_depth=0.01, max_depth=100.0,
         extras={'scale_percentile': 100.0}), weights=(1.0, -0.5), bias=0.5)
-    params = tmp_path / 'semidense.yaml'
-    params.write_text('semidense_depth_node:\n  ros__parameters:\n    keep_input_depth: true\n')
-    method = Method('semidense', 'semidense_depth_node', 'semidense', 'semidense.yaml',
-                    'test', inputs=('semidense/depth', 'camera_info', 'image'))
-    report = pb.process_bag(semidense_bag, tmp_path / 'out', method, params_file=params,
-                            topics={'camera_info': TOPICS['camera_info'],
-                                    'image': TOPICS['image']},
+    # config/semidense.yaml: input depth, keep_input_depth; semidense/depth = the bag's.
+    report = pb.process_bag(semidense_bag, tmp_path / 'out', 'semidense',
+                            topics={'camera_info': TOPICS['camera_info']},
                             parameters={'model': str(model), 'backend': 'onnxruntime'},
                             progress=False)
     assert report.depth_images == 3 and not report.rejected
