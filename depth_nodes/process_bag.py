@@ -155,7 +155,11 @@ class MonoDepthFramePath:
     extra_outputs: dict[str, str] = {}      # node-relative topic -> type, beyond depth/*
 
     def __init__(self, model: LoadedModel, params: dict[str, Any]):
-        self.estimator = MonoDepthEstimator(model, params.get('output_resolution', 'input'))
+        try:
+            self.estimator = MonoDepthEstimator(model, params.get('output_resolution', 'input'),
+                                                params.get('post_process', 'none'))
+        except ValueError as exc:    # e.g. pp on a model that outputs no disparity
+            raise ModelLoadError(params.get('model'), str(exc)) from None
         self.depth_range = depth_range(params, self.estimator.spec)
         self.want_rgb = bool(params.get('publish_points', False))
         self._camera_info = None
@@ -439,8 +443,12 @@ def process_bag(input_bag: Path, output_bag: Path, method: str | Method = 'eigen
     params.update(publish_colored=colored, publish_points=points)   # the node's switches
     warn = warn or (lambda text: tqdm.write(text, file=sys.stderr))
 
-    model = load_model(params)        # before touching the output: a bad model costs nothing
-    frame_path = FRAME_PATHS[m.executable](model, params)
+    # Before touching the output: a bad model costs nothing. A frame path that runs without
+    # a network (model_optional, e.g. stereo SGBM) gets None for an empty 'model'.
+    path_class = FRAME_PATHS[m.executable]
+    model = None if not params.get('model') and getattr(path_class, 'model_optional', False) \
+        else load_model(params)
+    frame_path = path_class(model, params)
     inputs = list(dict.fromkeys((*m.inputs, *frame_path.required_inputs,
                                  *getattr(frame_path, 'optional_inputs', ()))))
     unknown = set(topics or {}) - set(inputs)

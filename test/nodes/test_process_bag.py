@@ -242,6 +242,9 @@ def test_cli_errors_exit_1_and_name_the_problem(camera_bag, model_path, tmp_path
     assert pb.main([str(camera_bag), str(tmp_path / 'd'), '--image', '/camera/image']
                    + common) == 1
     assert 'exists' in capsys.readouterr().err
+    assert pb.main([str(camera_bag), str(tmp_path / 'e'), '--image', '/camera/image',
+                    '-p', 'post_process:=pp'] + common) == 1      # as the node: refused
+    assert "post_process 'pp' needs a disparity model" in capsys.readouterr().err
     assert pb.main([str(camera_bag), str(tmp_path / 'e'), '--topic', 'left/image:=/x']
                    + common) == 1
     assert "no input(s) ['left/image']" in capsys.readouterr().err
