@@ -12,6 +12,9 @@ nir:   /nir/image (mono8 near-infrared), /nir/camera_info, /nir/depth_ground_tru
 semidense: /camera/image (rgb8), /camera/camera_info, /semidense/depth (32FC1 m: the true
        depth where a semi-dense SLAM would reconstruct it, NaN elsewhere),
        /camera/depth_ground_truth
+stereo: /stereo/left/image_rect, /stereo/right/image_rect (rgb8, a rectified pair),
+       /stereo/left/camera_info, /stereo/right/camera_info (P[0, 3] = -fx B),
+       /stereo/left/depth_ground_truth; frame 'camera_optical_frame' is the left camera
 
 Tests and the demo call sample_bag(kind, directory), which writes a kind once and reuses it.
 """
@@ -30,6 +33,13 @@ RGB_TOPICS = {
 SEMIDENSE_TOPICS = {
     **RGB_TOPICS,
     'semidense_depth': ('/semidense/depth', 'sensor_msgs/msg/Image'),
+}
+STEREO_TOPICS = {
+    'left_image': ('/stereo/left/image_rect', 'sensor_msgs/msg/Image'),
+    'left_camera_info': ('/stereo/left/camera_info', 'sensor_msgs/msg/CameraInfo'),
+    'right_image': ('/stereo/right/image_rect', 'sensor_msgs/msg/Image'),
+    'right_camera_info': ('/stereo/right/camera_info', 'sensor_msgs/msg/CameraInfo'),
+    'ground_truth': ('/stereo/left/depth_ground_truth', 'sensor_msgs/msg/Image'),
 }
 NIR_TOPICS = {
     'image': ('/nir/image', 'sensor_msgs/msg/Image'),
@@ -127,11 +137,41 @@ def write_semidense_bag(output: Path, *, frames: int = 30, seed: int = 0,
                               start_time_ns=start_time_ns, storage=storage)
 
 
+def _stereo_frame(sample, header):
+    from dataclasses import replace
+
+    from rclpy.serialization import serialize_message
+
+    from depth_nodes import ros_io
+    left = sample['camera']
+    # The right camera of a rectified pair: same intrinsics, P[0, 3] = -fx B.
+    right = replace(left, tx=-left.fx * sample['baseline'])
+    yield 'left_camera_info', serialize_message(ros_io.intrinsics_to_camera_info(left, header))
+    yield 'right_camera_info', serialize_message(ros_io.intrinsics_to_camera_info(right,
+                                                                                  header))
+    yield 'left_image', ros_io.image_to_cdr(sample['rgb'], 'rgb8', header)
+    yield 'right_image', ros_io.image_to_cdr(sample['right'], 'rgb8', header)
+    yield 'ground_truth', ros_io.image_to_cdr(sample['depth'], '32FC1', header)
+
+
+def write_stereo_bag(output: Path, *, frames: int = 30, seed: int = 0, scene: str = 'outdoor',
+                     height: int = 240, width: int = 320, rate_hz: float = 10.0,
+                     start_time_ns: int = 1_700_000_000 * 10**9, storage: str = 'sqlite3'
+                     ) -> Path:
+    """A rectified stereo sequence (the scene's default baseline: 0.54 m outdoors, 0.12 m
+    indoors) with both camera_infos and the left view's ground-truth depth."""
+    return write_sequence_bag(output, STEREO_TOPICS, ('rgb', 'depth', 'right'), _stereo_frame,
+                              frames=frames, seed=seed, scene=scene, height=height,
+                              width=width, rate_hz=rate_hz, start_time_ns=start_time_ns,
+                              storage=storage)
+
+
 # kind -> (writer, its topics); each writer takes the keyword options of write_rgb_bag.
 KINDS = {
     'rgb': (write_rgb_bag, RGB_TOPICS),
     'nir': (write_nir_bag, NIR_TOPICS),
     'semidense': (write_semidense_bag, SEMIDENSE_TOPICS),
+    'stereo': (write_stereo_bag, STEREO_TOPICS),
 }
 
 
