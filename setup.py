@@ -13,6 +13,7 @@ NODES = [
     'dof_node',
     'nir_depth_node',
     'semidense_depth_node',
+    'stereo_depth_node',
 ]
 
 setup(

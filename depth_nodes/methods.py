@@ -23,6 +23,9 @@ class Method:
     rviz: str = 'depth.rviz'   # config/<file> that rviz:=true opens
 
 
+STEREO_INPUTS = ('left/image_rect', 'left/camera_info', 'right/image_rect',
+                 'right/camera_info')
+
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method('eigen', 'mono_depth_node', 'rgb', 'eigen.yaml',
            'Eigen et al. multi-scale coarse + fine network (RGB)'),
@@ -37,6 +40,14 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            'Makarov et al. semi-dense (LSD-SLAM) / sparse depth interpolation network',
            inputs=('semidense/depth', 'semidense/variance', 'semidense/points', 'image',
                    'camera_info')),
+    Method('monodepth', 'mono_depth_node', 'rgb', 'monodepth.yaml',
+           'Shen et al. DPN trained on stereo pairs without ground truth, run on one image'),
+    Method('stereo', 'stereo_depth_node', 'stereo', 'stereo.yaml',
+           'Shen et al. DPN on the left image, depth = fx B / d with the rig baseline',
+           inputs=STEREO_INPUTS),
+    Method('sgbm', 'stereo_depth_node', 'stereo', 'sgbm.yaml',
+           'OpenCV StereoSGBM on the rectified pair: classical reference, no model',
+           inputs=STEREO_INPUTS),
 )}
 
 DEFAULT_METHOD = 'eigen'
@@ -53,6 +64,8 @@ REMAP_ARGUMENTS = {
     'nir_image': 'nir/image', 'nir_camera_info': 'nir/camera_info',
     'semidense_depth': 'semidense/depth', 'semidense_variance': 'semidense/variance',
     'semidense_points': 'semidense/points',
+    'left_image': 'left/image_rect', 'left_camera_info': 'left/camera_info',
+    'right_image': 'right/image_rect', 'right_camera_info': 'right/camera_info',
 }
 
 
