@@ -7,6 +7,7 @@ from __future__ import annotations
 from training.models.base import DepthMethod, TrainContext
 from training.models.cyclegan import CycleGANMethod
 from training.models.eigen import EigenMethod
+from training.models.monodepth import MonodepthMethod
 from training.models.pix2pix import Pix2PixMethod
 from training.models.semidense import SemiDenseMethod
 
@@ -14,6 +15,7 @@ METHODS: dict[str, type[DepthMethod]] = {m.name: m for m in (
     EigenMethod,
     Pix2PixMethod,
     CycleGANMethod,
+    MonodepthMethod,
     SemiDenseMethod,
 )}
 
