@@ -337,6 +337,82 @@ class SemiDenseFramePath:
         return DepthFrame(header, result, info, rgb)
 
 
+class StereoFramePath:
+    """stereo_depth_node's frame path: left/right images synchronised by approximate time as
+    the node does, the newest camera_info of each side -> the left view's depth and the
+    disparity (StereoSGBM without a model, else a disparity network on the left image)."""
+
+    raw_inputs = frozenset({'left/image_rect', 'right/image_rect'})
+    required_inputs = ('left/image_rect', 'right/image_rect', 'left/camera_info',
+                       'right/camera_info')
+    extra_outputs = {'disparity': 'stereo_msgs/msg/DisparityImage'}
+    model_optional = True
+
+    def __init__(self, model: LoadedModel | None, params: dict[str, Any]):
+        from depth_nodes.core.stereo import SgbmParameters
+        from depth_nodes.core.sync import ApproximateTimeSync
+        from depth_nodes.runtime.stereo_estimator import (LearnedStereoEstimator,
+                                                          SgbmStereoEstimator)
+        try:
+            if model is None:
+                fields = SgbmParameters.__dataclass_fields__
+                self.estimator = SgbmStereoEstimator(SgbmParameters(**{
+                    name: params[f'sgbm.{name}'] for name in fields
+                    if f'sgbm.{name}' in params}))
+            else:
+                self.estimator = LearnedStereoEstimator(
+                    model, params.get('output_resolution', 'input'),
+                    params.get('post_process', 'none'))
+        except ValueError as exc:
+            raise ModelLoadError(params.get('model') or 'StereoSGBM', str(exc)) from None
+        self.depth_range = depth_range(params, self.estimator.spec)
+        self.baseline = float(params.get('baseline') or 0.0) or None
+        self.want_rgb = bool(params.get('publish_points', False))
+        self.sync = ApproximateTimeSync(2, float(params.get('sync_slop', 0.01)))
+        self._camera_info = {'left/camera_info': None, 'right/camera_info': None}
+
+    def feed(self, name: str, message) -> list[DepthFrame]:
+        if name in self._camera_info:
+            self._camera_info[name] = message
+            return []
+        msg = ros_io.image_from_cdr(message)
+        stamp = msg.header.stamp
+        pair = self.sync.add(0 if name == 'left/image_rect' else 1,
+                             stamp.sec * 10**9 + stamp.nanosec, msg)
+        return [] if pair is None else [self._depth(*pair)]
+
+    def _depth(self, left_msg, right_msg) -> DepthFrame:
+        from depth_nodes.nodes.stereo_depth_node import disparity_message
+        from rclpy.serialization import serialize_message
+        left, right = ros_io.image_to_array(left_msg), ros_io.image_to_array(right_msg)
+        if left.shape[:2] != right.shape[:2]:
+            raise ImageFormatError(f'left image is {left_msg.width}x{left_msg.height} but the '
+                                   f'right image is {right_msg.width}x{right_msg.height}',
+                                   'stereo_size')
+        cameras = []
+        for side in ('left', 'right'):
+            info = self._camera_info[f'{side}/camera_info']
+            if info is None:
+                raise ImageFormatError(f'no {side}/camera_info received yet', 'camera_info')
+            try:
+                cameras.append(camera_from_info(info, left_msg.width, left_msg.height))
+            except ImageFormatError as exc:
+                raise ImageFormatError(f'{side}/{exc}', exc.kind) from None
+        try:
+            result = self.estimator.estimate(left, left_msg.encoding, right,
+                                             right_msg.encoding, *cameras, self.baseline,
+                                             depth_range=self.depth_range)
+        except CameraModelError as exc:          # no baseline in P and none given
+            raise ImageFormatError(f'{exc}; or set the baseline parameter',
+                                   'baseline') from None
+        header = ros_io.header_from(left_msg)
+        frame = DepthFrame(header, result.depth_result(), self._camera_info['left/camera_info'],
+                           to_rgb8(left, left_msg.encoding) if self.want_rgb else None)
+        frame.extra.append(('disparity',
+                            bytes(serialize_message(disparity_message(result, header)))))
+        return frame
+
+
 # Node executable -> its frame path. A new node adds its class here: constructor
 # (LoadedModel, flattened params); raw_inputs / required_inputs / optional_inputs (node
 # input names, as in Method.inputs; class or instance attributes); extra_outputs
@@ -348,6 +424,7 @@ FRAME_PATHS: dict[str, Callable[..., Any]] = {
     'mono_depth_node': MonoDepthFramePath,
     'nir_depth_node': NirDepthFramePath,
     'semidense_depth_node': SemiDenseFramePath,
+    'stereo_depth_node': StereoFramePath,
 }
 
 

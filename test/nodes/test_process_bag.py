@@ -21,7 +21,8 @@ from depth_nodes.runtime.model import open_model
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / 'tools'))
-from make_sample_bags import NIR_TOPICS, RGB_TOPICS, sample_bag  # noqa: E402
+from make_sample_bags import NIR_TOPICS, RGB_TOPICS, STEREO_TOPICS  # noqa: E402
+from make_sample_bags import sample_bag  # noqa: E402
 
 SPEC = ModelSpec(method='affine', input_height=24, input_width=32, output_kind='log_depth',
                  mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), min_depth=0.1, max_depth=80.0)
@@ -63,10 +64,13 @@ def run(camera_bag, output, model_path, **options):
 
 def node_outputs_over_dds(factory, bag, info=('camera_info', TOPICS['camera_info']),
                           image=('image', TOPICS['image']),
-                          outputs=(('depth/image', Image), ('depth/camera_info', CameraInfo))):
-    """Publish the bag's camera_info + image bytes frame by frame to a running node
-    (``info``/``image``: node input, bag topic); returns its serialized ``outputs``."""
-    images, infos = messages(bag, image[1]), messages(bag, info[1])
+                          outputs=(('depth/image', Image), ('depth/camera_info', CameraInfo)),
+                          frame=None):
+    """Publish a bag's frames one at a time to a running node and return its serialized
+    ``outputs``. ``frame``: [(node input, bag topic, type)] published in this order per frame
+    (default: ``info`` then ``image``, each (node input, bag topic))."""
+    frame = frame or [(*info, CameraInfo), (*image, Image)]
+    streams = [messages(bag, topic) for _, topic, _ in frame]
     received = {topic: [] for topic, _ in outputs}
     lock = threading.Lock()
     with ros_graph(factory) as (probe, _):
@@ -76,14 +80,13 @@ def node_outputs_over_dds(factory, bag, info=('camera_info', TOPICS['camera_info
         for topic, msg_type in outputs:
             probe.node.create_subscription(msg_type, topic, functools.partial(keep, topic),
                                            RELIABLE, raw=True)
-        image_pub = probe.publisher(Image, image[0])
-        info_pub = probe.publisher(CameraInfo, info[0])
-        assert probe.wait_for_subscribers(image_pub) and probe.wait_for_subscribers(info_pub)
+        pubs = [probe.publisher(msg_type, name) for name, _, msg_type in frame]
+        assert all(probe.wait_for_subscribers(pub) for pub in pubs)
         time.sleep(0.3)
-        for i, ((_, info_raw), (_, image_raw)) in enumerate(zip(infos, images)):
-            info_pub.publish(info_raw)
-            time.sleep(0.1)
-            image_pub.publish(image_raw)     # one frame at a time: the node keeps the newest
+        for i, raws in enumerate(zip(*streams)):
+            for pub, (_, raw) in zip(pubs, raws):
+                pub.publish(raw)
+                time.sleep(0.1)          # one at a time: the node keeps the newest
             assert probe.wait_for(lambda: all(len(r) > i for r in received.values()), 10.0)
     return received
 
@@ -307,3 +310,46 @@ def test_semidense_offline_depth_is_the_nodes(semidense_bag, tmp_path):
     known = np.isfinite(sparse)
     assert 0.05 < known.mean() < 0.3
     np.testing.assert_array_equal(dense[known], sparse[known])
+
+
+@pytest.mark.parametrize('method', ['sgbm', 'stereo'])
+def test_stereo_offline_depth_and_disparity_are_the_nodes(method, tmp_path):
+    from stereo_msgs.msg import DisparityImage
+
+    from depth_nodes.nodes.stereo_depth_node import StereoDepthNode
+    bag = sample_bag('stereo', tmp_path / 'bags', frames=3, height=48, width=64)
+    if method == 'sgbm':      # StereoSGBM, no model: 16 disparities cover >= 1.6 m here
+        params = {'model': '', 'sgbm.num_disparities': 16}
+    else:                     # a disparity model on the left image (DPN stand-in)
+        params = {'model': str(write_affine_model(tmp_path / 'dpn.onnx', ModelSpec(
+            method='dpn', input_kind='rgb', input_height=24, input_width=32,
+            output_name='disparity', output_kind='disparity_fraction', baseline=0.54,
+            focal_fraction=0.71, min_depth=0.1, max_depth=100.0),
+            weights=(0.02, 0.02, 0.02), bias=0.1)), 'backend': 'onnxruntime'}
+    topics = {name: STEREO_TOPICS[key][0] for name, key in (
+        ('left/image_rect', 'left_image'), ('right/image_rect', 'right_image'),
+        ('left/camera_info', 'left_camera_info'), ('right/camera_info', 'right_camera_info'))}
+    report = pb.process_bag(bag, tmp_path / 'out', method, topics=topics, parameters=params,
+                            progress=False)
+    assert report.depth_images == 3 and not report.rejected
+    factory = functools.partial(StereoDepthNode, parameter_overrides=overrides(
+        **{k.replace('.', '__'): v for k, v in params.items()}))
+    frame = [(name, topics[name], CameraInfo) for name in ('left/camera_info',
+                                                           'right/camera_info')] \
+        + [(name, topics[name], Image) for name in ('left/image_rect', 'right/image_rect')]
+    online = node_outputs_over_dds(factory, bag, frame=frame, outputs=(
+        ('depth/image', Image), ('disparity', DisparityImage)))
+    offline_depth = [raw for _, raw in messages(tmp_path / 'out', '/depth/image')]
+    assert offline_depth == online['depth/image']
+    # DisparityImage is compared field by field (CDR padding is not initialised).
+    from rclpy.serialization import deserialize_message
+    assert [deserialize_message(raw, DisparityImage) for _, raw in
+            messages(tmp_path / 'out', '/disparity')] == \
+        [deserialize_message(raw, DisparityImage) for raw in online['disparity']]
+    depth = ros_io.image_to_array(ros_io.image_from_cdr(offline_depth[0]))
+    truth = ros_io.image_to_array(ros_io.image_from_cdr(
+        messages(bag, STEREO_TOPICS['ground_truth'][0])[0][1]))
+    if method == 'sgbm':     # matched near pixels (disparity >= 4 px) lie near the truth
+        near = np.isfinite(depth) & (truth < 24.7 / 4)
+        assert near.sum() > 100
+        assert np.median(np.abs(depth[near] - truth[near]) / truth[near]) < 0.1
