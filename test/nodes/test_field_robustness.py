@@ -26,6 +26,7 @@ from depth_nodes.nodes import depth_node
 from depth_nodes.nodes.dof_node import DofNode
 from depth_nodes.nodes.mono_depth_node import MonoDepthNode
 from depth_nodes.nodes.semidense_depth_node import SemiDenseDepthNode
+from depth_nodes.nodes.stereo_depth_node import StereoDepthNode
 from depth_nodes.runtime.estimator import MonoDepthEstimator
 from depth_nodes.runtime.model import open_model
 
@@ -309,4 +310,76 @@ def test_dof_node_survives_bad_images_unsynchronised_pairs_and_a_bag_loop():
         np.testing.assert_array_equal(
             ros_io.image_to_array(ros_io.image_from_cdr(out.depth[-1])), image)
         rejected = collections.Counter(c.rejects_as for c in cases)
+        assert node.reporter.counts == rejected
+
+
+# -- stereo_depth_node ---------------------------------------------------------------------
+def test_stereo_depth_node_survives_bad_pairs_of_every_kind():
+    """SGBM (no model) on a shifted random pair: bad left images (each with a good right
+    partner), mismatched sizes, an unsynchronised pair, bad camera_info, a bag loop."""
+    from dataclasses import replace
+    rng = np.random.default_rng(2)
+    right = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    left = np.roll(right, 4, axis=1)                    # 4 px disparity everywhere
+    right_cam = replace(CAM, tx=-CAM.fx * 0.5)          # B = 0.5 m
+    factory = functools.partial(StereoDepthNode, parameter_overrides=overrides(
+        model='', sgbm__num_disparities=16))
+    with ros_graph(factory) as (probe, (node,)):
+        out = Outputs(probe)
+        pubs = {name: probe.publisher(Image if 'image' in name else CameraInfo, name)
+                for name in ('left/image_rect', 'right/image_rect', 'left/camera_info',
+                             'right/camera_info')}
+        assert all(probe.wait_for_subscribers(p) for p in pubs.values())
+
+        def infos(stamp):
+            pubs['left/camera_info'].publish(malformed.camera_info_cdr(CAM, stamp))
+            pubs['right/camera_info'].publish(malformed.camera_info_cdr(right_cam, stamp))
+            time.sleep(0.2)
+
+        def pair(stamp, left_image=left):
+            return (('left/image_rect', malformed.image_cdr(left_image, 'rgb8', stamp)),
+                    ('right/image_rect', malformed.image_cdr(right, 'rgb8', stamp)))
+
+        def with_right(case, stamp):
+            if case.rejects_as == 'cdr':            # refused before pairing: no partner
+                return case
+            return malformed.Malformed(case.name, case.messages + pair(stamp)[1:],
+                                       case.rejects_as)
+
+        infos(T0)
+        for name, payload in pair(T0):
+            pubs[name].publish(payload)
+        assert probe.wait_for(lambda: len(out.depth) == 1)
+        first = ros_io.image_to_array(ros_io.image_from_cdr(out.depth[0]))
+        # Z = fx B / d = 60 * 0.5 / 4 = 7.5 m where SGBM matched.
+        assert np.nanmedian(first) == pytest.approx(7.5, rel=0.02)
+
+        t = T0 + 10**8
+        cases = [with_right(c, t) for c in malformed.image_cases(
+            'left/image_rect', left, 'rgb8', t)]
+        cases += malformed.stereo_cases('left/image_rect', 'right/image_rect', left, right,
+                                        'rgb8', T0 + 2 * 10**8,
+                                        size_mismatch_rejects_as='stereo_size',
+                                        unsynchronised_rejects_as='unsynchronised')
+        # An unsynchronised pair is dropped (and reported) when the next pair matches.
+        unsync = cases[-1]
+        cases[-1] = malformed.Malformed(unsync.name, unsync.messages + pair(T0 + 30 * 10**8),
+                                        unsync.rejects_as)
+        cases.append(malformed.Malformed('time_backwards', pair(T0 - 30 * 10**9), None))
+        bad_info = malformed.camera_info_cdr(CAM, T0, k=[0.0] * 9, p=[0.0] * 12)
+        cases.append(malformed.Malformed('camera_info_zero_focal_length', (
+            ('left/camera_info', bad_info),) + pair(T0 - 29 * 10**9), 'camera_info'))
+        seen = malformed.drive_cases(node, pubs, cases, out.depth)
+        assert seen == {case.name: case.rejects_as for case in cases}
+
+        infos(T0)
+        for name, payload in pair(T0 - 28 * 10**9):
+            pubs[name].publish(payload)
+        assert probe.wait_for(lambda: out.stamps()[-1:] == [T0 - 28 * 10**9])
+        # Published: the first pair, the pair after the unsynchronised one, the loop, the last.
+        assert out.stamps() == [T0, T0 + 30 * 10**8, T0 - 30 * 10**9, T0 - 28 * 10**9]
+        np.testing.assert_array_equal(
+            ros_io.image_to_array(ros_io.image_from_cdr(out.depth[-1])), first)
+        assert node.time_jumps.total == 1 and node.sync.stats.resets >= 1
+        rejected = collections.Counter(c.rejects_as for c in cases if c.rejects_as)
         assert node.reporter.counts == rejected
