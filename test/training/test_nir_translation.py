@@ -47,7 +47,7 @@ def test_registered_with_cyclegan_defaults_and_options_are_checked():
     assert METHODS['nir_ctn'] is NirTranslationMethod
     c = NirTranslationConfig()
     assert (c.x_channels, c.y_channels, c.lambda_nce_x, c.lambda_nce_y, c.lambda_cycle,
-            c.lambda_identity, c.identity_inputs) == (1, 3, 0.0, 0.0, 10.0, 0.5, 'target')
+            c.lambda_identity, c.identity_inputs) == (1, 3, 0.0, 0.0, 10.0, 5.0, 'target')
     assert c.crop_size == (128, 256)
     for bad, match in [(dict(y_channels=1), 'x_channels must be 1 and y_channels 3'),
                        (dict(nir_key='thermal'), "nir_key 'thermal'"),
