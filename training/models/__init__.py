@@ -8,6 +8,7 @@ from training.models.base import DepthMethod, TrainContext
 from training.models.cyclegan import CycleGANMethod
 from training.models.eigen import EigenMethod
 from training.models.monodepth import MonodepthMethod
+from training.models.nir_translation import NirTranslationMethod
 from training.models.pix2pix import Pix2PixMethod
 from training.models.semidense import SemiDenseMethod
 
@@ -16,6 +17,7 @@ METHODS: dict[str, type[DepthMethod]] = {m.name: m for m in (
     Pix2PixMethod,
     CycleGANMethod,
     MonodepthMethod,
+    NirTranslationMethod,
     SemiDenseMethod,
 )}
 
