@@ -39,15 +39,15 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method('semidense', 'semidense_depth_node', 'semidense', 'semidense.yaml',
            'Makarov et al. semi-dense (LSD-SLAM) / sparse depth interpolation network',
            inputs=('semidense/depth', 'semidense/variance', 'semidense/points', 'image',
-                   'camera_info')),
+                   'camera_info'), rviz='depth_semidense.rviz'),
     Method('monodepth', 'mono_depth_node', 'rgb', 'monodepth.yaml',
            'Shen et al. DPN trained on stereo pairs without ground truth, run on one image'),
     Method('stereo', 'stereo_depth_node', 'stereo', 'stereo.yaml',
            'Shen et al. DPN on the left image, depth = fx B / d with the rig baseline',
-           inputs=STEREO_INPUTS),
+           inputs=STEREO_INPUTS, rviz='depth_stereo.rviz'),
     Method('sgbm', 'stereo_depth_node', 'stereo', 'sgbm.yaml',
            'OpenCV StereoSGBM on the rectified pair: classical reference, no model',
-           inputs=STEREO_INPUTS),
+           inputs=STEREO_INPUTS, rviz='depth_stereo.rviz'),
 )}
 
 DEFAULT_METHOD = 'eigen'

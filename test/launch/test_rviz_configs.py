@@ -97,17 +97,22 @@ def test_every_method_has_its_rviz_config():
         assert (REPO / 'config' / method.rviz).is_file(), (method.name, method.rviz)
 
 
-@pytest.mark.parametrize('path', RVIZ_FILES, ids=lambda p: p.name)
-def test_rviz_config_names_only_topics_the_nodes_use(path):
-    config = yaml.safe_load(path.read_text())
-    named = rviz_topics(config)
-    assert named, f'{path.name} shows no topic'
-    users = [m for m in METHODS.values() if m.rviz == path.name]
-    allowed = set().union(*(method_topics(m) for m in users)) if users else \
-        set().union(*(method_topics(m) for m in METHODS.values()))
-    assert named <= allowed, f'{path.name} names topics no node has: {sorted(named - allowed)}'
-    # The outputs users come for are on screen.
+@pytest.mark.parametrize('name', sorted(METHODS))
+def test_each_methods_rviz_config_names_only_topics_its_node_uses(name):
+    method = METHODS[name]
+    named = rviz_topics(yaml.safe_load((REPO / 'config' / method.rviz).read_text()))
+    allowed = method_topics(method)
+    assert named <= allowed, f'{method.rviz} names topics {method.executable} does not ' \
+        f'have: {sorted(named - allowed)}'
+    # The outputs users come for are on screen, with at least one of the node's inputs.
     assert {'/depth/image', '/depth/colored', '/depth/points'} <= named
+    assert named & {'/' + t for t in method.inputs}
+
+
+@pytest.mark.parametrize('path', RVIZ_FILES, ids=lambda p: p.name)
+def test_every_rviz_config_belongs_to_a_method(path):
+    assert any(m.rviz == path.name for m in METHODS.values()), \
+        f'{path.name} is opened by no method (Method.rviz)'
 
 
 @pytest.mark.parametrize('path', RVIZ_FILES, ids=lambda p: p.name)
