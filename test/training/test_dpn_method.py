@@ -110,3 +110,19 @@ def test_spec_and_exported_model_give_the_same_metres(stereo_samples, tmp_path):
     camera = CameraIntrinsics(128, 64, fx=64.0, fy=64.0, cx=63.5, cy=31.5)
     np.testing.assert_allclose(estimator.estimate(image, 'rgb8', camera).depth,
                                expected * (0.5 / 0.7), rtol=1e-4)
+
+
+@pytest.mark.parametrize('name', ['synthetic_demo', 'synthetic', 'kitti', 'cityscapes'])
+def test_configs_load_with_the_paper_loss_and_a_valid_network(name):
+    from pathlib import Path
+
+    from training.config import load_config
+    path = Path(__file__).resolve().parents[2] / 'training' / 'configs' / f'monodepth_{name}.yaml'
+    config = load_config(path)
+    options = config.method_config()
+    assert config.method.name == 'monodepth' and options.ssim_alpha == 0.85
+    assert options.architecture.output_sizes()[0] == (options.input_height, options.input_width)
+    if name != 'synthetic_demo':        # paper size: 512x256, the full-width network
+        assert (options.input_width, options.input_height, options.width_scale) == \
+            (512, 256, 1.0)
+        assert options.learning_rate == 5e-4 and config.trainer.batch_size == 8
