@@ -87,11 +87,11 @@ def montage(image: np.ndarray, depth: np.ndarray, results: list[np.ndarray]) -> 
         return picture[:, :, :3]
     height, width = image.shape[:2]
     known = depth[np.isfinite(depth) & (depth > 0)]
-    lo, hi = (np.percentile(known, [1, 99]) if known.size else (0.0, 1.0))
-    coloured = cv2.cvtColor(colorize_depth(cv2.resize(depth, (width, height),
-                                                      interpolation=cv2.INTER_NEAREST),
-                                           float(lo), float(max(hi, lo + 1e-3))),
-                            cv2.COLOR_RGB2BGR)
+    lo, hi = (np.percentile(known, [1, 99]) if known.size else (0.1, 1.0))
+    hi = max(hi, lo + 1e-3)
+    # Clipped into the colour range; only unknown depth stays black.
+    shown = np.clip(cv2.resize(depth, (width, height), interpolation=cv2.INTER_NEAREST), lo, hi)
+    coloured = cv2.cvtColor(colorize_depth(shown, float(lo), float(hi)), cv2.COLOR_RGB2BGR)
     gap = np.full((height, 4, 3), 255, np.uint8)
     tiles = [bgr8(image), coloured] + [bgr8(r) for r in results]
     return np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=1)
@@ -166,7 +166,8 @@ def main(argv=None) -> int:
         writes.append((args.montage, montage(image, depth, results)))
     for path, picture in writes:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(path), picture):
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 9] if path.suffix.lower() == '.png' else []
+        if not cv2.imwrite(str(path), picture, params):
             print(f'error: could not write {path}', file=sys.stderr)
             return 2
         print(f'wrote {path}')
