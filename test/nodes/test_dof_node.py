@@ -126,3 +126,26 @@ def test_unmatched_stamps_publish_nothing_and_bad_input_is_counted():
         publish_pair(probe, image_pub, depth_pub, image, depth, header(12), 'rgb8')
         msg = wait_output(probe, 1)
         assert msg.header.stamp.sec == 12
+
+
+def test_depth_of_field_after_the_pix2pix_demo_model():
+    """What `depth.launch.py method:=pix2pix dof:=true` starts: mono_depth_node with the
+    bundled demo model feeding dof_node, both node-relative in one namespace."""
+    from depth_nodes.nodes.mono_depth_node import MonoDepthNode
+    from depth_nodes.runtime.estimator import MonoDepthEstimator
+    from depth_nodes.runtime.model import open_model
+    image = scene()[0]
+    depth_node = functools.partial(MonoDepthNode, parameter_overrides=overrides(
+        model='pix2pix_synthetic.onnx', backend='onnxruntime'))
+    with ros_graph(depth_node, node_factory(focus_distance=3.0)) as (probe, (mono, _)):
+        probe.record(Image, 'dof/image')
+        image_pub = probe.publisher(Image, 'image')
+        assert probe.wait_for_subscribers(image_pub, count=2)
+        image_pub.publish(ros_io.array_to_image(image, 'rgb8', header(77)))
+        msg = wait_output(probe, 1, timeout=20.0)
+        assert msg.header.stamp.sec == 77 and msg.encoding == 'rgb8'
+        depth = MonoDepthEstimator(open_model(str(mono.model.engine.model_path),
+                                              'onnxruntime')).estimate(image, 'rgb8').depth
+        assert np.isfinite(depth).all() and 0.5 <= depth.min() and depth.max() <= 8.0
+        np.testing.assert_array_equal(ros_io.image_to_array(msg),
+                                      render_depth_of_field(image, depth, 3.0, LENS))
