@@ -343,16 +343,21 @@ class Trainer:
         spec = self.method.model_spec()
         protocol = DepthEvalProtocol(min_depth=spec.min_depth, max_depth=spec.max_depth)
         averager = MetricAverager()
-        for index, batch in enumerate(loader):
-            if index >= t.val_batches:
-                break
-            batch = batch_to_device(batch, self.context.device)
-            pred = self.method.predict_depth(batch).cpu().numpy()
-            gt = torch.where(batch['valid'], batch['log_depth'].exp(),
-                             torch.full_like(batch['log_depth'], float('nan')))
-            for p, g in zip(pred, gt[:, 0].cpu().numpy()):
-                if np.isfinite(g).any():
-                    averager.add(depth_metrics(p, g, protocol))
+        self.method.eval()
+        try:
+            for index, batch in enumerate(loader):
+                if index >= t.val_batches:
+                    break
+                batch = batch_to_device(batch, self.context.device)
+                with torch.no_grad():
+                    pred = self.method.predict_depth(batch).cpu().numpy()
+                gt = torch.where(batch['valid'], batch['log_depth'].exp(),
+                                 torch.full_like(batch['log_depth'], float('nan')))
+                for p, g in zip(pred, gt[:, 0].cpu().numpy()):
+                    if np.isfinite(g).any():
+                        averager.add(depth_metrics(p, g, protocol))
+        finally:
+            self.method.train()
         return averager.means()
 
     def _log(self, message: str) -> None:
