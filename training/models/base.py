@@ -117,7 +117,12 @@ class DepthMethod(abc.ABC):
 
     @abc.abstractmethod
     def make_batch(self, samples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        """Samples (numpy dicts) -> CPU tensors; runs in DataLoader workers."""
+        """Samples (numpy dicts) -> CPU tensors; runs in DataLoader workers.
+
+        Validation (Trainer.validate) reads ground truth from ``log_depth`` (B, 1, h, w) and
+        ``valid`` (bool, same shape) at the resolution of ``predict_depth``
+        (``depth_targets`` makes both); batches without them cannot be validated.
+        """
 
     # --- training and inference --------------------------------------------------------
     @abc.abstractmethod
