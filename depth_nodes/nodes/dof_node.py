@@ -165,8 +165,8 @@ class DofNode(Node):
             x, y = settings.focus_point
             found = focus_distance_at(depth, x, y, (image.shape[1], image.shape[0]))
             if found is None or found * 1e3 <= settings.lens.focal_length_mm:
-                self.reporter.report('focus_point', f'no depth at focus_point ({x:.0f}, '
-                                     f'{y:.0f}); keeping the last focus distance')
+                self.hints.report('focus_point', f'no depth at focus_point ({x:.0f}, '
+                                  f'{y:.0f}); keeping the last focus distance')
             else:
                 self.autofocus_distance = found
             focus = self.autofocus_distance or focus
