@@ -12,6 +12,7 @@ COMMANDS = {
     'bag': ('depth_nodes.dds_bag', 'play a bag over DDS / record topics (no rosbag2 CLI)'),
     'process-bag': ('depth_nodes.process_bag',
                     'run a method over a recorded bag offline into a new rosbag2'),
+    'bokeh': ('depth_nodes.bokeh', 'synthetic depth of field for an image + depth file pair'),
 }
 
 
