@@ -2,7 +2,9 @@
 """The DPN's evidence: inference speed on this CPU, and SGBM vs DPN on Middlebury.
 
   python tools/benchmark_dpn.py speed [--model M.onnx] [--threads 1 2] [--runs 30]
-  python tools/benchmark_dpn.py middlebury --model models/dpn_synthetic.onnx [--output m.json]
+  python tools/benchmark_dpn.py stereo --model models/dpn_synthetic.onnx [--output m.json]
+  python tools/benchmark_dpn.py stereo --dataset synthetic --dataset-option scene=outdoor \
+      --dataset-option height=128 --dataset-option width=256 --limit 100
 
 speed: ONNX Runtime (CPU) time of one inference, median and 90th percentile over --runs after
 warm-up, per thread count. Without --model, a freshly initialised paper-size DPN (512x256,
@@ -11,11 +13,12 @@ change the time. Also times the whole estimator (pre-processing, inference, resi
 on a 1242x375 KITTI-size image, with and without "pp" (two inferences). The machine's load
 average is printed: on a shared CPU the numbers are upper bounds.
 
-middlebury: scikit-image's Middlebury 2014 Motorcycle (741x500, real), the left view's
-disparity from OpenCV StereoSGBM and from the DPN (left image only; its width fraction x 741),
-against the ground truth: EPE and bad-1/2/3 (% of pixels off by more than N px; a pixel without
-an estimate counts as bad and lowers coverage), and depth metrics (Z = f B / (d + doffs)) as
-predicted and after per-image median scaling (the DPN was trained on another rig).
+stereo: on scikit-image's Middlebury 2014 Motorcycle (741x500, real; the default) or the
+test split of another stereo dataset, the left view's disparity from OpenCV StereoSGBM and
+from the DPN (left image only; its width fraction x the width), with and without pp, against
+the ground truth: EPE and bad-1/2/3 (% of pixels off by more than N px; a pixel without an
+estimate counts as bad and lowers coverage), and depth metrics (Z = f B / (d + doffs); 80 m
+cap) as predicted and after per-image median scaling (the DPN may come from another rig).
 """
 from __future__ import annotations
 
@@ -83,21 +86,21 @@ def speed(model: str | None, threads: list[int], runs: int) -> dict:
     return report
 
 
-def middlebury(model: str, num_disparities: int, block_size: int) -> dict:
+def stereo_comparison(model: str, dataset: str, options: dict, limit: int,
+                      num_disparities: int, block_size: int) -> dict:
+    """SGBM, the DPN and the DPN with pp on the stereo samples of ``dataset`` (per-image
+    metrics averaged over the first ``limit`` samples; 0 = all)."""
     from depth_nodes.core.camera import CameraIntrinsics
     from depth_nodes.core.stereo import SgbmParameters
     from depth_nodes.runtime.engine import EngineOptions
     from depth_nodes.runtime.model import open_model
     from depth_nodes.runtime.stereo_estimator import LearnedStereoEstimator, SgbmStereoEstimator
     from training.datasets import build_dataset
-    from training.metrics import DepthEvalProtocol, depth_metrics, disparity_metrics
+    from training.metrics import (DepthEvalProtocol, MetricAverager, depth_metrics,
+                                  disparity_metrics)
 
-    sample = build_dataset('middlebury_motorcycle', 'test')[0]
-    left, right, gt = sample['rgb'], sample['right'], sample['disparity']
-    camera, doffs, baseline = sample['camera'], sample['disparity_offset'], sample['baseline']
-    # The right camera of the Middlebury rig: principal point doffs to the right, Tx = -f B.
-    right_camera = CameraIntrinsics(camera.width, camera.height, camera.fx, camera.fy,
-                                    camera.cx + doffs, camera.cy, tx=-camera.fx * baseline)
+    samples = build_dataset(dataset, 'test', **options)
+    count = len(samples) if limit <= 0 else min(limit, len(samples))
     loaded = open_model(model, 'onnxruntime', EngineOptions(intra_op_threads=1))
     estimators = {
         f'sgbm (num_disparities {num_disparities}, block {block_size})': SgbmStereoEstimator(
@@ -105,27 +108,40 @@ def middlebury(model: str, num_disparities: int, block_size: int) -> dict:
         'dpn': LearnedStereoEstimator(loaded),
         'dpn + pp': LearnedStereoEstimator(loaded, post_process='pp'),
     }
-    results = {'model': model, 'sample': sample['name'], 'size': f'{camera.width}x'
-               f'{camera.height}', 'ground_truth_pixels': int(np.isfinite(gt).sum()),
-               'methods': {}}
-    for name, estimator in estimators.items():
-        start = time.perf_counter()
-        result = estimator.estimate(left, 'rgb8', right, 'rgb8', camera, right_camera,
-                                    depth_range=(1e-3, 1e3))
-        seconds = time.perf_counter() - start
-        # The estimators publish d + doffs (Z = f B / d); the ground truth is d.
-        disparity = result.disparity - np.float32(doffs)
-        entry = {'seconds': seconds, 'disparity': disparity_metrics(disparity, gt, (1, 2, 3))}
-        for label, scaling in (('depth', False), ('depth_median_scaled', True)):
-            entry[label] = depth_metrics(result.depth, sample['depth'],
-                                         DepthEvalProtocol(median_scaling=scaling))
-        results['methods'][name] = entry
-    return results
+    sums = {name: {'disparity': MetricAverager(), 'depth': MetricAverager(),
+                   'depth_median_scaled': MetricAverager(), 'seconds': 0.0}
+            for name in estimators}
+    for index in range(count):
+        sample = samples[index]
+        camera, baseline = sample['camera'], sample['baseline']
+        doffs = sample.get('disparity_offset', 0.0)
+        # The right camera of the rig: principal point doffs to the right, Tx = -f B.
+        right_camera = CameraIntrinsics(camera.width, camera.height, camera.fx, camera.fy,
+                                        camera.cx + doffs, camera.cy, tx=-camera.fx * baseline)
+        for name, estimator in estimators.items():
+            start = time.perf_counter()
+            result = estimator.estimate(sample['rgb'], 'rgb8', sample['right'], 'rgb8',
+                                        camera, right_camera, depth_range=(1e-3, 1e3))
+            sums[name]['seconds'] += time.perf_counter() - start
+            # The estimators publish d + doffs (Z = f B / d); the ground truth is d.
+            disparity = result.disparity - np.float32(doffs)
+            sums[name]['disparity'].add(disparity_metrics(disparity, sample['disparity'],
+                                                          (1, 2, 3)))
+            for label, scaling in (('depth', False), ('depth_median_scaled', True)):
+                protocol = DepthEvalProtocol(max_depth=80.0, median_scaling=scaling)
+                sums[name][label].add(depth_metrics(result.depth, sample['depth'], protocol))
+    first = samples[0]
+    return {'model': model, 'dataset': dataset, 'options': options, 'images': count,
+            'size': f"{first['rgb'].shape[1]}x{first['rgb'].shape[0]}",
+            'methods': {name: {'seconds': m['seconds'] / count,
+                               **{k: v.means() for k, v in m.items() if k != 'seconds'}}
+                        for name, m in sums.items()}}
 
 
 def print_table(results: dict) -> None:
     if 'methods' in results:
-        print(f"{results['sample']} ({results['size']}), model {results['model']}")
+        print(f"{results['dataset']} {results['options']}: {results['images']} image(s) of "
+              f"{results['size']}, model {results['model']}")
         header = ('method', 'EPE px', 'bad-1 %', 'bad-2 %', 'bad-3 %', 'cover', 'AbsRel',
                   'AbsRel med', 'd1 med', 's')
         print(' | '.join(header))
@@ -152,8 +168,13 @@ def main(argv=None) -> int:
     s.add_argument('--model', help='ONNX model (default: an untrained paper-size DPN)')
     s.add_argument('--threads', type=int, nargs='+', default=[1, 2])
     s.add_argument('--runs', type=int, default=30)
-    m = sub.add_parser('middlebury', help='SGBM vs DPN on the scikit-image Motorcycle pair')
+    m = sub.add_parser('stereo', help='SGBM vs DPN on a stereo dataset (default: Middlebury '
+                                      'Motorcycle of scikit-image)')
     m.add_argument('--model', default='dpn_synthetic', help='DPN model (path or name)')
+    m.add_argument('--dataset', default='middlebury_motorcycle')
+    m.add_argument('--dataset-option', action='append', default=[], metavar='KEY=VALUE',
+                   help='dataset keyword argument (YAML value), e.g. scene=outdoor')
+    m.add_argument('--limit', type=int, default=0, help='the first N test samples (0: all)')
     m.add_argument('--num-disparities', type=int, default=64)
     m.add_argument('--block-size', type=int, default=5)
     for p in (s, m):
@@ -162,7 +183,11 @@ def main(argv=None) -> int:
     if args.command == 'speed':
         results = speed(args.model, args.threads, args.runs)
     else:
-        results = middlebury(args.model, args.num_disparities, args.block_size)
+        import yaml
+        options = {k: yaml.safe_load(v) for k, _, v in
+                   (item.partition('=') for item in args.dataset_option)}
+        results = stereo_comparison(args.model, args.dataset, options, args.limit,
+                                    args.num_disparities, args.block_size)
     print_table(results)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
