@@ -37,7 +37,7 @@ from depth_nodes.runtime.engine import EngineOptions
 from depth_nodes.runtime.model import open_model
 from depth_nodes.runtime.nir_estimator import NirDepthEstimator
 from training.evaluate import (DATASET_PROTOCOLS, EVALUATION_RANGE, _parse_options,
-                               format_table)
+                               format_table, load_estimator)
 from training.metrics import (DEPTH_METRICS, HIGHER_IS_BETTER, DepthEvalProtocol,
                               MetricAverager, depth_metrics, psnr, ssim)
 from training.models.nir_translation import NIR_KEYS, sample_nir
@@ -133,7 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description=__doc__.split('\n\n')[0])
     parser.add_argument('--translation', required=True,
                         help='NIR -> RGB translation model (.onnx / .pt2 / name)')
-    parser.add_argument('--depth-model', required=True, help='RGB depth model')
+    parser.add_argument('--depth-model', required=True,
+                        help='RGB depth model (.onnx / .pt2 / name, or a training checkpoint '
+                             '.pt run in PyTorch)')
     parser.add_argument('--backend', default='onnxruntime')
     parser.add_argument('--dataset', default='synthetic')
     parser.add_argument('--split', default='test')
@@ -155,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             protocol = dataclasses.replace(protocol, max_depth=args.max_depth)
         engine = EngineOptions(intra_op_threads=1)
         estimator = NirDepthEstimator(open_model(args.translation, args.backend, engine),
-                                      open_model(args.depth_model, args.backend, engine))
+                                      load_estimator(args.depth_model, args.backend).model)
         dataset = build_dataset(args.dataset, args.split, args.root, **options)
         results = evaluate_translation(estimator, dataset, protocol, args.nir_key, args.limit,
                                        not args.no_progress)
