@@ -12,6 +12,9 @@ if 'DEPTH_NODES_TEST_KEEP_DOMAIN' not in os.environ:
     os.environ['ROS_DOMAIN_ID'] = str(1 + os.getpid() % 100)
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+# One OpenMP thread for torch: the suite runs on 2 cores next to DDS and ONNX Runtime threads,
+# where two OpenMP threads made small torch tests up to 40x slower (oversubscription).
+os.environ.setdefault('OMP_NUM_THREADS', '1')
 
 TEST_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TEST_DIR.parent
