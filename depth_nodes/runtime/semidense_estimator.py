@@ -6,8 +6,10 @@ the tests. The model's input is static (TensorRT needs a fixed profile): a semi-
 of another size is moved onto the model's grid sample by sample
 (core.semidense.resample_sparse_depth: no sample is blurred into its unknown neighbours),
 the dense output is resized back bilinearly and the known input depths can be put back
-exactly (``keep_input_depth``). The network is fully convolutional, so for best results
-export it at the camera's resolution (tools/benchmark_semidense.py --height --width).
+exactly (``keep_input_depth``). The network is fully convolutional and can be exported at
+any even size (tools/benchmark_semidense.py --height --width), but it bridges the gaps
+between samples it learnt at its training resolution: export it at that size, or train at
+the camera's (models/semidense_synthetic.md measures both).
 """
 from __future__ import annotations
 
