@@ -86,11 +86,12 @@ class BagPlayer:
         with open_bag(self.bag) as reader:
             conns = [c for c in reader.connections
                      if self.topics is None or c.topic in self.topics]
-            start_wall, start_bag = time.monotonic(), None
+            start_wall, start_bag = 0.0, None
             for conn, bag_ns, raw in reader.messages(connections=conns):
                 if stop is not None and stop.is_set():
                     break
-                start_bag = bag_ns if start_bag is None else start_bag
+                if start_bag is None:   # pace from the first message, not from opening
+                    start_wall, start_bag = time.monotonic(), bag_ns
                 delay = (bag_ns - start_bag) * 1e-9 / self.rate - (time.monotonic() - start_wall)
                 if delay > 0:
                     time.sleep(delay)

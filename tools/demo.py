@@ -57,16 +57,27 @@ def stamped_images(bag: Path, topic: str) -> dict[int, np.ndarray]:
 
 
 def replay_through_node(camera_bag: Path, depth_bag: Path, model: str, log: Path,
-                        expected: int) -> int:
-    """Run the node, play the camera bag to it over DDS and record its depth output."""
+                        expected: int) -> tuple[int, dict[str, str]]:
+    """Run the node, play the camera bag to it over DDS and record its depth output.
+
+    Returns the number of depth images recorded and the node's last diagnostics values.
+    """
     import rclpy
 
     from depth_nodes.dds_bag import BagPlayer, BagRecorder
     with open(log, 'w') as log_file:
         node_proc = subprocess.Popen(node_command(model), stdout=log_file,
                                      stderr=subprocess.STDOUT)
+    from diagnostic_msgs.msg import DiagnosticArray
     rclpy.init()
     node = rclpy.create_node('depth_demo')
+    diagnostics: dict[str, str] = {}
+
+    def on_diagnostics(msg):
+        for status in msg.status:
+            if status.name.startswith('mono_depth_node'):
+                diagnostics.update({kv.key: kv.value for kv in status.values})
+    node.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics, 10)
     threading.Thread(target=rclpy.spin, args=(node,), daemon=True).start()
     try:
         recorder = BagRecorder(node, depth_bag, DEPTH_TOPICS)
@@ -86,8 +97,9 @@ def replay_through_node(camera_bag: Path, depth_bag: Path, model: str, log: Path
         deadline = time.monotonic() + 15
         while recorder.counts['/depth/image'] < expected and time.monotonic() < deadline:
             time.sleep(0.1)
+        time.sleep(1.2)                 # one more diagnostics period after the last frame
         recorder.close()
-        return recorder.counts['/depth/image']
+        return recorder.counts['/depth/image'], dict(diagnostics)
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
@@ -116,21 +128,38 @@ def evaluate(camera_bag: Path, depth_bag: Path, depth_range: tuple[float, float]
     return inputs, predicted, truth, average.means(), baseline.means()
 
 
-def side_by_side(inputs, predicted, truth, depth_range, path: Path, rows: int = 3) -> None:
+def side_by_side(inputs, predicted, truth, path: Path, rows: int = 3) -> None:
+    """input | predicted depth | ground truth, coloured over the scene's own depth range."""
     from depth_nodes.core.colorize import colorize_depth
+    known = np.concatenate([d[np.isfinite(d)] for d in truth.values()])
+    depth_range = tuple(float(v) for v in np.percentile(known, (1, 99)))
     stamps = sorted(predicted)
     picks = [stamps[i] for i in np.linspace(0, len(stamps) - 1, rows).round().astype(int)]
     tiles = []
     for stamp in picks:
-        row = [inputs[stamp], colorize_depth(predicted[stamp], *depth_range),
-               colorize_depth(truth[stamp], *depth_range)]
+        row = [inputs[stamp]] + [colorize_depth(np.clip(d[stamp], *depth_range), *depth_range)
+                                 for d in (predicted, truth)]
         tiles.append(np.hstack(row))
     grid = np.vstack(tiles)
     width = inputs[picks[0]].shape[1]
-    for i, label in enumerate(('input (rgb8)', 'depth/image (model)', 'ground truth')):
+    labels = ('input (rgb8)', 'depth/image (model)', 'ground truth')
+    for i, label in enumerate(labels):
         cv2.putText(grid, label, (i * width + 8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
                     (255, 255, 255), 2, cv2.LINE_AA)
+    grid = np.vstack([grid, colour_scale(grid.shape[1], depth_range)])
     cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+
+
+def colour_scale(width: int, depth_range: tuple[float, float], height: int = 28) -> np.ndarray:
+    """A labelled turbo bar: near (red) to far (blue) in metres."""
+    from depth_nodes.core.colorize import colorize_depth
+    near, far = depth_range
+    ramp = 1.0 / np.linspace(1.0 / near, 1.0 / far, width, dtype=np.float32)  # as coloured
+    bar = colorize_depth(np.repeat(ramp[None], height, axis=0), near, far)
+    for text, x in ((f'{near:.1f} m', 6), (f'{far:.1f} m', width - 70)):
+        cv2.putText(bar, text, (x, height - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 2,
+                    cv2.LINE_AA)
+    return bar
 
 
 def main(argv=None) -> int:
@@ -154,16 +183,25 @@ def main(argv=None) -> int:
 
     print(f'[demo] writing {args.frames} synthetic indoor frames to {camera_bag}')
     write_rgb_bag(camera_bag, frames=args.frames, seed=args.seed, scene='indoor')
-    received = replay_through_node(camera_bag, depth_bag, str(model.engine.model_path),
-                                   out / 'node.log', args.frames)
+    received, diagnostics = replay_through_node(
+        camera_bag, depth_bag, str(model.engine.model_path), out / 'node.log', args.frames)
     print(f'[demo] recorded {received}/{args.frames} depth images into {depth_bag}')
+    skipped = {k: diagnostics.get(k, '?') for k in (
+        'frames dropped (busy)', 'inputs lost before the node (queue full)',
+        'frames rejected (bad input)')}
+    if received < args.frames:
+        print(f'[demo] the node keeps only the newest frame, skipping rather than lagging '
+              f'when the CPU is busy: {skipped}')
+    print(f"[demo] node latency: inference p50 {diagnostics.get('inference p50 (ms)', '?')} ms,"
+          f" end-to-end p50 {diagnostics.get('end-to-end p50 (ms)', '?')} ms")
     if received == 0:
         print(f'[demo] no depth received; node log: {out / "node.log"}', file=sys.stderr)
         return 1
     inputs, predicted, truth, metrics, baseline = evaluate(camera_bag, depth_bag, depth_range)
-    side_by_side(inputs, predicted, truth, depth_range, out / 'demo.png')
+    side_by_side(inputs, predicted, truth, out / 'demo.png')
     report = {'model': model.describe(), 'frames_published': args.frames,
-              'depth_images_received': received, 'metrics': metrics,
+              'depth_images_received': received, 'node_diagnostics': diagnostics,
+              'metrics': metrics,
               'mean_depth_baseline': baseline}
     (out / 'metrics.json').write_text(json.dumps(report, indent=2))
     print(f"[demo] {'metric':<10} {'model':>8} {'mean-depth baseline':>20}")

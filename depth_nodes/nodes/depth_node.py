@@ -170,6 +170,7 @@ class DepthNodeBase(Node):
         self.model: LoadedModel | None = None
         self.estimator: Any = None
         self._load_model(self._parameter_values())  # raises ModelLoadError -> exit code 1
+        ros_io.prepare_cdr()   # the first frame must not pay for building message types
         self.outputs = DepthOutputs(self)
         self.worker: LatestFrameWorker = LatestFrameWorker(self._run_frame, self._on_worker_error)
         self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
@@ -371,8 +372,8 @@ class DepthNodeBase(Node):
                 self.hints.report(
                     sub.topic_name,
                     f'{sub.topic_name} has {publishers} publisher(s) but nothing arrived for '
-                    f'{self.silent_input_s:.0f} s.'
-                    ' For images over Fast DDS, export FASTDDS_DEFAULT_PROFILES_FILE='
+                    f'{self.silent_input_s:.0f} s. If it is sending,'
+                    ' best-effort images over Fast DDS need FASTDDS_DEFAULT_PROFILES_FILE='
                     '<share>/depth_nodes/config/fastdds_large_data.xml for the publisher too, or'
                     f' set qos_overrides.{sub.topic_name}.subscription.reliability:=reliable')
 

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
+
 from depth_nodes.core.model_spec import ModelSpec, ModelSpecError, spec_from_metadata
 from depth_nodes.runtime.engine import (Engine, EngineOptions, ModelLoadError, create_engine,
                                         resolve_backend)
@@ -66,8 +68,13 @@ def resolve_model_path(model: str) -> Path:
 
 
 def open_model(model: str, backend: str = 'auto', options: EngineOptions = EngineOptions(),
-               spec_overrides: Mapping[str, Any] | None = None) -> LoadedModel:
-    """Resolve, load and describe a model; every failure is a ModelLoadError naming the file."""
+               spec_overrides: Mapping[str, Any] | None = None, warm_up: bool = True
+               ) -> LoadedModel:
+    """Resolve, load and describe a model; every failure is a ModelLoadError naming the file.
+
+    ``warm_up`` runs the engine once on zeros: first runs allocate memory and pick kernels
+    (tens to hundreds of ms), which would otherwise land on the first camera frame.
+    """
     path = resolve_model_path(model)
     chosen, reason = resolve_backend(backend)
     engine = create_engine(path, chosen, options)
@@ -82,4 +89,17 @@ def open_model(model: str, backend: str = 'auto', options: EngineOptions = Engin
         raise ModelLoadError(path, f'spec names tensors the model lacks: inputs {missing} / '
                              f"output '{spec.output_name}' (model has inputs "
                              f'{list(engine.input_shapes)}, outputs {list(engine.output_names)})')
+    if warm_up:
+        _warm_up(engine, path)
     return LoadedModel(engine, spec, embedded, reason)
+
+
+def _warm_up(engine: Engine, path: Path) -> None:
+    shapes = engine.input_shapes
+    if any(d <= 0 for shape in shapes.values() for d in shape):
+        return  # dynamic input size: nothing sensible to run before the first frame
+    try:
+        engine.run({name: np.zeros(shape, dtype=np.float32) for name, shape in shapes.items()})
+    except Exception as exc:  # the model loads but cannot run: say so now, not per frame
+        raise ModelLoadError(path, f'the model fails on an input of its own size ({exc})'
+                             ) from None
