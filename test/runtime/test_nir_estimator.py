@@ -129,6 +129,16 @@ def test_one_stage_nir_depth_model_runs_alone(models, tmp_path):
     np.testing.assert_array_equal(result.depth, direct.depth)
 
 
+def test_rgb_depth_model_alone_reads_the_gray_nir(models):
+    """model:=<RGB depth model> depth_model:='' is the 'gray NIR straight to the DPN' path:
+    the NIR plane goes to all three channels: d = 0.1 * 3 * 153 / 255 = 0.18."""
+    _, dpn = models
+    est = NirDepthEstimator(open_model(str(dpn), 'onnxruntime'))
+    result = est.estimate(np.full((48, 64), 153, np.uint8), 'mono8', CAM)
+    assert not est.two_stage
+    np.testing.assert_allclose(result.depth, 60 / 64 * 0.5 / (0.1 * 3 * 153 / 255), rtol=1e-5)
+
+
 def test_wrong_model_pairs_are_refused_with_the_reason(models, tmp_path):
     ctn, dpn = models
     with pytest.raises(ValueError, match="'ctn.onnx' translates images .* depth_model"):

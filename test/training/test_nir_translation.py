@@ -233,11 +233,12 @@ def test_one_iteration_per_config(name, tmp_path):
     result = run_training(config, resume='never', progress=False)
     assert result.step == 1
     checkpoint = torch.load(tmp_path / 'run' / 'checkpoints' / 'last.pt', weights_only=True)
-    assert set(checkpoint['state']['networks']) == {'generator_xy', 'generator_yx',
-                                                    'discriminator_x', 'discriminator_y'}
+    options = config.method_config()
+    expected = {'generator_xy', 'generator_yx', 'discriminator_x', 'discriminator_y'}
+    assert set(checkpoint['state']['networks']) == \
+        expected | ({'projection_x'} if options.lambda_nce_x > 0 else set())
     assert checkpoint['state']['image_history']['y'].shape[1:] == (3, 32, 64)   # pseudo-RGB
     assert checkpoint['state']['image_history']['x'].shape[1:] == (1, 32, 64)   # pseudo-NIR
-    options = config.method_config()
     if name.endswith('pitts_rgbnir'):       # CycleGAN's 256 settings on the NIR right camera
         assert (options.nir_key, options.generator_channels, options.generator_blocks,
                 options.discriminator_channels, config.trainer.batch_size) == \

@@ -25,9 +25,10 @@ close to a structure-preserving colourisation. The paper form (||x - G1(x)||) wo
 ask the pseudo-RGB's mean to equal the NIR intensity, which is wrong where NIR and visible
 reflectance differ (vegetation is bright in NIR). Its weight is 5 = 0.5 x lambda_cyc, as
 CycleGAN's code applies it (lambda_identity scales the cycle weight there); at 0.5 the demo
-generator hallucinated street scenes unrelated to its input (pseudo-RGB SSIM 0.03 at 1000
-iterations, models/ctn_synthetic.md).
-The PatchNCE terms of the contrastive CycleGAN stay available through lambda_nce_x/y.
+generator hallucinated street scenes unrelated to its input (pseudo-RGB SSIM 0.02,
+models/ctn_synthetic.md).
+The PatchNCE terms of the contrastive CycleGAN stay available through lambda_nce_x/y (the
+synthetic demo uses lambda_nce_x = 1: x vs G1(x) through G1's encoder keeps structure).
 
 Domains: X = NIR images (sample key ``nir``, or ``right_nir`` for PittsStereo-RGBNIR's RGB
 (left) / NIR (right) rig), Y = RGB images (``rgb``), from disjoint halves of the dataset
