@@ -206,3 +206,37 @@ def test_launch_plan_and_params_file_of_method_nir(tmp_path):
         for name, value in values.items():     # every entry is a parameter the node declares
             if name not in ('model', 'depth_model', 'backend'):
                 assert node_under_test.get_parameter(name).value == value, name
+
+
+def test_params_file_models_load_by_name_and_run_the_demo_chain():
+    """config/nir.yaml's model names resolve (installed share/ or checkout models/); the node
+    publishes what the runtime computes for a synthetic NIR frame."""
+    from depth_nodes.runtime.model import open_model, resolve_model_path
+    from depth_nodes.runtime.nir_estimator import NirDepthEstimator
+    from training.datasets import build_dataset
+    values = yaml.safe_load((REPO / 'config' / 'nir.yaml').read_text())[
+        'nir_depth_node']['ros__parameters']
+    try:
+        for name in (values['model'], values['depth_model']):
+            resolve_model_path(name)
+    except Exception as exc:          # the DPN demo model belongs to the stereo issue
+        pytest.skip(f'demo model missing: {exc}')
+    sample = build_dataset('synthetic', 'test', scene='outdoor', height=96, width=192,
+                           size=1, outputs=('nir',))[0]
+    expected = NirDepthEstimator(open_model(values['model'], 'onnxruntime'),
+                                 open_model(values['depth_model'], 'onnxruntime')).estimate(
+        sample['nir'], 'mono8', sample['camera'])
+    with ros_graph(functools.partial(NirDepthNode, parameter_overrides=overrides(
+            model=values['model'], depth_model=values['depth_model'], backend='onnxruntime',
+            publish_pseudo_rgb=True))) as (probe, _):
+        image_pub, info_pub = start(probe, 'depth/image', 'nir/pseudo_rgb')
+        info_pub.publish(ros_io.intrinsics_to_camera_info(sample['camera'], header(3)))
+        time.sleep(0.2)
+        image_pub.publish(ros_io.array_to_image(sample['nir'], 'mono8', header(3)))
+        wait_count(probe, 'depth/image', 1)
+        wait_count(probe, 'nir/pseudo_rgb', 1)
+        depth = ros_io.image_to_array(probe.messages('depth/image')[0])
+        np.testing.assert_array_equal(depth, expected.depth)
+        assert depth.shape == (96, 192) and np.isfinite(depth).mean() > 0.99
+        pseudo = ros_io.image_to_array(probe.messages('nir/pseudo_rgb')[0])
+        assert pseudo.shape == (96, 192, 3)
