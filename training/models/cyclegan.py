@@ -32,6 +32,10 @@ Channels: where a generator output or an input of one domain is fed to an encode
 with an image of the other (PatchNCE on G1(x) through G1's encoder, identity, CUT's G1(y)),
 ``match_channels`` (training/losses/identity.py) repeats 1 channel to C or averages C to 1.
 
+``TranslationMethod`` -- a ``CycleTranslation`` as a training method (one process, its
+networks and optimizers, G1 in eval mode as ``translate`` and as the exported network, the
+image history in checkpoints); the base of ``CycleGANMethod`` and of nir_translation's CTN.
+
 ``CycleGANMethod`` -- the depth method (``method: cyclegan``): X = gray images made from the
 samples' RGB by the nodes' pre-processing (BT.601 luma, scaled to [-1, 1]), Y = depth maps
 normalised linearly over [min_depth, max_depth] to [-1, 1] (near = +1 when near_is_bright;
@@ -123,6 +127,19 @@ class TranslationConfig:
     @property
     def uses_nce(self) -> bool:
         return self.lambda_nce_x > 0 or self.lambda_nce_y > 0
+
+    @property
+    def translation(self) -> 'TranslationConfig':
+        """This config's translation fields alone (a method config subclasses this one)."""
+        names = [f.name for f in dataclasses.fields(TranslationConfig)]
+        return TranslationConfig(**{n: getattr(self, n) for n in names})
+
+    def check_image_size(self, name: str, height: int, width: int) -> None:
+        """The generators take images whose sides divide by 2^generator_downsampling."""
+        factor = 2 ** self.generator_downsampling
+        if min(height, width) < 1 or height % factor or width % factor:
+            raise ValueError(f'{name} size {width}x{height} must be positive and divisible '
+                             f'by {factor} (2^generator_downsampling)')
 
     def lr_factor(self, step: int) -> float:
         """CycleGAN's schedule: 1 for lr_constant_steps, then linearly down to 0."""
@@ -341,6 +358,57 @@ class CycleTranslation:
         self.history_y.load(state.get('y', torch.zeros(0)), self.device)
 
 
+class TranslationMethod(DepthMethod):
+    """A training method around one ``CycleTranslation`` whose G1 is the exported network
+    (cyclegan: gray -> depth; nir_ctn: NIR -> RGB). It owns what both share: the
+    one-process rule, networks / optimizers / training step from the translation, G1 in eval
+    mode, and the image history in checkpoints. Subclasses add their domains (config, data,
+    batches), depth prediction and the exported spec."""
+
+    def __init__(self, config: TranslationConfig, context: TrainContext = TrainContext()):
+        super().__init__(config, context)
+        if context.distributed:
+            raise ValueError(f'{self.name} trains on one process (batch size 1, as in '
+                             'CycleGAN); run without torchrun')
+        self.translation = CycleTranslation(config.translation, context.device)
+        self.begin_stage(self.stages[0])
+
+    def networks(self) -> dict[str, nn.Module]:
+        return self.translation.networks()
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return self.translation.optimizers()
+
+    def begin_stage(self, stage: str) -> None:
+        super().begin_stage(stage)
+        self.train()
+
+    def training_step(self, batch: Mapping[str, torch.Tensor], step: int) -> dict[str, float]:
+        return self.translation.training_step(batch['x'], batch['y'], step)
+
+    @torch.no_grad()
+    def translate(self, x: torch.Tensor) -> torch.Tensor:
+        """G1(x) in eval mode (x and the result in [-1, 1]); G1's mode is restored after."""
+        generator = self.translation.generator_xy
+        was_training = generator.training
+        generator.eval()
+        try:
+            return generator(x)
+        finally:
+            generator.train(was_training)
+
+    def export_module(self) -> nn.Module:
+        return self.translation.generator_xy
+
+    # --- state beyond networks and optimizers ------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), 'image_history': self.translation.history_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any], with_optimizers: bool = True) -> None:
+        super().load_state_dict(state, with_optimizers)
+        self.translation.load_history_state(state.get('image_history', {}))
+
+
 # --- the depth method ------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -368,16 +436,7 @@ class CycleGANConfig(TranslationConfig):
                              'x_channels and y_channels must be 1')
         if not 0 <= self.min_depth < self.max_depth:
             raise ValueError('need 0 <= min_depth < max_depth')
-        factor = 2 ** self.generator_downsampling
-        if self.input_height % factor or self.input_width % factor or \
-                min(self.input_height, self.input_width) < 1:
-            raise ValueError(f'input {self.input_width}x{self.input_height} must be divisible '
-                             f'by {factor} (2^generator_downsampling)')
-
-    @property
-    def translation(self) -> TranslationConfig:
-        names = [f.name for f in dataclasses.fields(TranslationConfig)]
-        return TranslationConfig(**{n: getattr(self, n) for n in names})
+        self.check_image_size('input', self.input_height, self.input_width)
 
 
 def normalize_depth(depth: np.ndarray, min_depth: float, max_depth: float,
@@ -433,28 +492,10 @@ class UnpairedDomains:
         return pair
 
 
-class CycleGANMethod(DepthMethod):
+class CycleGANMethod(TranslationMethod):
     name = 'cyclegan'
     config_class = CycleGANConfig
     sample_keys = ('rgb', 'depth')
-
-    def __init__(self, config: CycleGANConfig, context: TrainContext = TrainContext()):
-        super().__init__(config, context)
-        if context.distributed:
-            raise ValueError('cyclegan trains on one process (batch size 1 in the paper); '
-                             'run without torchrun')
-        self.translation = CycleTranslation(config.translation, context.device)
-        self.begin_stage(self.stages[0])
-
-    def networks(self) -> dict[str, nn.Module]:
-        return self.translation.networks()
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return self.translation.optimizers()
-
-    def begin_stage(self, stage: str) -> None:
-        super().begin_stage(stage)
-        self.train()
 
     def training_dataset(self, dataset: Sequence, seed: int) -> Sequence:
         return UnpairedDomains(dataset, seed, self.config.disjoint_domains, self.config.flip)
@@ -486,10 +527,7 @@ class CycleGANMethod(DepthMethod):
         return {'x': self._gray(samples), 'y': self._normalized_depth(samples),
                 'log_depth': log_depth, 'valid': valid}
 
-    # --- training and inference --------------------------------------------------------
-    def training_step(self, batch: Mapping[str, torch.Tensor], step: int) -> dict[str, float]:
-        return self.translation.training_step(batch['x'], batch['y'], step)
-
+    # --- inference ---------------------------------------------------------------------
     def normalized_to_metres(self, normalized: torch.Tensor) -> torch.Tensor:
         """The spec's normalized_depth mapping in torch (output_to_metres without the NaN
         masking): [-1, 1] -> [min_depth, max_depth]."""
@@ -501,13 +539,7 @@ class CycleGANMethod(DepthMethod):
 
     @torch.no_grad()
     def predict_depth(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        generator = self.translation.generator_xy
-        was_training = generator.training
-        generator.eval()
-        try:
-            return self.normalized_to_metres(generator(batch['x']))[:, 0]
-        finally:
-            generator.train(was_training)
+        return self.normalized_to_metres(self.translate(batch['x']))[:, 0]
 
     def model_spec(self) -> ModelSpec:
         c = self.config
@@ -519,14 +551,3 @@ class CycleGANMethod(DepthMethod):
                          min_depth=c.min_depth, max_depth=c.max_depth,
                          extras={'translation': 'G1: gray -> depth',
                                  'one_sided': c.one_sided})
-
-    def export_module(self) -> nn.Module:
-        return self.translation.generator_xy
-
-    # --- state -------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), 'image_history': self.translation.history_state()}
-
-    def load_state_dict(self, state: Mapping[str, Any], with_optimizers: bool = True) -> None:
-        super().load_state_dict(state, with_optimizers)
-        self.translation.load_history_state(state.get('image_history', {}))

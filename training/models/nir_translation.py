@@ -7,9 +7,11 @@ stereo-trained DPN, training/models/monodepth.py) also works for NIR cameras in 
 
 The translation itself is the two-domain core of training/models/cyclegan.py
 (``CycleTranslation``: G1: NIR (1 channel) -> RGB (3), G2: RGB -> NIR, PatchGAN D_X and D_Y,
-LSGAN, cycle and identity losses, Adam with beta1 = 0.5, the image history). This file only
-adds what is specific to NIR -> RGB: the two image domains and their sampling, training
-crops, the exported spec, and depth through a second model for validation.
+LSGAN, cycle and identity losses, Adam with beta1 = 0.5, the image history), trained, saved
+and exported as a method by its ``TranslationMethod`` (which also gives ``translate``: NIR in
+[-1, 1] -> pseudo-RGB in [-1, 1], G1 in eval mode). This file only adds what is specific to
+NIR -> RGB: the two image domains and their sampling, training crops, the exported spec, and
+depth through a second model for validation.
 
 Objective (CycleTranslation, eq. 6 of the contrastive CycleGAN with its PatchNCE weights at
 0, i.e. Zhu et al.'s CycleGAN, which is what Shen et al. use):
@@ -50,13 +52,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from depth_nodes.core.model_spec import ModelSpec
 from depth_nodes.core.preprocess import image_to_tensor, resize_image
 from depth_nodes.runtime.nir_estimator import translated_image_to_rgb8
-from training.models.base import DepthMethod, TrainContext, depth_targets, require_keys
-from training.models.cyclegan import CycleTranslation, TranslationConfig, UnpairedDomains
+from training.models.base import TrainContext, depth_targets, require_keys
+from training.models.cyclegan import TranslationConfig, TranslationMethod, UnpairedDomains
 
 NIR_KEYS = ('nir', 'right_nir')
 # Images in [-1, 1]: x = (pixel / max - 0.5) / 0.5, CycleGAN's normalisation.
@@ -97,22 +98,12 @@ class NirTranslationConfig(TranslationConfig):
                              'x_channels must be 1 and y_channels 3')
         if self.nir_key not in NIR_KEYS:
             raise ValueError(f"nir_key '{self.nir_key}' not in {NIR_KEYS}")
-        factor = 2 ** self.generator_downsampling
-        for name in ('input', 'crop'):
-            height, width = getattr(self, f'{name}_height'), getattr(self, f'{name}_width')
-            if name == 'crop' and (height, width) == (0, 0):
-                continue
-            if min(height, width) < 1 or height % factor or width % factor:
-                raise ValueError(f'{name} size {width}x{height} must be positive and divisible '
-                                 f'by {factor} (2^generator_downsampling)')
+        self.check_image_size('input', self.input_height, self.input_width)
+        if (self.crop_height, self.crop_width) != (0, 0):
+            self.check_image_size('crop', self.crop_height, self.crop_width)
         if self.crop_height > self.input_height or self.crop_width > self.input_width:
             raise ValueError(f'crop {self.crop_width}x{self.crop_height} exceeds the input '
                              f'{self.input_width}x{self.input_height}')
-
-    @property
-    def translation(self) -> TranslationConfig:
-        names = [f.name for f in dataclasses.fields(TranslationConfig)]
-        return TranslationConfig(**{n: getattr(self, n) for n in names})
 
     @property
     def crop_size(self) -> tuple[int, int]:
@@ -169,29 +160,14 @@ class UnpairedNirRgb:
                 'name': f"{x_sample.get('name', '?')} | {y_sample.get('name', '?')}"}
 
 
-class NirTranslationMethod(DepthMethod):
+class NirTranslationMethod(TranslationMethod):
     name = 'nir_ctn'
     config_class = NirTranslationConfig
     sample_keys = ('nir', 'rgb')
 
     def __init__(self, config: NirTranslationConfig, context: TrainContext = TrainContext()):
         super().__init__(config, context)
-        if context.distributed:
-            raise ValueError('nir_ctn trains on one process (CycleGAN: batch size 1); run '
-                             'without torchrun')
-        self.translation = CycleTranslation(config.translation, context.device)
         self._depth_estimator = None
-        self.begin_stage(self.stages[0])
-
-    def networks(self) -> dict[str, nn.Module]:
-        return self.translation.networks()
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return self.translation.optimizers()
-
-    def begin_stage(self, stage: str) -> None:
-        super().begin_stage(stage)
-        self.train()
 
     def training_dataset(self, dataset: Sequence, seed: int) -> Sequence:
         return UnpairedNirRgb(dataset, seed, self.config)
@@ -237,21 +213,7 @@ class NirTranslationMethod(DepthMethod):
                 [s['depth'] for s in samples], c.input_height, c.input_width, 1e-3, 1e6)
         return batch
 
-    # --- training and inference --------------------------------------------------------
-    def training_step(self, batch: Mapping[str, torch.Tensor], step: int) -> dict[str, float]:
-        return self.translation.training_step(batch['x'], batch['y'], step)
-
-    @torch.no_grad()
-    def translate(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, H, W) NIR in [-1, 1] -> (B, 3, H, W) pseudo-RGB in [-1, 1], eval mode."""
-        generator = self.translation.generator_xy
-        was_training = generator.training
-        generator.eval()
-        try:
-            return generator(x)
-        finally:
-            generator.train(was_training)
-
+    # --- depth through a second model ----------------------------------------------------
     def depth_estimator(self):
         """The runtime estimator of ``depth_model`` (loaded once), for predict_depth."""
         if not self.config.depth_model:
@@ -287,14 +249,3 @@ class NirTranslationMethod(DepthMethod):
                          output_range=(-1.0, 1.0),
                          extras={'translation': 'G1: NIR -> RGB (Shen et al. CTN)',
                                  'output_channels': 3, 'output_color_order': 'rgb'})
-
-    def export_module(self) -> nn.Module:
-        return self.translation.generator_xy
-
-    # --- state -------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), 'image_history': self.translation.history_state()}
-
-    def load_state_dict(self, state: Mapping[str, Any], with_optimizers: bool = True) -> None:
-        super().load_state_dict(state, with_optimizers)
-        self.translation.load_history_state(state.get('image_history', {}))
