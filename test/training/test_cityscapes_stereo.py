@@ -5,24 +5,12 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from training.datasets import build_dataset
 from training.datasets.dataset_files import DatasetLayoutError
 
 STEM = 'aachen_000000_000019'
 FX, BASELINE = 2262.52, 0.209313
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Single-threaded torch: these small networks gain nothing from a second thread, and on
-    a loaded machine OpenMP's waiting threads cost up to 40x (12 training steps: 4.5 s with
-    one thread, 200 s with two while other processes held both cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def write_release(root, folder='train', height=64, width=128):

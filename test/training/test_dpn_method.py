@@ -16,17 +16,6 @@ from training.models.monodepth import MonodepthConfig, MonodepthMethod, StereoTr
 TINY = dict(input_height=64, input_width=128, width_scale=0.125)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Single-threaded torch: these small networks gain nothing from a second thread, and on
-    a loaded machine OpenMP's waiting threads cost up to 40x (12 training steps: 4.5 s with
-    one thread, 200 s with two while other processes held both cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope='module')
 def stereo_samples():
     dataset = build_dataset('synthetic', 'train', scene='outdoor', height=64, width=128,

@@ -15,17 +15,6 @@ from training.losses.stereo_reconstruction import (AppearanceMatchingLoss,
 W = 16
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Single-threaded torch: these small networks gain nothing from a second thread, and on
-    a loaded machine OpenMP's waiting threads cost up to 40x (12 training steps: 4.5 s with
-    one thread, 200 s with two while other processes held both cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def stereo_pair(shift_px: int, seed: int = 0):
     """A textured left image and the right view of a fronto-parallel scene at disparity
     ``shift_px``: right[x] = left[x + d] (x_right = x_left - d)."""
