@@ -208,6 +208,44 @@ def _parse_options(items: Sequence[str]) -> dict[str, Any]:
     return options
 
 
+# --- the command line shared by the evaluation scripts -----------------------------------
+
+# Bad input (unknown dataset, missing file, wrong model kind): one line on stderr, exit 2.
+EVALUATION_ERRORS = (ValueError, KeyError, OSError, RuntimeError)
+
+
+def add_split_arguments(parser: argparse.ArgumentParser) -> None:
+    """--split, --root, --dataset-option, --limit: which images of the dataset are evaluated."""
+    parser.add_argument('--split', default='test')
+    parser.add_argument('--root', help='dataset directory')
+    parser.add_argument('--dataset-option', action='append', default=[], metavar='KEY=VALUE',
+                        help='dataset keyword argument (YAML value); repeatable')
+    parser.add_argument('--limit', type=int, default=0, help='evaluate the first N images')
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--output', help='write the results as JSON here')
+    parser.add_argument('--no-progress', action='store_true')
+
+
+def evaluation_error(exc: Exception) -> int:
+    """The exit status of a run stopped by bad input (EVALUATION_ERRORS), after saying why."""
+    print(f'error: {exc}', file=sys.stderr)
+    return 2
+
+
+def protocol_report(protocol: DepthEvalProtocol) -> dict[str, Any]:
+    """The protocol as JSON values: an infinite depth cap (none) is null."""
+    return {k: (None if isinstance(v, float) and math.isinf(v) else v)
+            for k, v in dataclasses.asdict(protocol).items()}
+
+
+def write_report(path: str, report: Mapping[str, Any]) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(report, indent=2, sort_keys=True))
+    print(f'wrote {path}')
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='python -m training.evaluate',
                                      description=__doc__.split('\n\n')[0])
@@ -218,11 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          'dataset, root and options: val_options for the '
                                          'evaluated split, options for the baseline')
     parser.add_argument('--dataset', help='dataset name (training.datasets registry)')
-    parser.add_argument('--split', default='test')
-    parser.add_argument('--root', help='dataset directory')
-    parser.add_argument('--dataset-option', action='append', default=[], metavar='KEY=VALUE',
-                        help='dataset keyword argument (YAML value); repeatable')
-    parser.add_argument('--limit', type=int, default=0, help='evaluate the first N images')
+    add_split_arguments(parser)
     parser.add_argument('--baseline', action='append', default=[],
                         choices=('none', 'train-mean', 'nearest', 'linear', 'inpaint'),
                         help='baseline(s) to evaluate on the same images; repeatable')
@@ -244,8 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--max-depth', type=float, help='ground-truth cap, e.g. 80 (KITTI)')
     parser.add_argument('--median-scaling', action=argparse.BooleanOptionalAction,
                         default=None, help='scale each prediction by median(gt)/median(pred)')
-    parser.add_argument('--output', help='write the results as JSON here')
-    parser.add_argument('--no-progress', action='store_true')
+    add_report_arguments(parser)
     args = parser.parse_args(argv)
 
     from training.datasets import build_dataset
@@ -313,13 +346,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                              'split': args.baseline_split, 'samples': used}
         results = evaluate(predictors, dataset, protocol, args.limit, not args.no_progress,
                            metrics)
-    except (ValueError, KeyError, OSError, RuntimeError) as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 2
+    except EVALUATION_ERRORS as exc:
+        return evaluation_error(exc)
 
-    proto = dataclasses.asdict(protocol)
     print(f"{dataset_name}/{args.split}: {results['model']['images']} images; protocol: "
-          f"depth ({proto['min_depth']:g}, {proto['max_depth']:g}] m, crop {proto['crop']}, "
+          f'depth ({protocol.min_depth:g}, {protocol.max_depth:g}] m, crop {protocol.crop}, '
           f"median scaling {'ON' if protocol.median_scaling else 'off'}; "
           f'model on {estimator.model.engine.describe()}')
     print(format_table(results))
@@ -330,8 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = {'model': args.model, 'engine': estimator.model.engine.describe(),
                   'spec': json.loads(estimator.spec.to_json()), 'dataset': dataset_name,
                   'split': args.split, 'dataset_options': options,
-                  'protocol': {k: (v if not (isinstance(v, float) and math.isinf(v))
-                                   else None) for k, v in proto.items()},
+                  'protocol': protocol_report(protocol),
                   'metrics': results['model'],
                   'baseline': ({**baseline_info, 'metrics': results['train-mean']}
                                if baseline_info else None)}
@@ -339,9 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             report['semidense_input'] = {'mask': args.semidense_mask,
                                          'density': args.semidense_density}
             report['baselines'] = {b: results[b] for b in interpolations}
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(report, indent=2, sort_keys=True))
-        print(f'wrote {args.output}')
+        write_report(args.output, report)
     return 0
 
 

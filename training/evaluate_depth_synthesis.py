@@ -25,10 +25,8 @@ per-pixel mean depth of the training split as a constant prediction.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import cv2
@@ -130,26 +128,23 @@ def format_table(results: Mapping[str, Mapping[str, float]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from training.evaluate import (DATASET_PROTOCOLS, _parse_options, load_estimator,
-                                   train_mean_depth)
+    from training.evaluate import (DATASET_PROTOCOLS, EVALUATION_ERRORS, _parse_options,
+                                   add_report_arguments, add_split_arguments,
+                                   evaluation_error, load_estimator, protocol_report,
+                                   train_mean_depth, write_report)
     parser = argparse.ArgumentParser(prog='python -m training.evaluate_depth_synthesis',
                                      description=__doc__.split('\n\n')[0])
     parser.add_argument('--model', action='append', required=True,
                         help='.onnx / .pt2 / model name / training checkpoint .pt; repeatable')
     parser.add_argument('--backend', default='onnxruntime')
     parser.add_argument('--dataset', required=True, help='training.datasets registry name')
-    parser.add_argument('--split', default='test')
-    parser.add_argument('--root', help='dataset directory')
-    parser.add_argument('--dataset-option', action='append', default=[], metavar='KEY=VALUE',
-                        help='dataset keyword argument (YAML value); repeatable')
-    parser.add_argument('--limit', type=int, default=0, help='evaluate the first N images')
+    add_split_arguments(parser)
     parser.add_argument('--baseline', choices=('none', 'train-mean'), default='none',
                         help="train-mean: the per-pixel mean depth of the dataset's train "
                              'split (same options), as a constant prediction')
     parser.add_argument('--baseline-samples', type=int, default=0,
                         help='average the first N training samples (0 = all)')
-    parser.add_argument('--output', help='write the results as JSON here')
-    parser.add_argument('--no-progress', action='store_true')
+    add_report_arguments(parser)
     args = parser.parse_args(argv)
 
     from training.datasets import build_dataset
@@ -172,9 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             results['train-mean'] = evaluate_synthesis(train_mean_synthesis(mean, spec),
                                                        dataset, spec, protocol, args.limit,
                                                        not args.no_progress)
-    except (ValueError, KeyError, OSError, RuntimeError) as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 2
+    except EVALUATION_ERRORS as exc:
+        return evaluation_error(exc)
     images = next(iter(results.values()))['images']
     print(f'{args.dataset}/{args.split}: {images} images; PSNR/SSIM on [0, 1] normalised '
           f'depth at the model size; depth metrics in metres, crop {protocol.crop}, '
@@ -182,13 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(results))
     if args.output:
         report = {'dataset': args.dataset, 'split': args.split, 'dataset_options': options,
-                  'protocol': {'crop': protocol.crop, 'min_depth': protocol.min_depth,
-                               'max_depth': None if math.isinf(protocol.max_depth)
-                               else protocol.max_depth},
+                  'protocol': {k: v for k, v in protocol_report(protocol).items()
+                               if k in ('crop', 'min_depth', 'max_depth')},
                   'models': results}
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(report, indent=2, sort_keys=True))
-        print(f'wrote {args.output}')
+        write_report(args.output, report)
     return 0
 
 

@@ -24,10 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import math
 import sys
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -36,8 +33,10 @@ from depth_nodes.core.preprocess import resize_image
 from depth_nodes.runtime.engine import EngineOptions
 from depth_nodes.runtime.model import open_model
 from depth_nodes.runtime.nir_estimator import NirDepthEstimator
-from training.evaluate import (DATASET_PROTOCOLS, EVALUATION_RANGE, _parse_options,
-                               format_table, load_estimator)
+from training.evaluate import (DATASET_PROTOCOLS, EVALUATION_ERRORS, EVALUATION_RANGE,
+                               _parse_options, add_report_arguments, add_split_arguments,
+                               evaluation_error, format_table, load_estimator,
+                               protocol_report, write_report)
 from training.metrics import (DEPTH_METRICS, HIGHER_IS_BETTER, DepthEvalProtocol,
                               MetricAverager, depth_metrics, psnr, ssim)
 from training.models.nir_translation import NIR_KEYS, sample_nir
@@ -138,15 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                              '.pt run in PyTorch)')
     parser.add_argument('--backend', default='onnxruntime')
     parser.add_argument('--dataset', default='synthetic')
-    parser.add_argument('--split', default='test')
-    parser.add_argument('--root', help='dataset directory')
-    parser.add_argument('--dataset-option', action='append', default=[], metavar='KEY=VALUE',
-                        help='dataset keyword argument (YAML value); repeatable')
+    add_split_arguments(parser)
     parser.add_argument('--nir-key', default='nir', choices=NIR_KEYS)
-    parser.add_argument('--limit', type=int, default=0, help='evaluate the first N images')
     parser.add_argument('--max-depth', type=float, help='ground-truth cap (metres)')
-    parser.add_argument('--output', help='write the results as JSON here')
-    parser.add_argument('--no-progress', action='store_true')
+    add_report_arguments(parser)
     args = parser.parse_args(argv)
 
     from training.datasets import build_dataset
@@ -161,22 +155,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset = build_dataset(args.dataset, args.split, args.root, **options)
         results = evaluate_translation(estimator, dataset, protocol, args.nir_key, args.limit,
                                        not args.no_progress)
-    except (ValueError, KeyError, OSError, RuntimeError) as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 2
+    except EVALUATION_ERRORS as exc:
+        return evaluation_error(exc)
     images = results['depth']['rgb']['images']
     print(f'{args.dataset}/{args.split}: {images} images; translation '
           f'{args.translation}, depth model {args.depth_model}')
     print(format_report(results))
     if args.output:
-        proto = {k: (None if isinstance(v, float) and math.isinf(v) else v)
-                 for k, v in dataclasses.asdict(protocol).items()}
         report = {'translation_model': args.translation, 'depth_model': args.depth_model,
                   'dataset': args.dataset, 'split': args.split, 'dataset_options': options,
-                  'protocol': proto, 'higher_is_better': sorted(HIGHER_IS_BETTER), **results}
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(report, indent=2, sort_keys=True))
-        print(f'wrote {args.output}')
+                  'protocol': protocol_report(protocol),
+                  'higher_is_better': sorted(HIGHER_IS_BETTER), **results}
+        write_report(args.output, report)
     return 0
 
 
