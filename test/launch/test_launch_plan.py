@@ -1,14 +1,39 @@
 """The launch logic without `launch`: method table, params files, remaps, launch-argument docs."""
 import ast
+import importlib.util
 from pathlib import Path
 
 import pytest
 import yaml
 
+from depth_nodes.launch_actions import is_true
 from depth_nodes.methods import METHODS, REMAP_ARGUMENTS, get_method, launch_plan
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCH_FILES = sorted((REPO / 'launch').glob('*.launch.py'))
+# Where the launch files' actions are made (DeclareLaunchArgument among them).
+LAUNCH_ACTIONS = REPO / 'depth_nodes' / 'launch_actions.py'
+
+# The launch arguments users type (name, default; None = required), in declaration order.
+REMAPS = list(REMAP_ARGUMENTS.items())      # default: the node's own input name
+LAUNCH_ARGUMENTS = {
+    'depth.launch.py': [('method', 'eigen'), ('model', ''), ('backend', ''), ('namespace', ''),
+                        ('use_sim_time', 'false'), ('rviz', 'false'), ('dof', 'false')]
+    + REMAPS,
+    'bag_replay.launch.py': [('bag', None), ('method', 'eigen'), ('rate', '1.0'),
+                             ('loop', 'false'), ('rviz', 'false'), ('dof', 'false'),
+                             ('record', ''), ('shutdown_at_end', 'true'), ('model', ''),
+                             ('backend', ''), ('namespace', '')] + REMAPS,
+}
+
+
+def load_launch_file(path: Path):
+    """A launch file as a module: it imports `launch` only inside depth_nodes.launch_actions'
+    functions, so its argument table reads without a ROS 2 install."""
+    spec = importlib.util.spec_from_file_location(path.name.replace('.', '_'), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_every_method_has_a_params_file_for_its_node():
@@ -54,7 +79,7 @@ def test_remap_arguments_name_real_node_inputs():
     assert set(REMAP_ARGUMENTS.values()) <= inputs
 
 
-@pytest.mark.parametrize('path', LAUNCH_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize('path', LAUNCH_FILES + [LAUNCH_ACTIONS], ids=lambda p: p.name)
 def test_launch_files_compile_and_describe_every_argument(path):
     tree = ast.parse(path.read_text())
     compile(tree, str(path), 'exec')
@@ -62,6 +87,22 @@ def test_launch_files_compile_and_describe_every_argument(path):
         name = getattr(call.func, 'id', getattr(call.func, 'attr', ''))
         if name == 'DeclareLaunchArgument':
             assert any(k.arg == 'description' for k in call.keywords), ast.dump(call)[:200]
+
+
+@pytest.mark.parametrize('path', LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_arguments_keep_their_names_defaults_and_descriptions(path):
+    arguments = load_launch_file(path).ARGUMENTS
+    assert [(name, default) for name, default, _ in arguments] == LAUNCH_ARGUMENTS[path.name]
+    described = dict((name, text) for name, _, text in arguments)
+    assert all(text.strip() for text in described.values())
+    assert all(f'{m.name} ({m.summary})' in described['method'] for m in METHODS.values())
+    source = 'bag topic' if path.name == 'bag_replay.launch.py' else 'topic'
+    assert described['left_image'] == f"{source} remapped to the node's 'left/image_rect' input"
+
+
+def test_boolean_launch_arguments():
+    assert [is_true(t) for t in ('true', ' True', 'YES', 'on', '1')] == [True] * 5
+    assert [is_true(t) for t in ('false', '0', 'no', 'off', '', 'truthy')] == [False] * 6
 
 
 def test_pix2pix_runs_mono_depth_node_with_its_params_file(tmp_path):
