@@ -18,6 +18,7 @@ ROSDEP_KEY = {
     'numpy': 'python3-numpy', 'cv2': 'python3-opencv', 'yaml': 'python3-yaml',
     'onnxruntime': 'python3-onnxruntime-pip', 'rosbags': 'python3-rosbags-pip',
     'tqdm': 'python3-tqdm',
+    'launch': 'launch', 'launch_ros': 'launch_ros',   # launch_actions, for the launch files
 }
 # Imported only on optional paths, each guarded and documented (torch backend, TensorRT,
 # training data for INT8 calibration, the ONNX compatibility checker used by tools).
