@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 FRAME_ID = 'camera_optical_frame'
 RGB_TOPICS = {
@@ -94,28 +96,6 @@ def _camera_frame(image_key: str, encoding: str):
     return messages
 
 
-def write_rgb_bag(output: Path, *, frames: int = 30, seed: int = 0, scene: str = 'indoor',
-                  height: int = 240, width: int = 320, rate_hz: float = 10.0,
-                  start_time_ns: int = 1_700_000_000 * 10**9, storage: str = 'sqlite3'
-                  ) -> Path:
-    """A camera sequence as rosbag2: image, camera_info and ground-truth depth per frame."""
-    return write_sequence_bag(output, RGB_TOPICS, ('rgb', 'depth'), _camera_frame('rgb', 'rgb8'),
-                              frames=frames, seed=seed, scene=scene, height=height,
-                              width=width, rate_hz=rate_hz, start_time_ns=start_time_ns,
-                              storage=storage)
-
-
-def write_nir_bag(output: Path, *, frames: int = 30, seed: int = 0, scene: str = 'outdoor',
-                  height: int = 240, width: int = 320, rate_hz: float = 10.0,
-                  start_time_ns: int = 1_700_000_000 * 10**9, storage: str = 'sqlite3'
-                  ) -> Path:
-    """A near-infrared camera sequence: mono8 NIR image, camera_info and ground truth."""
-    return write_sequence_bag(output, NIR_TOPICS, ('nir', 'depth'), _camera_frame('nir', 'mono8'),
-                              frames=frames, seed=seed, scene=scene, height=height,
-                              width=width, rate_hz=rate_hz, start_time_ns=start_time_ns,
-                              storage=storage)
-
-
 def _semidense_frame(sample, header):
     import numpy as np
 
@@ -123,18 +103,6 @@ def _semidense_frame(sample, header):
     yield from _camera_frame('rgb', 'rgb8')(sample, header)
     semidense = np.where(sample['semidense_mask'], sample['depth'], np.float32(np.nan))
     yield 'semidense_depth', ros_io.image_to_cdr(semidense.astype(np.float32), '32FC1', header)
-
-
-def write_semidense_bag(output: Path, *, frames: int = 30, seed: int = 0,
-                        scene: str = 'indoor', height: int = 240, width: int = 320,
-                        rate_hz: float = 10.0, start_time_ns: int = 1_700_000_000 * 10**9,
-                        storage: str = 'sqlite3') -> Path:
-    """A camera sequence with semi-dense depth (the gradient mask of core.semidense over the
-    true depth, as the training data simulates LSD-SLAM), image and camera_info."""
-    return write_sequence_bag(output, SEMIDENSE_TOPICS, ('rgb', 'depth', 'semidense_mask'),
-                              _semidense_frame, frames=frames, seed=seed, scene=scene,
-                              height=height, width=width, rate_hz=rate_hz,
-                              start_time_ns=start_time_ns, storage=storage)
 
 
 def _stereo_frame(sample, header):
@@ -154,25 +122,58 @@ def _stereo_frame(sample, header):
     yield 'ground_truth', ros_io.image_to_cdr(sample['depth'], '32FC1', header)
 
 
-def write_stereo_bag(output: Path, *, frames: int = 30, seed: int = 0, scene: str = 'outdoor',
-                     height: int = 240, width: int = 320, rate_hz: float = 10.0,
-                     start_time_ns: int = 1_700_000_000 * 10**9, storage: str = 'sqlite3'
-                     ) -> Path:
+@dataclass(frozen=True)
+class BagKind:
+    """What a sample bag of one kind holds: its topics, the synthetic outputs it reads and
+    the messages it writes per frame (frame_messages of write_sequence_bag)."""
+    topics: dict
+    outputs: tuple[str, ...]
+    frame_messages: Callable
+    scene: str                     # default synthetic scene
+
+
+KINDS = {
+    'rgb': BagKind(RGB_TOPICS, ('rgb', 'depth'), _camera_frame('rgb', 'rgb8'), 'indoor'),
+    'nir': BagKind(NIR_TOPICS, ('nir', 'depth'), _camera_frame('nir', 'mono8'), 'outdoor'),
+    'semidense': BagKind(SEMIDENSE_TOPICS, ('rgb', 'depth', 'semidense_mask'),
+                         _semidense_frame, 'indoor'),
+    'stereo': BagKind(STEREO_TOPICS, ('rgb', 'depth', 'right'), _stereo_frame, 'outdoor'),
+}
+
+
+def write_sample_bag(kind: str, output: Path, *, frames: int = 30, seed: int = 0,
+                     scene: str | None = None, height: int = 240, width: int = 320,
+                     rate_hz: float = 10.0, start_time_ns: int = 1_700_000_000 * 10**9,
+                     storage: str = 'sqlite3') -> Path:
+    """A synthetic sequence of ``kind`` (KINDS) as rosbag2 at ``output``; ``scene`` None is
+    the kind's default. The write_<kind>_bag functions take the same keyword options."""
+    k = KINDS[kind]
+    return write_sequence_bag(output, k.topics, k.outputs, k.frame_messages, frames=frames,
+                              seed=seed, scene=k.scene if scene is None else scene,
+                              height=height, width=width, rate_hz=rate_hz,
+                              start_time_ns=start_time_ns, storage=storage)
+
+
+def write_rgb_bag(output: Path, **options) -> Path:
+    """A camera sequence as rosbag2: image, camera_info and ground-truth depth per frame."""
+    return write_sample_bag('rgb', output, **options)
+
+
+def write_nir_bag(output: Path, **options) -> Path:
+    """A near-infrared camera sequence: mono8 NIR image, camera_info and ground truth."""
+    return write_sample_bag('nir', output, **options)
+
+
+def write_semidense_bag(output: Path, **options) -> Path:
+    """A camera sequence with semi-dense depth (the gradient mask of core.semidense over the
+    true depth, as the training data simulates LSD-SLAM), image and camera_info."""
+    return write_sample_bag('semidense', output, **options)
+
+
+def write_stereo_bag(output: Path, **options) -> Path:
     """A rectified stereo sequence (the scene's default baseline: 0.54 m outdoors, 0.12 m
     indoors) with both camera_infos and the left view's ground-truth depth."""
-    return write_sequence_bag(output, STEREO_TOPICS, ('rgb', 'depth', 'right'), _stereo_frame,
-                              frames=frames, seed=seed, scene=scene, height=height,
-                              width=width, rate_hz=rate_hz, start_time_ns=start_time_ns,
-                              storage=storage)
-
-
-# kind -> (writer, its topics); each writer takes the keyword options of write_rgb_bag.
-KINDS = {
-    'rgb': (write_rgb_bag, RGB_TOPICS),
-    'nir': (write_nir_bag, NIR_TOPICS),
-    'semidense': (write_semidense_bag, SEMIDENSE_TOPICS),
-    'stereo': (write_stereo_bag, STEREO_TOPICS),
-}
+    return write_sample_bag('stereo', output, **options)
 
 
 def sample_bag(kind: str, directory: Path, **options) -> Path:
@@ -192,7 +193,7 @@ def sample_bag(kind: str, directory: Path, **options) -> Path:
     Path(directory).mkdir(parents=True, exist_ok=True)
     partial = Path(directory) / f'.{path.name}.partial-{os.getpid()}'
     shutil.rmtree(partial, ignore_errors=True)
-    KINDS[kind][0](partial, **options)
+    write_sample_bag(kind, partial, **options)
     try:
         os.rename(partial, path)
     except OSError:          # another process finished the same bag first
@@ -220,7 +221,7 @@ def main(argv=None) -> int:
                    rate_hz=args.rate, storage=args.storage)
     if args.scene:
         options['scene'] = args.scene
-    KINDS[args.kind][0](args.output, **options)
+    write_sample_bag(args.kind, args.output, **options)
     print(f'wrote {args.output}')
     return 0
 
