@@ -280,6 +280,21 @@ def _to_box_frame(box: Box, x, z):
     return c * x - s * z, s * x + c * z
 
 
+def _slab_interval(origin, direction, half_size):
+    """Slab test in the box frame: a ray o + t d is inside the box |x| <= h between
+    near = max over the three axes of the entry distance min(t1, t2) and far = min of the
+    exit distance max(t1, t2), with t1,2 = (-/+h - o) / d; it hits when near <= far."""
+    near, far = None, None
+    for o, d, h in zip(origin, direction, half_size):
+        inv = np.float32(1.0) / d
+        t1 = (-h - o) * inv
+        t2 = (h - o) * inv
+        lo, hi = np.minimum(t1, t2), np.maximum(t1, t2)
+        near = lo if near is None else np.maximum(near, lo)
+        far = hi if far is None else np.minimum(far, hi)
+    return near, far
+
+
 def _hit_box(box: Box, box_id: int, origin, dirs, depth, ids, window) -> bool:
     v0, v1, u0, u1 = window
     dx, dy, dz = (dirs[a, v0:v1, u0:u1] for a in range(3))
@@ -287,16 +302,7 @@ def _hit_box(box: Box, box_id: int, origin, dirs, depth, ids, window) -> bool:
     ox, oz = _to_box_frame(box, rel[0], rel[2])
     lx, lz = _to_box_frame(box, dx, dz)
     hx, hy, hz = (np.float32(h) for h in box.half_size)
-    # Slab test: the ray is inside the box between max of the entry and min of the exit
-    # distances over the three slabs.
-    near, far = None, None
-    for o, d, h in ((ox, lx, hx), (rel[1], dy, hy), (oz, lz, hz)):
-        inv = np.float32(1.0) / d
-        t1 = (-h - o) * inv
-        t2 = (h - o) * inv
-        lo, hi = np.minimum(t1, t2), np.maximum(t1, t2)
-        near = lo if near is None else np.maximum(near, lo)
-        far = hi if far is None else np.minimum(far, hi)
+    near, far = _slab_interval((ox, rel[1], oz), (lx, dy, lz), (hx, hy, hz))
     sub_depth = depth[v0:v1, u0:u1]
     hit = (near <= far) & (near > 0) & (near < sub_depth)
     if not hit.any():
@@ -323,14 +329,7 @@ def _hit_small_boxes(scene: Scene, small, origin, dirs, depth, ids, windows) -> 
     rx, ry, rz = origin[0] - cx, origin[1] - cy, origin[2] - cz
     ox, oz = cos * rx - sin * rz, sin * rx + cos * rz
     lx, lz = cos * dx - sin * dz, sin * dx + cos * dz
-    near, far = None, None
-    for o, d, h in ((ox, lx, hx), (ry, dy, hy), (oz, lz, hz)):
-        inv = np.float32(1.0) / d
-        t1 = (-h - o) * inv
-        t2 = (h - o) * inv
-        lo, hi = np.minimum(t1, t2), np.maximum(t1, t2)
-        near = lo if near is None else np.maximum(near, lo)
-        far = hi if far is None else np.minimum(far, hi)
+    near, far = _slab_interval((ox, ry, oz), (lx, dy, lz), (hx, hy, hz))
     hit = np.flatnonzero((near <= far) & (near > 0))
     pixel, box, near = pixel[hit], box[hit], near[hit]
     order = np.lexsort((near, pixel))           # by pixel, nearest first
