@@ -217,6 +217,17 @@ def images_to_batch(images: Sequence[np.ndarray], encoding: str, spec: ModelSpec
                                             for im in images]))
 
 
+def rgb_image_spec(method: str, config: Any, **output: Any) -> ModelSpec:
+    """The spec of a network on one RGB camera image: input 'image' at the config's
+    input_height x input_width, normalised with its mean / std, depth within its
+    [min_depth, max_depth]; ``output`` gives the output fields (name, kind, extras, ...)."""
+    return ModelSpec(method=method, input_kind='rgb', input_names=('image',),
+                     input_height=config.input_height, input_width=config.input_width,
+                     input_channels=3, color_order='rgb', mean=tuple(config.mean),
+                     std=tuple(config.std), min_depth=config.min_depth,
+                     max_depth=config.max_depth, **output)
+
+
 def resize_depth(depth: np.ndarray, height: int, width: int) -> np.ndarray:
     """(H, W) metres with NaN unknown -> (height, width), NaN where no pixel was known.
 

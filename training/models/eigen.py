@@ -12,7 +12,7 @@ from torch import nn
 from depth_nodes.core.model_spec import ModelSpec
 from training.losses.scale_invariant import ScaleInvariantLoss
 from training.models.base import (DepthMethod, TrainContext, depth_targets, images_to_batch,
-                                  require_keys)
+                                  require_keys, rgb_image_spec)
 from training.networks.eigen import (CoarseNetwork, EigenArchitecture, EigenDepthNetwork,
                                      FineNetwork)
 
@@ -152,14 +152,10 @@ class EigenMethod(DepthMethod):
             self.train(was_training)
 
     def model_spec(self) -> ModelSpec:
-        c = self.config
-        return ModelSpec(method=self.name, input_kind='rgb', input_names=('image',),
-                         input_height=c.input_height, input_width=c.input_width,
-                         input_channels=3, color_order='rgb', mean=tuple(c.mean),
-                         std=tuple(c.std), output_name='log_depth', output_kind='log_depth',
-                         min_depth=c.min_depth, max_depth=c.max_depth,
-                         extras={'output_stage': self.stage,
-                                 'output_size': list(self.output_size)})
+        return rgb_image_spec(self.name, self.config, output_name='log_depth',
+                              output_kind='log_depth',
+                              extras={'output_stage': self.stage,
+                                      'output_size': list(self.output_size)})
 
     def export_module(self) -> nn.Module:
         # Until the fine stack is trained, the coarse map is the model's best estimate.

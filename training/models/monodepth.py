@@ -27,7 +27,7 @@ from depth_nodes.core.model_spec import ModelSpec
 from training.datasets.augment import color_jitter, horizontal_flip, random_crop
 from training.losses.stereo_reconstruction import StereoReconstructionLoss
 from training.models.base import (DepthMethod, TrainContext, depth_targets, images_to_batch,
-                                  require_keys)
+                                  require_keys, rgb_image_spec)
 from training.networks.dpn import DepthPredictionNetwork, DpnArchitecture, LeftDisparityNetwork
 
 # Normalisation of the network input (monodepth2's): x = (pixel / 255 - 0.45) / 0.225.
@@ -220,15 +220,11 @@ class MonodepthMethod(DepthMethod):
 
     def model_spec(self) -> ModelSpec:
         c = self.config
-        return ModelSpec(method=self.name, input_kind='rgb', input_names=('image',),
-                         input_height=c.input_height, input_width=c.input_width,
-                         input_channels=3, color_order='rgb', mean=tuple(c.mean),
-                         std=tuple(c.std), output_name='disparity',
-                         output_kind='disparity_fraction', min_depth=c.min_depth,
-                         max_depth=c.max_depth, baseline=c.rig_baseline,
-                         focal_fraction=c.rig_focal_fraction,
-                         extras={'max_disparity': c.max_disparity,
-                                 'width_scale': c.width_scale})
+        return rgb_image_spec(self.name, c, output_name='disparity',
+                              output_kind='disparity_fraction', baseline=c.rig_baseline,
+                              focal_fraction=c.rig_focal_fraction,
+                              extras={'max_disparity': c.max_disparity,
+                                      'width_scale': c.width_scale})
 
     def export_module(self) -> nn.Module:
         return LeftDisparityNetwork(self.network)

@@ -24,7 +24,7 @@ from depth_nodes.core.model_spec import ModelSpec
 from training.losses.gan import BinaryCrossEntropyGANLoss
 from training.losses.masked_l1 import MaskedL1Loss
 from training.models.base import (DepthMethod, TrainContext, depth_targets, images_to_batch,
-                                  require_keys)
+                                  require_keys, rgb_image_spec)
 from training.networks.patchgan import NORMS, PatchGANDiscriminator
 from training.networks.unet import UNetGenerator
 
@@ -174,14 +174,11 @@ class Pix2PixMethod(DepthMethod):
 
     def model_spec(self) -> ModelSpec:
         c = self.config
-        return ModelSpec(method=self.name, input_kind='rgb', input_names=('image',),
-                         input_height=c.input_height, input_width=c.input_width,
-                         input_channels=3, color_order='rgb', mean=tuple(c.mean),
-                         std=tuple(c.std), output_name='normalized_depth',
-                         output_kind='normalized_depth', output_range=OUTPUT_RANGE,
-                         near_is_bright=True, min_depth=c.min_depth, max_depth=c.max_depth,
-                         extras={'generator': 'unet', 'num_downs': c.num_downs,
-                                 'generator_channels': c.generator_channels})
+        return rgb_image_spec(self.name, c, output_name='normalized_depth',
+                              output_kind='normalized_depth', output_range=OUTPUT_RANGE,
+                              near_is_bright=True,
+                              extras={'generator': 'unet', 'num_downs': c.num_downs,
+                                      'generator_channels': c.generator_channels})
 
     def export_module(self) -> nn.Module:
         return self.generator
