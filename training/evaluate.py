@@ -185,17 +185,23 @@ def evaluate(predictors: Mapping[str, Callable[[Mapping], np.ndarray]], dataset:
     return results
 
 
+def metrics_table(results: Mapping[str, Mapping[str, float]], columns: Sequence[str],
+                  column_width: int) -> str:
+    """One row per predictor (name, then its metrics in ``columns``; NaN where missing)."""
+    width = max(len(n) for n in results) + 2
+    lines = [' ' * width + ' '.join(f'{c:>{column_width}}' for c in columns)]
+    for name, metrics in results.items():
+        lines.append(f'{name:<{width}}' + ' '.join(
+            f'{metrics.get(c, math.nan):>{column_width}.4f}' for c in columns))
+    return '\n'.join(lines)
+
+
 def format_table(results: Mapping[str, Mapping[str, float]]) -> str:
     columns = [*DEPTH_METRICS, 'coverage']
     if any('median_scale' in r for r in results.values()):
         columns.append('median_scale')
     columns += [c for c in ('mape', 'rmse_norm', 'psnr') if any(c in r for r in results.values())]
-    width = max(len(n) for n in results) + 2
-    lines = [' ' * width + ' '.join(f'{c:>11}' for c in columns)]
-    for name, metrics in results.items():
-        lines.append(f'{name:<{width}}' + ' '.join(
-            f'{metrics.get(c, math.nan):>11.4f}' for c in columns))
-    return '\n'.join(lines)
+    return metrics_table(results, columns, 11)
 
 
 def _parse_options(items: Sequence[str]) -> dict[str, Any]:

@@ -25,7 +25,6 @@ per-pixel mean depth of the training split as a constant prediction.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from typing import Any, Callable, Mapping, Sequence
 
@@ -118,13 +117,8 @@ def evaluate_synthesis(predict: Callable[[Mapping], Prediction], dataset: Sequen
 
 
 def format_table(results: Mapping[str, Mapping[str, float]]) -> str:
-    columns = [*SYNTHESIS_METRICS, *DEPTH_METRICS]
-    width = max(len(n) for n in results) + 2
-    lines = [' ' * width + ' '.join(f'{c:>9}' for c in columns)]
-    for name, metrics in results.items():
-        lines.append(f'{name:<{width}}' + ' '.join(
-            f'{metrics.get(c, math.nan):>9.4f}' for c in columns))
-    return '\n'.join(lines)
+    from training.evaluate import metrics_table
+    return metrics_table(results, [*SYNTHESIS_METRICS, *DEPTH_METRICS], 9)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
