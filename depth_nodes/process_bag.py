@@ -382,7 +382,7 @@ class StereoFramePath:
         return [] if pair is None else [self._depth(*pair)]
 
     def _depth(self, left_msg, right_msg) -> DepthFrame:
-        from depth_nodes.nodes.stereo_depth_node import disparity_message
+        from depth_nodes.frames import disparity_message
         from rclpy.serialization import serialize_message
         left, right = ros_io.image_to_array(left_msg), ros_io.image_to_array(right_msg)
         if left.shape[:2] != right.shape[:2]:

@@ -1,7 +1,8 @@
 """What every depth node shares: model loading, parameters, the worker, outputs, diagnostics.
 
-Node files stay thin: they declare their subscriptions, build an estimator for the loaded
-model and turn one input into one DepthResult; everything else lives here.
+Node files stay thin: they name their frame path (depth_nodes.frames: estimator, input
+synchronisation and the frame itself, shared with process_bag) and declare their
+subscriptions and extra publishers; everything else lives here.
 
 Why not lifecycle (managed) nodes: these nodes have no hardware to arm or release; the model
 loads once, in the constructor, and a failure exits non-zero within seconds, which
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any, Callable
 
 import rclpy
@@ -21,6 +23,7 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
                                 ParameterType, SetParametersResult)
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
+from rclpy.exceptions import ParameterNotDeclaredException
 from rclpy.node import Node
 from rclpy.qos import (QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy,
                        qos_profile_sensor_data)
@@ -28,14 +31,14 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from depth_nodes import ros_io
-from depth_nodes.core.colorize import colorize_depth
 from depth_nodes.core.encodings import ImageFormatError
 from depth_nodes.core.model_spec import ModelSpecError, field_names
 from depth_nodes.core.pipeline import (LatencyWindow, LatestFrameWorker, RateMeter,
                                        ThrottledReporter)
-from depth_nodes.core.pointcloud import depth_to_xyzrgb
-from depth_nodes.runtime.engine import BACKENDS, PRECISIONS, EngineOptions, ModelLoadError
-from depth_nodes.runtime.estimator import OUTPUT_RESOLUTIONS, DepthResult
+from depth_nodes.frames import (DepthFrame, DepthFramePath, DepthMessages, engine_options,
+                                parameter_defaults)
+from depth_nodes.runtime.engine import BACKENDS, PRECISIONS, ModelLoadError
+from depth_nodes.runtime.estimator import OUTPUT_RESOLUTIONS
 from depth_nodes.runtime.model import LoadedModel, open_model
 
 # Publishers are reliable so RViz and `ros2 bag record` receive with their default QoS.
@@ -76,6 +79,26 @@ def _descriptor(description: str, *, choices=None, float_range=None, int_range=N
     return d
 
 
+class LiveParameters(Mapping):
+    """A node's parameters as a Mapping read at each access: a frame path given it sees
+    run-time changes at its next frame."""
+
+    def __init__(self, node: Node):
+        self._node = node
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self._node.get_parameter(name).value
+        except ParameterNotDeclaredException:
+            raise KeyError(name) from None
+
+    def __iter__(self):
+        return iter(self._node.get_parameters_by_prefix(''))
+
+    def __len__(self) -> int:
+        return len(self._node.get_parameters_by_prefix(''))
+
+
 class PublisherSequenceGaps:
     """Input messages the node never saw: gaps in each publisher's sequence numbers.
 
@@ -101,58 +124,53 @@ class PublisherSequenceGaps:
 
 
 class DepthOutputs:
-    """Publishers of depth/image, depth/camera_info, depth/colored and depth/points."""
+    """Publishers of depth/image, depth/camera_info, depth/colored and depth/points, plus a
+    node's extra outputs (add()); what they publish comes from frames.DepthMessages."""
 
     def __init__(self, node: Node):
-        self.depth = node.create_publisher(Image, 'depth/image', OUTPUT_QOS)
-        self.info = node.create_publisher(CameraInfo, 'depth/camera_info', OUTPUT_QOS)
-        self.colored = node.create_publisher(Image, 'depth/colored', OUTPUT_QOS)
-        self.points = node.create_publisher(PointCloud2, 'depth/points', OUTPUT_QOS)
-        self._rays_key = None
-        self._rays = None
+        self.publishers = {
+            'depth/image': node.create_publisher(Image, 'depth/image', OUTPUT_QOS),
+            'depth/camera_info': node.create_publisher(CameraInfo, 'depth/camera_info',
+                                                       OUTPUT_QOS),
+            'depth/colored': node.create_publisher(Image, 'depth/colored', OUTPUT_QOS),
+            'depth/points': node.create_publisher(PointCloud2, 'depth/points', OUTPUT_QOS)}
+        self._messages = DepthMessages()
 
-    def publish(self, header, result: DepthResult, *, info_template: CameraInfo | None,
-                rgb=None, colored: bool, points: bool, stride: int,
-                depth_range: tuple[float, float]) -> None:
-        """Publish a result with the input's header (REP 118: same stamp and frame_id)."""
-        self.depth.publish(ros_io.image_to_cdr(result.depth, '32FC1', header))
-        if result.camera is not None:
-            self.info.publish(ros_io.intrinsics_to_camera_info(result.camera, header,
-                                                               info_template))
-        if colored and self.colored.get_subscription_count():
-            rgb_depth = colorize_depth(result.depth, *depth_range)
-            self.colored.publish(ros_io.image_to_cdr(rgb_depth, 'rgb8', header))
-        if points and result.camera is not None and self.points.get_subscription_count():
-            if rgb is not None and rgb.shape[:2] != result.depth.shape:
-                import cv2
-                rgb = cv2.resize(rgb, result.depth.shape[::-1], interpolation=cv2.INTER_AREA)
-            if self._rays_key != result.camera:
-                from depth_nodes.core.camera import pixel_rays
-                self._rays_key, self._rays = result.camera, pixel_rays(result.camera)
-            cloud = depth_to_xyzrgb(result.depth, result.camera, rgb, stride, self._rays)
-            self.points.publish(ros_io.xyzrgb_to_pointcloud2_cdr(cloud, header))
+    def add(self, topic: str, publisher) -> None:
+        """An extra output of a frame path (DepthFrame.extra), e.g. disparity."""
+        self.publishers[topic] = publisher
+
+    def publish(self, frame: DepthFrame, *, colored: bool, points: bool, stride: int) -> None:
+        """Publish a frame with the input's header (REP 118: same stamp and frame_id).
+        depth/colored, depth/points and extra outputs are computed only for subscribers."""
+        switches = {'depth/colored': colored, 'depth/points': points}
+
+        def wants(topic: str) -> bool:
+            return switches.get(topic, True) and \
+                self.publishers[topic].get_subscription_count() > 0
+        for topic, message in self._messages(frame, wants, stride):
+            self.publishers[topic].publish(message)
 
 
 class DepthNodeBase(Node):
-    """Base of the depth nodes. Subclasses implement make_estimator() and process()."""
+    """Base of the depth nodes. Subclasses name their frame_path, declare its parameters in
+    declare_frame_parameters() and subscribe its inputs with receiver(): the frame path's
+    accept() runs in the subscription callback, its process() on the worker."""
 
     silent_input_s = 5.0   # publishers but no data for this long -> a hint in the log
-    # Parameters of a subclass's own models (e.g. a second-stage model): declared in
-    # declare_model_parameters() before the first load, reloaded like 'model' when changed,
-    # and passed to build_estimator() in its values.
-    model_parameters: tuple[str, ...] = ()
-    # True for nodes whose estimator works without a network (stereo_depth_node: SGBM):
-    # an empty 'model' parameter then loads nothing and build_estimator() gets None.
-    model_optional: bool = False
+    frame_path: type[DepthFramePath] = DepthFramePath
 
-    def __init__(self, node_name: str, *, default_model: str, **node_kwargs):
+    def __init__(self, node_name: str, *, default_model: str | None = None, **node_kwargs):
         super().__init__(node_name, **node_kwargs)
         python_log = logging.getLogger('depth_nodes')
         python_log.setLevel(logging.INFO)
         self._log_handler = _RclpyLogHandler(self.get_logger())
         python_log.addHandler(self._log_handler)
-        self._declare_common_parameters(default_model)
-        self.declare_model_parameters()
+        self.parameter_defaults = parameter_defaults(self.frame_path)
+        if default_model is not None:
+            self.parameter_defaults['model'] = default_model
+        self._declare_common_parameters()
+        self.declare_frame_parameters(self.declare_with_default)
         self.reporter = ThrottledReporter(self.get_logger().warning, WARN_PERIOD_S)
         self._errors = ThrottledReporter(self.get_logger().error, WARN_PERIOD_S)
         self.hints = ThrottledReporter(self.get_logger().warning, 30.0)
@@ -168,7 +186,7 @@ class DepthNodeBase(Node):
         self._last_input = time.monotonic()
         self._model_lock = threading.Lock()
         self.model: LoadedModel | None = None
-        self.estimator: Any = None
+        self.frames: DepthFramePath | None = None
         self._load_model(self._parameter_values())  # raises ModelLoadError -> exit code 1
         ros_io.prepare_cdr()   # the first frame must not pay for building message types
         self.outputs = DepthOutputs(self)
@@ -179,42 +197,58 @@ class DepthNodeBase(Node):
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
+    @property
+    def estimator(self):
+        return self.frames.estimator
+
+    @property
+    def sync(self):
+        """The frame path's input synchroniser (None for a single input)."""
+        return self.frames.sync
+
     # -- parameters -------------------------------------------------------------------
-    def _declare_common_parameters(self, default_model: str) -> None:
-        p = self.declare_parameter
-        p('model', default_model, _descriptor(
+    def declare_with_default(self, name: str, descriptor: ParameterDescriptor):
+        """Declare a parameter with its frame path's default (parameter_defaults(), which
+        process_bag uses as well)."""
+        default = self.parameter_defaults[name]
+        return self.declare_parameter(name, list(default) if isinstance(default, list)
+                                      else default, descriptor)
+
+    def _declare_common_parameters(self) -> None:
+        p = self.declare_with_default
+        p('model', _descriptor(
             'ONNX model: a path, or a file name under the package models/ directory'))
-        p('backend', 'auto', _descriptor('inference backend; auto = TensorRT when available '
-                                         'with a CUDA device, else ONNX Runtime',
-                                         choices=BACKENDS))
-        p('precision', 'fp32', _descriptor('TensorRT engine precision', choices=PRECISIONS))
-        p('engine_cache_dir', '', _descriptor(
+        p('backend', _descriptor('inference backend; auto = TensorRT when available with a '
+                                 'CUDA device, else ONNX Runtime', choices=BACKENDS))
+        p('precision', _descriptor('TensorRT engine precision', choices=PRECISIONS))
+        p('engine_cache_dir', _descriptor(
             'TensorRT engine cache directory (empty: $ROS_HOME/depth_nodes/engines)'))
-        p('force_engine_update', False, _descriptor(
+        p('force_engine_update', _descriptor(
             'rebuild the TensorRT engine even when the cache holds a matching one'))
-        p('publish_colored', False, _descriptor('publish depth/colored (rgb8, turbo) for RViz'))
-        p('publish_points', False, _descriptor(
+        p('publish_colored', _descriptor('publish depth/colored (rgb8, turbo) for RViz'))
+        p('publish_points', _descriptor(
             'publish depth/points (PointCloud2 XYZRGB; needs camera_info)'))
-        p('points_stride', 2, _descriptor('keep every n-th row and column in depth/points',
-                                          int_range=(1, 16)))
-        p('min_depth', 0.0, _descriptor('nearest valid depth in metres (0: the model range)',
-                                        float_range=(0.0, 1000.0)))
-        p('max_depth', 0.0, _descriptor('farthest valid depth in metres (0: the model range)',
-                                        float_range=(0.0, 1000.0)))
-        p('output_resolution', 'input', _descriptor(
+        p('points_stride', _descriptor('keep every n-th row and column in depth/points',
+                                       int_range=(1, 16)))
+        p('min_depth', _descriptor('nearest valid depth in metres (0: the model range)',
+                                   float_range=(0.0, 1000.0)))
+        p('max_depth', _descriptor('farthest valid depth in metres (0: the model range)',
+                                   float_range=(0.0, 1000.0)))
+        p('output_resolution', _descriptor(
             'depth image size: that of the input image, or the network output',
             choices=OUTPUT_RESOLUTIONS))
         for name in field_names():
             self.declare_parameter(f'spec.{name}', None, _descriptor(
                 f'override the model spec field {name}', dynamic=True))
 
-    def declare_model_parameters(self) -> None:
-        """Declare the parameters named in model_parameters (none by default)."""
+    def declare_frame_parameters(self, p: Callable) -> None:
+        """Declare the frame path's own parameters (its ``defaults``) with ``p(name,
+        descriptor)``; called before the first model loads."""
 
     def _parameter_values(self, changed=()) -> dict[str, Any]:
         values = {name: self.get_parameter(name).value for name in
                   ('model', 'backend', 'precision', 'engine_cache_dir', 'force_engine_update',
-                   'output_resolution', *self.model_parameters)}
+                   'output_resolution', *self.frame_path.estimator_parameters)}
         spec_params = [self.get_parameter(f'spec.{name}') for name in field_names()]
         values['spec'] = {p.name[len('spec.'):]: p.value for p in spec_params
                           if p.type_ != ParameterType.PARAMETER_NOT_SET}
@@ -228,10 +262,7 @@ class DepthNodeBase(Node):
 
     def depth_range(self) -> tuple[float, float]:
         """[min, max] valid depth in metres: the parameters, or the model's range where 0."""
-        spec = self.estimator.spec
-        lo = self.get_parameter('min_depth').value or spec.min_depth
-        hi = self.get_parameter('max_depth').value or spec.max_depth
-        return lo, hi
+        return self.frames.depth_range()
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         names = {p.name for p in params}
@@ -241,6 +272,10 @@ class DepthNodeBase(Node):
             if p.name == 'precision' and p.value not in PRECISIONS:
                 return SetParametersResult(successful=False,
                                            reason=f'precision not in {PRECISIONS}')
+            try:
+                self.frames.check_parameter(p.name, p.value)
+            except ValueError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
         if names & {'min_depth', 'max_depth'}:
             lo = next((p.value for p in params if p.name == 'min_depth'),
                       self.get_parameter('min_depth').value)
@@ -249,7 +284,7 @@ class DepthNodeBase(Node):
             if lo and hi and lo >= hi:
                 return SetParametersResult(successful=False,
                                            reason='min_depth must be below max_depth')
-        if names & {*RELOAD_PARAMETERS, *self.model_parameters} or \
+        if names & {*RELOAD_PARAMETERS, *self.frame_path.estimator_parameters} or \
                 any(n.startswith('spec.') for n in names):
             try:
                 self._load_model(self._parameter_values(params))
@@ -263,12 +298,17 @@ class DepthNodeBase(Node):
     def _load_model(self, values: dict[str, Any]) -> None:
         start = time.perf_counter()
         model = None
-        if values['model'] or not self.model_optional:
+        if values['model'] or not self.frame_path.model_optional:
             model = open_model(values['model'], values['backend'], engine_options(values),
                                values['spec'])
         estimator = self.build_estimator(model, values)
         with self._model_lock:
-            self.model, self.estimator = model, estimator
+            if self.frames is None:   # the first model: its frame path (inputs may depend on it)
+                self.frames = self.frame_path(estimator, LiveParameters(self),
+                                              self._report_dropped)
+            else:
+                self.frames.use_estimator(estimator)     # ValueError: keep the running one
+            self.model = model
         self.last_model_error = ''
         if model is None:
             self.get_logger().info(f'running without a model: {self.describe_model()}')
@@ -279,19 +319,22 @@ class DepthNodeBase(Node):
                                f'{time.perf_counter() - start:.2f} s; backend '
                                f'{model.engine.backend}: {model.backend_reason}{note}')
 
-    def make_estimator(self, model: LoadedModel, output_resolution: str):
-        raise NotImplementedError
+    def build_estimator(self, model: LoadedModel | None, values: dict[str, Any]):
+        """The estimator for ``model`` given all parameter values being applied (with the
+        frame path's estimator_parameters), made by make_estimator()."""
+        self._estimator_values = values
+        return self.make_estimator(model, values['output_resolution'])
+
+    def make_estimator(self, model: LoadedModel | None, output_resolution: str):
+        """The frame path's estimator for a newly loaded model (a subclass may wrap it)."""
+        return self.frame_path.build_estimator(
+            model, {**self._estimator_values, 'output_resolution': output_resolution})
 
     def describe_model(self) -> str:
         """The loaded model, or the estimator's own description when there is none."""
         if self.model is not None:
             return self.model.describe()
         return getattr(self.estimator, 'description', type(self.estimator).__name__)
-
-    def build_estimator(self, model: LoadedModel, values: dict[str, Any]):
-        """The estimator for ``model`` given all parameter values being applied (with
-        model_parameters); override to load further models (engine_options(values))."""
-        return self.make_estimator(model, values['output_resolution'])
 
     # -- frames ----------------------------------------------------------------------------
     def create_input_subscription(self, msg_type, topic: str, callback, raw: bool = False):
@@ -307,36 +350,48 @@ class DepthNodeBase(Node):
         self.input_subscriptions.append(sub)
         return sub
 
+    def receiver(self, name: str) -> Callable[[Any], None]:
+        """The subscription callback of frame path input ``name``: accept() it and hand a
+        complete job to the worker."""
+        def receive(message) -> None:
+            try:
+                job = self.frames.accept(name, message)
+            except ImageFormatError as exc:
+                self.reporter.report(exc.kind, f'dropped input: {exc}')
+                return
+            if job is not None:
+                self.submit(job)
+        return receive
+
+    def _report_dropped(self, kind: str, message: str, count: int) -> None:
+        self.reporter.report(kind, message)
+
     def submit(self, item) -> None:
         """Called from subscription callbacks: keep only the newest input."""
         self._last_input = time.monotonic()
         self.input_rate.tick()
         self.worker.submit((time.perf_counter(), item))
 
-    def process(self, item) -> None:
-        """Turn one input into published outputs (runs on the worker thread)."""
-        raise NotImplementedError
+    def process(self, job) -> None:
+        """Turn one job into published outputs (runs on the worker thread)."""
+        frame = self.frames.process(job)
+        for kind, text in frame.hints:
+            self.hints.report(kind, text)
+        self._check_stamp_order(frame.header)
+        self.inference_latency.add(frame.result.inference_s)
+        self.outputs.publish(frame, colored=self.get_parameter('publish_colored').value,
+                             points=self.get_parameter('publish_points').value,
+                             stride=self.get_parameter('points_stride').value)
 
     def _run_frame(self, stamped) -> None:
         received, item = stamped
         try:
-            published = self.process(item)
+            self.process(item)
         except ImageFormatError as exc:
             self.reporter.report(exc.kind, f'dropped input: {exc}')
             return
-        if published is not False:
-            self.output_rate.tick()
-            self.pipeline_latency.add(time.perf_counter() - received)
-
-    def publish_result(self, header, result: DepthResult, *, info_template=None,
-                       rgb=None) -> None:
-        self._check_stamp_order(header)
-        self.inference_latency.add(result.inference_s)
-        self.outputs.publish(
-            header, result, info_template=info_template, rgb=rgb,
-            colored=self.get_parameter('publish_colored').value,
-            points=self.get_parameter('publish_points').value,
-            stride=self.get_parameter('points_stride').value, depth_range=self.depth_range())
+        self.output_rate.tick()
+        self.pipeline_latency.add(time.perf_counter() - received)
 
     def _check_stamp_order(self, header) -> None:
         """Input stamps going backwards (a bag replayed in a loop, a restarted driver, a sim
@@ -416,14 +471,6 @@ class DepthNodeBase(Node):
         logging.getLogger('depth_nodes').removeHandler(self._log_handler)
         self.worker.stop()
         return super().destroy_node()
-
-
-def engine_options(values: dict[str, Any]) -> EngineOptions:
-    """Engine options from the node's parameter values (backend settings shared by all of
-    a node's models)."""
-    return EngineOptions(precision=values['precision'],
-                         engine_cache_dir=values['engine_cache_dir'],
-                         force_engine_update=values['force_engine_update'])
 
 
 def input_qos() -> QoSProfile:

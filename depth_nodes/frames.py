@@ -1,0 +1,499 @@
+"""What each depth node does with one frame, shared by the running node and process_bag.
+
+A frame path turns a node's input messages into one DepthFrame in two steps:
+
+- ``accept(input, message)`` runs where a message arrives (the subscription callback, or the
+  bag reader): it keeps the newest camera_info, decodes the header of a serialized image and
+  synchronises multi-input nodes by approximate time. It returns a job (a complete group of
+  input messages, in ``streams`` order) or None, and is cheap: the node's keep-newest worker
+  only ever sees complete groups.
+- ``process(job)`` runs on the node's worker (or right away offline): pixel decoding, input
+  checks, the estimator; bad input raises ImageFormatError(message, kind).
+
+DepthMessages turns a DepthFrame into the output messages: the node publishes them, the bag
+processor writes them. Parameters come as a Mapping: the node passes a live view of its ROS
+parameters (run-time changes apply at the next frame), process_bag the params file over
+parameter_defaults(), the defaults the node declares its parameters with.
+
+No rclpy here (message types only), so frame paths are tested without spinning anything.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import cv2
+import numpy as np
+from sensor_msgs.msg import RegionOfInterest
+from std_msgs.msg import Header
+from stereo_msgs.msg import DisparityImage
+
+from depth_nodes import ros_io
+from depth_nodes.core.camera import CameraIntrinsics, CameraModelError, pixel_rays
+from depth_nodes.core.colorize import colorize_depth
+from depth_nodes.core.encodings import (ImageFormatError, depth_to_metres, lookup_encoding,
+                                        to_rgb8)
+from depth_nodes.core.pointcloud import depth_to_xyzrgb
+from depth_nodes.core.preprocess import resize_image
+from depth_nodes.core.semidense import (depth_from_semidense_image, intensity_from_image,
+                                        points_to_sparse_depth, transform_points)
+from depth_nodes.core.stereo import SgbmParameters
+from depth_nodes.core.sync import ApproximateTimeSync
+from depth_nodes.runtime.engine import EngineOptions, ModelLoadError
+from depth_nodes.runtime.estimator import DepthResult, MonoDepthEstimator
+from depth_nodes.runtime.model import LoadedModel, open_model
+from depth_nodes.runtime.nir_estimator import NirDepthEstimator
+from depth_nodes.runtime.semidense_estimator import SemiDenseEstimator
+from depth_nodes.runtime.stereo_estimator import LearnedStereoEstimator, SgbmStereoEstimator
+
+log = logging.getLogger(__name__)
+
+
+# -- parameters ------------------------------------------------------------------------------
+# Defaults of the parameters every depth node has (the spec.* overrides aside); the nodes
+# declare them with these values and process_bag starts from them. 'model': per frame path.
+DEPTH_DEFAULTS = {
+    'model': '', 'backend': 'auto', 'precision': 'fp32', 'engine_cache_dir': '',
+    'force_engine_update': False, 'publish_colored': False, 'publish_points': False,
+    'points_stride': 2, 'min_depth': 0.0, 'max_depth': 0.0, 'output_resolution': 'input',
+}
+
+
+def parameter_defaults(frame_path: type[DepthFramePath]) -> dict[str, Any]:
+    """Every parameter a frame path's node declares (spec.* aside), with its default."""
+    return {**DEPTH_DEFAULTS, 'model': frame_path.default_model, **frame_path.defaults}
+
+
+def engine_options(values: Mapping[str, Any]) -> EngineOptions:
+    """Engine options from a node's parameter values (shared by all of a node's models)."""
+    return EngineOptions(precision=values['precision'],
+                         engine_cache_dir=values['engine_cache_dir'],
+                         force_engine_update=bool(values['force_engine_update']))
+
+
+def camera_of(info, width: int = 0, height: int = 0, *, topic: str = 'camera_info',
+              size_of: str = 'the image is') -> CameraIntrinsics:
+    """The intrinsics of a CameraInfo, checked against the input's size (``width`` 0: not
+    checked): ImageFormatError 'camera_info' (uncalibrated) or 'camera_info_size'."""
+    try:
+        camera = ros_io.camera_info_to_intrinsics(info)
+    except CameraModelError as exc:
+        raise ImageFormatError(f'{topic} unusable: {exc}', 'camera_info') from None
+    if width and (camera.width, camera.height) != (width, height):
+        raise ImageFormatError(f'{topic} is {camera.width}x{camera.height} but {size_of} '
+                               f'{width}x{height}', 'camera_info_size')
+    return camera
+
+
+# -- frames and their messages ---------------------------------------------------------------
+@dataclass
+class DepthFrame:
+    """One result of a frame path: what the node publishes, with the input's header."""
+    header: Any                        # std_msgs/Header of the input (REP 118: the output's)
+    result: DepthResult
+    depth_range: tuple[float, float]   # [min, max] metres the result was limited to
+    info_template: Any = None          # the input's CameraInfo (distortion, R copied through)
+    rgb: np.ndarray | None = None      # colours of depth/points
+    # Outputs beyond depth/* (node-relative topic -> builds its message when it is wanted).
+    extra: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    hints: list[tuple[str, str]] = field(default_factory=list)   # (kind, advice) for the log
+
+
+class DepthMessages:
+    """DepthFrame -> (node-relative topic, message) for depth/image, depth/camera_info,
+    depth/colored, depth/points and the frame's extra outputs. Messages are serialized CDR
+    bytes or message objects (CameraInfo, DisparityImage)."""
+
+    def __init__(self):
+        self._rays_key = self._rays = None     # pixel rays of the last camera (points)
+
+    def __call__(self, frame: DepthFrame, wants: Callable[[str], bool],
+                 stride: int) -> Iterator[tuple[str, Any]]:
+        """``wants(topic)``: whether depth/colored, depth/points or an extra output is needed
+        (depth/image and depth/camera_info always are); unwanted ones are not computed."""
+        result, header = frame.result, frame.header
+        yield 'depth/image', ros_io.image_to_cdr(result.depth, '32FC1', header)
+        if result.camera is not None:
+            yield 'depth/camera_info', ros_io.intrinsics_to_camera_info(
+                result.camera, header, frame.info_template)
+        if wants('depth/colored'):
+            yield 'depth/colored', ros_io.image_to_cdr(
+                colorize_depth(result.depth, *frame.depth_range), 'rgb8', header)
+        if result.camera is not None and wants('depth/points'):
+            rgb = frame.rgb
+            if rgb is not None and rgb.shape[:2] != result.depth.shape:
+                rgb = cv2.resize(rgb, result.depth.shape[::-1], interpolation=cv2.INTER_AREA)
+            if self._rays_key != result.camera:
+                self._rays_key, self._rays = result.camera, pixel_rays(result.camera)
+            cloud = depth_to_xyzrgb(result.depth, result.camera, rgb, stride, self._rays)
+            yield 'depth/points', ros_io.xyzrgb_to_pointcloud2_cdr(cloud, header)
+        for topic, build in frame.extra.items():
+            if wants(topic):
+                yield topic, build()
+
+
+# -- frame paths -------------------------------------------------------------------------------
+# kind, message, number of input messages dropped: how accept() reports inputs it drops.
+DroppedInputs = Callable[[str, str, int], Any]
+
+
+def _ignore(kind: str, message: str, count: int) -> None:
+    pass
+
+
+class DepthFramePath:
+    """A depth node's inputs -> DepthFrame. Subclasses set the class attributes below and
+    implement build_estimator() and process()."""
+
+    default_model = ''
+    model_optional = False           # runs without a network when 'model' is empty
+    defaults: dict[str, Any] = {}    # the node's own parameters, beyond DEPTH_DEFAULTS
+    estimator_parameters: tuple[str, ...] = ()        # changing one rebuilds the estimator
+    streams: tuple[str, ...] = ()    # inputs of a frame, synchronised when more than one
+    latest_inputs: tuple[str, ...] = ()               # inputs of which the newest is kept
+    required_latest: tuple[str, ...] = ()             # ... without which no frame can be made
+    message_inputs: frozenset[str] = frozenset()      # streams that are not sensor_msgs/Image
+    extra_outputs: dict[str, str] = {}                # node-relative topic -> message type
+
+    def __init__(self, estimator, params: Mapping[str, Any],
+                 dropped: DroppedInputs = _ignore, sync_slop_s: float = 0.0):
+        self.estimator = estimator
+        self.params = params
+        self.dropped = dropped
+        self.latest: dict[str, Any] = dict.fromkeys(self.latest_inputs)
+        self.sync = ApproximateTimeSync(len(self.streams), sync_slop_s) \
+            if len(self.streams) > 1 else None
+
+    # -- what the node subscribes and the bag processor reads
+    @property
+    def raw_inputs(self) -> frozenset[str]:
+        """Streams that arrive as serialized CDR images (decoded in accept()); the other
+        inputs arrive as message objects."""
+        return frozenset(self.streams) - self.message_inputs
+
+    @property
+    def required_inputs(self) -> tuple[str, ...]:
+        return self.streams + self.required_latest
+
+    @property
+    def optional_inputs(self) -> tuple[str, ...]:
+        return tuple(n for n in self.latest_inputs if n not in self.required_latest)
+
+    # -- construction and run-time changes
+    @classmethod
+    def build_estimator(cls, model: LoadedModel | None, values: Mapping[str, Any]):
+        """The estimator for ``model`` and the parameter values being applied; ModelLoadError
+        (naming the model) when they do not go together."""
+        raise NotImplementedError
+
+    def use_estimator(self, estimator) -> None:
+        """Swap in the estimator of a newly loaded model (ValueError: not on these inputs)."""
+        self.estimator = estimator
+
+    def check_parameter(self, name: str, value: Any) -> None:
+        """A run-time parameter change: ValueError refuses it; state is updated here."""
+
+    def depth_range(self) -> tuple[float, float]:
+        """[min, max] valid depth in metres: the parameters, or the model's range where 0."""
+        spec = self.estimator.spec
+        return (float(self.params['min_depth'] or spec.min_depth),
+                float(self.params['max_depth'] or spec.max_depth))
+
+    # -- frames
+    def accept(self, name: str, message) -> tuple | None:
+        """Take one input message; the complete group of stream messages when this one
+        completes it, else None. Serialized images are decoded here (header and a view of
+        the pixels); ImageFormatError 'cdr' when they cannot be."""
+        if name in self.latest:
+            self.latest[name] = message
+            return None
+        if name not in self.streams:
+            return None
+        if name not in self.message_inputs:
+            message = ros_io.image_from_cdr(message)
+        if self.sync is None:
+            return (message,)
+        stamp = message.header.stamp
+        unmatched = self.sync.stats.unmatched
+        group = self.sync.add(self.streams.index(name), stamp.sec * 10**9 + stamp.nanosec,
+                              message)
+        dropped = self.sync.stats.unmatched - unmatched
+        if dropped:
+            self.dropped('unsynchronised', f'dropped {dropped} input(s) without a partner '
+                         f'within sync_slop = {self.sync.slop_s:g} s on '
+                         f'{", ".join(self.streams)} (newest spread '
+                         f'{self.sync.stats.last_spread_s:.3f} s)', dropped)
+        return group
+
+    def process(self, job: tuple) -> DepthFrame:
+        """The depth frame of one job from accept(); ImageFormatError for bad input."""
+        raise NotImplementedError
+
+
+class MonoDepthFramePath(DepthFramePath):
+    """mono_depth_node: one image (RGB, gray or NIR) + the newest camera_info -> depth."""
+
+    default_model = 'eigen_synthetic'
+    defaults = {'post_process': 'none'}
+    estimator_parameters = ('post_process',)
+    streams = ('image',)
+    latest_inputs = ('camera_info',)
+
+    @classmethod
+    def build_estimator(cls, model, values):
+        try:
+            return MonoDepthEstimator(model, values['output_resolution'],
+                                      values['post_process'])
+        except ValueError as exc:    # e.g. pp on a model that outputs no disparity
+            raise ModelLoadError(values['model'], str(exc)) from None
+
+    def process(self, job):
+        (msg,) = job
+        image = ros_io.image_to_array(msg)
+        info = self.latest['camera_info']
+        camera = None if info is None else camera_of(info, msg.width, msg.height)
+        depth_range = self.depth_range()
+        result = self.estimator.estimate(image, msg.encoding, camera, depth_range=depth_range)
+        rgb = to_rgb8(image, msg.encoding) \
+            if camera is not None and self.params['publish_points'] else None
+        return DepthFrame(ros_io.header_from(msg), result, depth_range, info, rgb)
+
+
+class NirDepthFramePath(DepthFramePath):
+    """nir_depth_node: NIR image -> CTN pseudo-RGB (``model``) -> RGB depth model
+    (``depth_model``) (Shen et al.), with nir/pseudo_rgb when publish_pseudo_rgb."""
+
+    default_model = 'ctn_synthetic'
+    defaults = {'depth_model': 'dpn_synthetic', 'publish_pseudo_rgb': False, 'baseline': 0.0,
+                'depth_scale': 1.0}
+    estimator_parameters = ('depth_model',)
+    streams = ('nir/image',)
+    latest_inputs = ('nir/camera_info',)
+    extra_outputs = {'nir/pseudo_rgb': ros_io.IMAGE_TYPE}
+
+    @classmethod
+    def build_estimator(cls, model, values):
+        depth = None
+        if values['depth_model']:
+            depth = open_model(values['depth_model'], values['backend'], engine_options(values))
+            log.info(f'depth model {depth.describe()}')
+        try:
+            return NirDepthEstimator(model, depth, values['output_resolution'])
+        except ValueError as exc:   # a wrong pair of models
+            raise ModelLoadError(values['depth_model'] or values['model'], str(exc)) from None
+
+    def process(self, job):
+        (msg,) = job
+        if lookup_encoding(msg.encoding).kind != 'mono':
+            raise ImageFormatError(f"nir/image has encoding '{msg.encoding}'; expected a "
+                                   'single-channel NIR image (mono8 or mono16)', 'encoding')
+        image = ros_io.image_to_array(msg)
+        info = self.latest['nir/camera_info']
+        camera = None if info is None else camera_of(info, msg.width, msg.height)
+        depth_range = self.depth_range()
+        result = self.estimator.estimate(
+            image, msg.encoding, camera, baseline=self.params['baseline'] or None,
+            depth_range=depth_range, depth_scale=self.params['depth_scale'])
+        header = ros_io.header_from(msg)
+        # The pseudo-RGB colours the points (one stage: the NIR image itself).
+        frame = DepthFrame(header, result, depth_range, info, result.extras.get('pseudo_rgb'))
+        if frame.rgb is not None and self.params['publish_pseudo_rgb']:
+            pseudo_rgb = frame.rgb
+            frame.extra['nir/pseudo_rgb'] = lambda: ros_io.image_to_cdr(
+                resize_image(pseudo_rgb, msg.height, msg.width), 'rgb8', header)
+        if frame.rgb is None and camera is not None and self.params['publish_points']:
+            frame.rgb = to_rgb8(image, msg.encoding)
+        return frame
+
+
+SEMIDENSE_INPUTS = ('depth', 'points')
+IDENTITY_POSE = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]     # tx ty tz qx qy qz qw
+
+
+class SemiDenseFramePath(DepthFramePath):
+    """semidense_depth_node: semi-dense depth (or a point cloud) [+ variance] [+ intensity
+    image], synchronised by approximate time, + the newest camera_info -> dense depth
+    (Makarov et al.). The streams depend on the parameters and on the model (intensity)."""
+
+    default_model = 'semidense_synthetic'
+    defaults = {'input': 'depth', 'input_is_inverse_depth': False, 'use_variance': False,
+                'max_variance': 0.0, 'keep_input_depth': True,
+                'points_to_camera': IDENTITY_POSE, 'sync_slop': 0.02}
+    latest_inputs = ('camera_info',)
+    message_inputs = frozenset({'semidense/points'})
+
+    def __init__(self, estimator, params, dropped=_ignore):
+        self.input = params['input']
+        if self.input not in SEMIDENSE_INPUTS:
+            raise ValueError(f'parameter input must be one of {SEMIDENSE_INPUTS}, got '
+                             f"'{self.input}'")
+        self.check_parameter('points_to_camera', params['points_to_camera'])  # fails at start
+        streams = ['semidense/points' if self.input == 'points' else 'semidense/depth']
+        if self.input == 'depth' and params['use_variance']:
+            streams.append('semidense/variance')
+        if estimator.needs_intensity:
+            streams.append('image')
+        self.streams = tuple(streams)
+        self.required_latest = ('camera_info',) if self.input == 'points' else ()
+        super().__init__(estimator, params, dropped, params['sync_slop'])
+
+    @classmethod
+    def build_estimator(cls, model, values):
+        try:
+            return SemiDenseEstimator(model, values['output_resolution'])
+        except ValueError as exc:
+            raise ModelLoadError(values['model'], str(exc)) from None
+
+    def use_estimator(self, estimator) -> None:
+        if estimator.needs_intensity != ('image' in self.streams):
+            raise ValueError('the new model ' + ('needs' if estimator.needs_intensity else
+                             'does not take') + ' the intensity image, unlike the running '
+                             'one; restart the node to change its inputs')
+        self.estimator = estimator
+
+    def check_parameter(self, name, value) -> None:
+        if name == 'points_to_camera':
+            transform_points(np.zeros((1, 3)), tuple(value))    # ValueError names the fault
+
+    def process(self, job):
+        group = dict(zip(self.streams, job))
+        info = self.latest['camera_info']
+        if self.input == 'points':
+            cloud = group['semidense/points']
+            if info is None:
+                raise ImageFormatError('no camera_info received yet: projecting points needs '
+                                       'the camera model', 'camera_info')
+            camera = camera_of(info)
+            points = transform_points(ros_io.pointcloud2_to_xyz(cloud),
+                                      tuple(self.params['points_to_camera']))
+            depth = points_to_sparse_depth(points, camera)
+            # The depth image lies in the camera's frame, at the cloud's time.
+            header = Header(stamp=cloud.header.stamp, frame_id=info.header.frame_id)
+        else:
+            msg = group['semidense/depth']
+            depth = self._depth_from_image(msg, group.get('semidense/variance'))
+            camera = None if info is None else camera_of(
+                info, depth.shape[1], depth.shape[0], size_of='the semi-dense depth is')
+            header = ros_io.header_from(msg)
+        intensity = rgb = None
+        if 'image' in group:
+            image_msg = group['image']
+            image = ros_io.image_to_array(image_msg)
+            if image.shape[:2] != depth.shape:
+                raise ImageFormatError(f'image is {image.shape[1]}x{image.shape[0]} but the '
+                                       f'semi-dense depth is {depth.shape[1]}x{depth.shape[0]}',
+                                       'image_size')
+            intensity = intensity_from_image(image, image_msg.encoding)
+            if self.params['publish_points']:
+                rgb = to_rgb8(image, image_msg.encoding)
+        depth_range = self.depth_range()
+        result = self.estimator.estimate(depth, camera, intensity, depth_range=depth_range,
+                                         keep_input_depth=self.params['keep_input_depth'])
+        return DepthFrame(header, result, depth_range, info, rgb)
+
+    def _depth_from_image(self, msg, variance_msg) -> np.ndarray:
+        values = ros_io.image_to_array(msg)
+        inverse = self.params['input_is_inverse_depth']
+        if msg.encoding == '16UC1' and not inverse:
+            values = depth_to_metres(values, '16UC1')
+        elif msg.encoding != '32FC1':
+            raise ImageFormatError(f"semidense/depth must be 32FC1 (or 16UC1 mm), got "
+                                   f"'{msg.encoding}'", 'encoding')
+        variance = None
+        if variance_msg is not None:
+            if variance_msg.encoding != '32FC1':
+                raise ImageFormatError(f"semidense/variance must be 32FC1, got "
+                                       f"'{variance_msg.encoding}'", 'encoding')
+            variance = ros_io.image_to_array(variance_msg)
+        return depth_from_semidense_image(values, inverse_depth=inverse, variance=variance,
+                                          max_variance=self.params['max_variance'])
+
+
+SGBM_DEFAULTS = SgbmParameters()
+SGBM_PARAMETERS = tuple(f'sgbm.{name}' for name in SGBM_DEFAULTS.__dataclass_fields__)
+RIG_RATIO_TOLERANCE = 0.1
+
+
+class StereoFramePath(DepthFramePath):
+    """stereo_depth_node: a rectified left/right pair, synchronised by approximate time, + the
+    newest camera_info of each side -> the left view's depth and disparity (StereoSGBM
+    without a model, else a disparity network on the left image)."""
+
+    model_optional = True
+    defaults = {'post_process': 'none', 'sync_slop': 0.01, 'baseline': 0.0,
+                **{name: getattr(SGBM_DEFAULTS, name[5:]) for name in SGBM_PARAMETERS}}
+    estimator_parameters = ('post_process', *SGBM_PARAMETERS)
+    streams = ('left/image_rect', 'right/image_rect')
+    latest_inputs = ('left/camera_info', 'right/camera_info')
+    required_latest = latest_inputs
+    extra_outputs = {'disparity': 'stereo_msgs/msg/DisparityImage'}
+
+    def __init__(self, estimator, params, dropped=_ignore):
+        super().__init__(estimator, params, dropped, params['sync_slop'])
+
+    @classmethod
+    def build_estimator(cls, model, values):
+        try:
+            if model is None:
+                return SgbmStereoEstimator(SgbmParameters(
+                    **{name[5:]: values[name] for name in SGBM_PARAMETERS}))
+            return LearnedStereoEstimator(model, values['output_resolution'],
+                                          values['post_process'])
+        except ValueError as exc:
+            raise ModelLoadError(values['model'] or 'StereoSGBM', str(exc)) from None
+
+    def check_parameter(self, name, value) -> None:
+        if name == 'sync_slop':
+            self.sync.slop_s = value
+
+    def process(self, job):
+        left_msg, right_msg = job
+        left, right = ros_io.image_to_array(left_msg), ros_io.image_to_array(right_msg)
+        if left.shape[:2] != right.shape[:2]:
+            raise ImageFormatError(f'left image is {left_msg.width}x{left_msg.height} but the '
+                                   f'right image is {right_msg.width}x{right_msg.height}',
+                                   'stereo_size')
+        cameras = []
+        for side in ('left', 'right'):
+            info = self.latest[f'{side}/camera_info']
+            if info is None:
+                raise ImageFormatError(f'no {side}/camera_info received yet', 'camera_info')
+            cameras.append(camera_of(info, left_msg.width, left_msg.height,
+                                     topic=f'{side}/camera_info', size_of='the images are'))
+        depth_range = self.depth_range()
+        try:
+            result = self.estimator.estimate(left, left_msg.encoding, right, right_msg.encoding,
+                                             *cameras, self.params['baseline'] or None,
+                                             depth_range=depth_range)
+        except CameraModelError as exc:          # no baseline in P and none given
+            raise ImageFormatError(f'{exc}; or set the baseline parameter',
+                                   'baseline') from None
+        header = ros_io.header_from(left_msg)
+        frame = DepthFrame(header, result.depth_result(), depth_range,
+                           self.latest['left/camera_info'],
+                           to_rgb8(left, left_msg.encoding)
+                           if self.params['publish_points'] else None)
+        frame.extra['disparity'] = lambda: disparity_message(result, header)
+        ratio = result.extras.get('rig_ratio')
+        if ratio is not None and abs(ratio - 1.0) > RIG_RATIO_TOLERANCE:
+            frame.hints.append(('rig', f'this rig has {ratio:.2f} x the (fx / width) x baseline '
+                                'of the rig the model was trained on: its depth is scaled by '
+                                'that factor unless the model was trained on this rig'))
+        return frame
+
+
+def disparity_message(result, header) -> DisparityImage:
+    """stereo_msgs/DisparityImage of a StereoResult: 32FC1 pixels, unknown below
+    min_disparity (as the message defines), f and T such that Z = f T / d."""
+    disparity = np.where(np.isfinite(result.disparity), result.disparity,
+                         np.float32(result.min_disparity - 1.0)).astype(np.float32)
+    x, y, width, height = result.valid_window
+    msg = DisparityImage(header=header, f=float(result.camera.fx), t=float(result.baseline),
+                         min_disparity=float(result.min_disparity),
+                         max_disparity=float(result.max_disparity),
+                         delta_d=float(result.disparity_step))
+    msg.image = ros_io.array_to_image(disparity, '32FC1', header)
+    msg.valid_window = RegionOfInterest(x_offset=x, y_offset=y, width=width, height=height)
+    return msg
