@@ -15,6 +15,7 @@ from depth_nodes import process_bag as pb
 from depth_nodes import ros_io
 from depth_nodes.core.model_spec import ModelSpec
 from depth_nodes.dds_bag import open_bag
+from depth_nodes.frames import MonoDepthFramePath
 from depth_nodes.nodes.mono_depth_node import MonoDepthNode
 from depth_nodes.runtime.estimator import MonoDepthEstimator
 from depth_nodes.runtime.model import open_model
@@ -175,14 +176,14 @@ def test_bad_frames_are_counted_and_the_rest_processed(camera_bag, model_path, t
 def test_a_failing_run_leaves_nothing_that_looks_like_a_bag(camera_bag, model_path, tmp_path,
                                                             monkeypatch):
     calls = []
-    original = pb.MonoDepthFramePath.feed
+    original = MonoDepthFramePath.accept
 
-    def feed_then_crash(self, name, message):
+    def accept_then_crash(self, name, message):
         calls.append(name)
         if len(calls) == 5:
             raise RuntimeError('engine died')
         return original(self, name, message)
-    monkeypatch.setattr(pb.MonoDepthFramePath, 'feed', feed_then_crash)
+    monkeypatch.setattr(MonoDepthFramePath, 'accept', accept_then_crash)
     with pytest.raises(RuntimeError, match='engine died'):
         run(camera_bag, tmp_path / 'out', model_path)
     assert list(tmp_path.iterdir()) == []          # no output, no partial directory
