@@ -3,10 +3,11 @@
 A frame path turns a node's input messages into one DepthFrame in two steps:
 
 - ``accept(input, message)`` runs where a message arrives (the subscription callback, or the
-  bag reader): it keeps the newest camera_info, decodes the header of a serialized image and
-  synchronises multi-input nodes by approximate time. It returns a job (a complete group of
-  input messages, in ``streams`` order) or None, and is cheap: the node's keep-newest worker
-  only ever sees complete groups.
+  bag reader): it keeps the newest camera_info, decodes a serialized image's CDR (its pixels
+  stay a view of the bytes) and synchronises multi-input nodes by approximate time, reporting
+  inputs left without a partner to its ``dropped`` sink as 'unsynchronised'. It returns a job
+  (a complete group of input messages, in ``streams`` order) or None, and is cheap: the
+  node's keep-newest worker only ever sees complete groups.
 - ``process(job)`` runs on the node's worker (or right away offline): pixel decoding, input
   checks, the estimator; bad input raises ImageFormatError(message, kind).
 

@@ -326,7 +326,8 @@ class DepthNodeBase(Node):
         return self.make_estimator(model, values['output_resolution'])
 
     def make_estimator(self, model: LoadedModel | None, output_resolution: str):
-        """The frame path's estimator for a newly loaded model (a subclass may wrap it)."""
+        """The frame path's estimator for a newly loaded model: the hook where a subclass
+        sees each model first (test_node_load.py slows its engine down here)."""
         return self.frame_path.build_estimator(
             model, {**self._estimator_values, 'output_resolution': output_resolution})
 
@@ -364,6 +365,8 @@ class DepthNodeBase(Node):
         return receive
 
     def _report_dropped(self, kind: str, message: str, count: int) -> None:
+        """The frame path's dropped-input sink: one throttled warning and one count per
+        report, like a rejected frame (process_bag counts the messages instead)."""
         self.reporter.report(kind, message)
 
     def submit(self, item) -> None:
