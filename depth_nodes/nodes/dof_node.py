@@ -70,6 +70,7 @@ class DofNode(Node):
         self.reporter = ThrottledReporter(self.get_logger().warning, WARN_PERIOD_S)
         self._errors = ThrottledReporter(self.get_logger().error, WARN_PERIOD_S)
         self.hints = ThrottledReporter(self.get_logger().warning, 30.0)
+        self.time_jumps = ThrottledReporter(self.get_logger().warning, WARN_PERIOD_S)
         self.output_rate, self.render_latency = RateMeter(), LatencyWindow()
         self.autofocus_distance: float | None = None
         self._lock = threading.Lock()
@@ -127,7 +128,11 @@ class DofNode(Node):
                 self.reporter.report(exc.kind, f'dropped input: {exc}')
                 return
             stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+            resets = self.sync.stats.resets
             pair = self.sync.add(index, stamp, msg)
+            if self.sync.stats.resets != resets:
+                self.time_jumps.report('time_backwards', 'input time went back (bag loop, '
+                                       'driver restart?): synchroniser reset')
             if pair is not None:
                 self.worker.submit((time.perf_counter(), pair))
         return receive
@@ -191,6 +196,7 @@ class DofNode(Node):
                   'pairs matched': str(stats.matched), 'inputs unmatched': str(stats.unmatched),
                   'frames dropped (busy)': str(self.worker.dropped),
                   'frames rejected (bad input)': str(self.reporter.total),
+                  'time jumps back (state reset)': str(self.time_jumps.total),
                   'focus distance (m)': f'{focus:.3f}'}
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         array = DiagnosticArray(status=[status])

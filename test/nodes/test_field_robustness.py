@@ -306,7 +306,7 @@ def test_dof_node_survives_bad_images_unsynchronised_pairs_and_a_bag_loop():
         # (diagnostics 'inputs unmatched'); the loop's jump back reset the synchroniser.
         assert out.stamps() == [T0 + 20 * 10**8, T0 - 30 * 10**9]
         assert node.sync.stats.unmatched == unmatched + 2
-        assert node.sync.stats.resets >= 1
+        assert node.time_jumps.total == node.sync.stats.resets >= 1    # warned, in diagnostics
         np.testing.assert_array_equal(
             ros_io.image_to_array(ros_io.image_from_cdr(out.depth[-1])), image)
         rejected = collections.Counter(c.rejects_as for c in cases)
