@@ -25,8 +25,9 @@ from depth_nodes.nodes.mono_depth_node import MonoDepthNode
 
 SPEC = ModelSpec(method='affine', input_height=24, input_width=32, output_kind='log_depth',
                  mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), min_depth=1e-3, max_depth=1e3)
-INFERENCE_S = 0.15                  # the injected model cost: 6.7 Hz at most (long enough that
-                                    # scheduler stalls on a busy 2-core CI machine stay below it)
+# The injected model cost: 6.7 Hz at most; long enough that scheduler stalls on a busy 2-core
+# CI machine stay well below it.
+INFERENCE_S = 0.15
 LOAD_HZ = 3 / INFERENCE_S           # 3x what the model can do
 LOAD_S = 8.0
 T0 = 1_700_000_000 * 10**9
