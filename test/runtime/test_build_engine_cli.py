@@ -12,8 +12,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
-from fixtures.models import write_affine_model
-from onnx import helper, TensorProto
+from fixtures.models import write_affine_model, write_determinant_model
 
 from depth_nodes import build_engine
 from depth_nodes.core.model_spec import ModelSpec
@@ -121,14 +120,7 @@ def test_check_only_passes_a_compatible_model(onnx_model, capsys):
 
 
 def test_check_only_fails_naming_the_offending_node(tmp_path, capsys):
-    graph = helper.make_graph(
-        [helper.make_node('Det', ['m'], ['d'], name='head/determinant')], 'g',
-        [helper.make_tensor_value_info('m', TensorProto.FLOAT, [2, 2])],
-        [helper.make_tensor_value_info('d', TensorProto.FLOAT, [])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
-    model.ir_version = 8
-    path = tmp_path / 'det.onnx'
-    path.write_bytes(model.SerializeToString())
+    path = write_determinant_model(tmp_path / 'det.onnx')
     assert build_engine.main(['--onnx', str(path), '--check-only']) == 1
     err = capsys.readouterr().err
     assert '1 TensorRT compatibility problem(s)' in err

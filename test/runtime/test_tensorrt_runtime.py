@@ -6,7 +6,7 @@ The model is the affine fixture (a 1x1 convolution), so expected outputs are kno
 """
 import numpy as np
 import pytest
-from fixtures.models import affine_reference, write_affine_model
+from fixtures.models import affine_reference, write_affine_model, write_determinant_model
 from onnx import helper, TensorProto
 
 from depth_nodes.core.model_spec import METADATA_KEY, ModelSpec
@@ -101,14 +101,7 @@ def test_open_model_with_the_tensorrt_backend_estimates_depth(affine_onnx, tmp_p
 
 @needs_tensorrt
 def test_parser_error_names_the_node(tmp_path):
-    graph = helper.make_graph(
-        [helper.make_node('Det', ['m'], ['d'], name='head/determinant')], 'g',
-        [helper.make_tensor_value_info('m', TensorProto.FLOAT, [2, 2])],
-        [helper.make_tensor_value_info('d', TensorProto.FLOAT, [])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
-    model.ir_version = 8
-    path = tmp_path / 'det.onnx'
-    path.write_bytes(model.SerializeToString())
+    path = write_determinant_model(tmp_path / 'det.onnx')
     with pytest.raises(tensorrt_engine.TensorRTBuildError,
                        match="rejected .*det.onnx.*\n  - node 'head/determinant'"):
         tensorrt_engine.build_serialized_engine(path)
