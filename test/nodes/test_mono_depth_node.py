@@ -2,14 +2,13 @@
 import functools
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fixtures.models import write_affine_model
-from fixtures.ros_harness import overrides, ros_graph
+from fixtures.ros_harness import installed_executable, overrides, ros_graph
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
@@ -226,23 +225,14 @@ def test_publisher_without_delivered_data_gets_a_hint(model_path):
         assert node.reporter.total == 0               # a hint, not a rejected frame
 
 
-def installed_executable():
-    workspace = os.environ.get('DEPTH_NODES_WORKSPACE')
-    if workspace:
-        exe = Path(workspace) / 'depth_nodes' / 'lib' / 'depth_nodes' / 'mono_depth_node'
-        if exe.exists():
-            return [str(exe)]
-    return [sys.executable, '-m', 'depth_nodes.nodes.mono_depth_node']
-
-
 @pytest.mark.parametrize('content', [None, b'not an onnx file'])
 def test_missing_or_corrupt_model_exits_non_zero_naming_the_file(tmp_path, content):
     path = tmp_path / 'model.onnx'
     if content is not None:
         path.write_bytes(content)
     start = time.monotonic()
-    proc = subprocess.run(installed_executable() + ['--ros-args', '-p', f'model:={path}'],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(installed_executable('mono_depth_node') + [
+        '--ros-args', '-p', f'model:={path}'], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert str(path) in proc.stderr + proc.stdout
     assert time.monotonic() - start < 30

@@ -2,9 +2,7 @@
 input's header on every output, metric scale parameters, bad input of the field kinds, run-time
 model swaps, and the launch plan of method:=nir."""
 import functools
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import pytest
 import yaml
 from fixtures import malformed
 from fixtures.models import write_affine_model, write_translation_model
-from fixtures.ros_harness import overrides, ros_graph
+from fixtures.ros_harness import installed_executable, overrides, ros_graph
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
@@ -166,21 +164,11 @@ def test_depth_model_swap_at_run_time(models, tmp_path):
                                    0.8 * 0.5 / (2 * DISPARITY), rtol=1e-5)
 
 
-def installed_executable():
-    workspace = os.environ.get('DEPTH_NODES_WORKSPACE')
-    if workspace:
-        exe = Path(workspace) / 'depth_nodes' / 'lib' / 'depth_nodes' / 'nir_depth_node'
-        if exe.exists():
-            return [str(exe)]
-    return [sys.executable, '-m', 'depth_nodes.nodes.nir_depth_node']
-
-
 def test_translation_model_without_depth_model_exits_non_zero_naming_it(models):
     ctn, _ = models
-    proc = subprocess.run(installed_executable() + ['--ros-args', '-p', f'model:={ctn}',
-                                                    '-p', "depth_model:=''",
-                                                    '-p', 'backend:=onnxruntime'],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(installed_executable('nir_depth_node') + [
+        '--ros-args', '-p', f'model:={ctn}', '-p', "depth_model:=''",
+        '-p', 'backend:=onnxruntime'], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert 'ctn.onnx' in proc.stderr + proc.stdout
     assert 'parameter depth_model' in proc.stderr + proc.stdout
