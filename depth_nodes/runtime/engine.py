@@ -37,6 +37,10 @@ class EngineOptions:
     force_engine_update: bool = False
     intra_op_threads: int = 0        # ONNX Runtime / torch CPU threads (0 = library default)
     device_id: int = 0               # CUDA device
+    # ONNX Runtime CPU: run ELU / LeakyReLU / residual Adds in the blocked NCHWc layout of
+    # the convolutions around them instead of reordering to NCHW and back (ort_nchwc.py).
+    # The environment variable DEPTH_NODES_ORT_NCHWC=0 turns it off.
+    nchwc_elementwise: bool = True
 
 
 class Engine(Protocol):

@@ -1,12 +1,19 @@
 """ONNX Runtime backend: CPU everywhere, CUDA provider when the GPU build finds a device."""
 from __future__ import annotations
 
+import logging
+import os
+import tempfile
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
 from depth_nodes.runtime.engine import EngineOptions, ModelLoadError
+
+log = logging.getLogger(__name__)
+NCHWC_ENV = 'DEPTH_NODES_ORT_NCHWC'      # '0': keep ONNX Runtime's own graph
+NCHWC_TOLERANCE = 1e-4                   # relative to the output's largest magnitude
 
 
 class OnnxRuntimeEngine:
@@ -15,30 +22,118 @@ class OnnxRuntimeEngine:
     def __init__(self, model_path: Path, options: EngineOptions = EngineOptions()):
         import onnxruntime as ort
         self.model_path = Path(model_path)
-        session_options = ort.SessionOptions()
-        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if options.intra_op_threads > 0:
-            session_options.intra_op_num_threads = options.intra_op_threads
-        session_options.log_severity_level = 3  # errors only; ours are clearer
+        self._options = options
         providers = ['CPUExecutionProvider']
         if 'CUDAExecutionProvider' in ort.get_available_providers():
             providers.insert(0, ('CUDAExecutionProvider', {'device_id': options.device_id}))
+        self.nchwc_moved = 0      # element-wise operators kept in NCHWc (ort_nchwc.py)
+        self.nchwc_note = ''
+        rewrite = (options.nchwc_elementwise and len(providers) == 1
+                   and os.environ.get(NCHWC_ENV, '1').strip() not in ('0', 'false', 'False')
+                   and _has_nchwc_candidates(self.model_path))
         try:
-            self._session = ort.InferenceSession(str(self.model_path), session_options,
-                                                 providers=providers)
+            with tempfile.TemporaryDirectory(prefix='depth_nodes_ort_') as tmp:
+                optimised = Path(tmp) / 'optimised.onnx'
+                self._session = ort.InferenceSession(
+                    str(self.model_path), self._session_options(optimised if rewrite else None),
+                    providers=providers)
+                # The model's own metadata (the optimised copy need not keep it).
+                self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
+                if rewrite:
+                    try:
+                        self._use_nchwc_rewrite(optimised)
+                    except Exception as exc:  # noqa: BLE001 - never worse than the plain graph
+                        self.nchwc_note = (f'NCHWc rewrite failed ({str(exc)[:300]}); using '
+                                           f'the plain session')
+                        log.warning('%s: %s', self.model_path, self.nchwc_note)
+        except ModelLoadError:
+            raise
         except Exception as exc:  # onnxruntime raises several unrelated exception types
             raise ModelLoadError(self.model_path, f'not a usable ONNX model ({exc})') from None
         self.input_shapes = {
             i.name: tuple(d if isinstance(d, int) else -1 for d in i.shape)
             for i in self._session.get_inputs()}
         self.output_names = tuple(o.name for o in self._session.get_outputs())
-        self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
         self.providers = tuple(self._session.get_providers())
         self._version = ort.__version__
+
+    def _session_options(self, optimised_path: Path | None = None, optimise: bool = True):
+        import onnxruntime as ort
+        session_options = ort.SessionOptions()
+        session_options.graph_optimization_level = (
+            ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimise
+            else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+        if optimised_path is not None:
+            session_options.optimized_model_filepath = str(optimised_path)
+        if self._options.intra_op_threads > 0:
+            session_options.intra_op_num_threads = self._options.intra_op_threads
+        session_options.log_severity_level = 3  # errors only; ours are clearer
+        return session_options
+
+    def _use_nchwc_rewrite(self, optimised: Path) -> None:
+        """Swap in a session on ONNX Runtime's own optimised graph with the element-wise
+        operators kept in NCHWc (ort_nchwc.py), if that moves any and gives the same output
+        on a random input; otherwise keep the plain session and say why in nchwc_note
+        (an exception from here does the same, in __init__)."""
+        import onnx
+        import onnxruntime as ort
+
+        from depth_nodes.runtime.ort_nchwc import keep_elementwise_in_nchwc
+        if not optimised.is_file():
+            self.nchwc_note = 'NCHWc rewrite: ONNX Runtime wrote no optimised model'
+            return
+        model = onnx.load(str(optimised))
+        moved = keep_elementwise_in_nchwc(model)
+        if not moved:
+            return
+        feeds = {}
+        rng = np.random.default_rng(0)
+        for given in self._session.get_inputs():
+            if not all(isinstance(d, int) and d > 0 for d in given.shape):
+                self.nchwc_note = f'NCHWc rewrite skipped: input {given.name} has a dynamic shape'
+                return
+            if given.type != 'tensor(float)':
+                self.nchwc_note = f'NCHWc rewrite skipped: input {given.name} is {given.type}'
+                return
+            feeds[given.name] = rng.random(given.shape, dtype=np.float32)
+        candidate = ort.InferenceSession(model.SerializeToString(),
+                                         self._session_options(optimise=False),
+                                         providers=['CPUExecutionProvider'])
+        names = [o.name for o in self._session.get_outputs()]
+        plain = self._session.run(names, feeds)
+        rewritten = candidate.run(names, feeds)
+        error = max(float(np.max(np.abs(a - b), initial=0.0)) /
+                    max(1.0, float(np.max(np.abs(a), initial=0.0)))
+                    for a, b in zip(plain, rewritten))
+        if not error <= NCHWC_TOLERANCE:
+            self.nchwc_note = (f'NCHWc rewrite differs by {error:.2g} (> {NCHWC_TOLERANCE}); '
+                               f'using the plain session')
+            log.warning('%s: %s', self.model_path, self.nchwc_note)
+            return
+        self._session = candidate
+        self.nchwc_moved = moved
+        self.nchwc_note = f'{moved} element-wise ops in NCHWc'
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self._session.run(self.output_names, dict(feeds))
         return dict(zip(self.output_names, outputs))
 
     def describe(self) -> str:
-        return f'onnxruntime {self._version} ({", ".join(self.providers)})'
+        extra = f'; {self.nchwc_note}' if self.nchwc_note else ''
+        return f'onnxruntime {self._version} ({", ".join(self.providers)}{extra})'
+
+
+def _has_nchwc_candidates(path: Path) -> bool:
+    """Whether the model has an operator the NCHWc rewrite could move (saves writing the
+    optimised copy of, e.g., a 250 MB all-ReLU model for nothing). False without the onnx
+    package, and for a file onnx cannot read (ONNX Runtime then reports the error)."""
+    try:
+        import onnx
+    except ImportError:         # optional: without it ONNX Runtime's own graph is used
+        return False
+    from depth_nodes.runtime.ort_nchwc import UNARY_OPS
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - the session's own error is the clearer one
+        return False
+    return any(node.op_type in UNARY_OPS for node in model.graph.node)

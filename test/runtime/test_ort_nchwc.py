@@ -1,0 +1,176 @@
+"""The NCHWc rewrite of ONNX Runtime's optimised graph (depth_nodes/runtime/ort_nchwc.py):
+element-wise operators between NCHWc convolutions stop paying reorders, the outputs stay
+those of the plain session, and anything doubtful falls back to the plain session."""
+import collections
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from depth_nodes.runtime import onnxruntime_engine, ort_nchwc
+from depth_nodes.runtime.engine import EngineOptions
+from depth_nodes.runtime.onnxruntime_engine import OnnxRuntimeEngine
+
+H, W = 24, 32
+REPO = Path(__file__).resolve().parents[2]
+
+
+def conv(name, x, in_channels, out_channels, rng, inits, dilation=1):
+    scale = 1.5 / np.sqrt(9 * in_channels)          # activations stay of order 1
+    weight = rng.normal(0, scale, (out_channels, in_channels, 3, 3)).astype(np.float32)
+    bias = rng.normal(0, 0.1, out_channels).astype(np.float32)
+    inits += [numpy_helper.from_array(weight, f'{name}.w'),
+              numpy_helper.from_array(bias, f'{name}.b')]
+    return helper.make_node('Conv', [x, f'{name}.w', f'{name}.b'], [name], pads=[dilation] * 4,
+                            dilations=[dilation, dilation], kernel_shape=[3, 3])
+
+
+def residual_elu_model(path, tail='conv', dynamic=False):
+    """x -> conv 2->16, ELU -> conv 16->32, ELU -> residual block
+    y = ELU(h + conv(ELU(conv(h)))) (dilation 2) -> conv 32->16 -> ``tail``:
+    'conv': another ELU and a conv 16->16 (every ELU between two convolutions);
+    'concat': the last ELU's output concatenated with the input (it must stay NCHW)."""
+    rng = np.random.default_rng(0)
+    inits, nodes = [], []
+    nodes += [conv('c0', 'x', 2, 16, rng, inits), helper.make_node('Elu', ['c0'], ['e0']),
+              conv('c1', 'e0', 16, 32, rng, inits), helper.make_node('Elu', ['c1'], ['h']),
+              conv('r1', 'h', 32, 32, rng, inits, 2), helper.make_node('Elu', ['r1'], ['re1']),
+              conv('r2', 're1', 32, 32, rng, inits, 2),
+              helper.make_node('Add', ['h', 'r2'], ['s']),
+              helper.make_node('Elu', ['s'], ['block']), conv('c2', 'block', 32, 16, rng, inits),
+              helper.make_node('Elu', ['c2'], ['e2'])]
+    channels = 16
+    if tail == 'conv':
+        nodes.append(conv('y', 'e2', 16, 16, rng, inits))
+    else:
+        nodes.append(helper.make_node('Concat', ['e2', 'x'], ['y'], axis=1))
+        channels = 18
+    shape = ['batch', 2, 'h', 'w'] if dynamic else [1, 2, H, W]
+    out_shape = ['batch', channels, 'h', 'w'] if dynamic else [1, channels, H, W]
+    graph = helper.make_graph(nodes, 'residual_elu',
+                              [helper.make_tensor_value_info('x', TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info('y', TensorProto.FLOAT, out_shape)],
+                              initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)], ir_version=9)
+    onnx.save(model, str(path))
+    return path
+
+
+def ort_optimised(path, tmp_path):
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / 'optimised.onnx')
+    options.log_severity_level = 3
+    ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
+    model = onnx.load(str(tmp_path / 'optimised.onnx'))
+    if not any(node.domain == ort_nchwc.NCHWC_DOMAIN for node in model.graph.node):
+        pytest.skip('ONNX Runtime does not use the NCHWc layout on this CPU')
+    return model
+
+
+def op_counts(model):
+    return collections.Counter(node.op_type for node in model.graph.node)
+
+
+def reference(path, x):
+    """The plain graph, no ONNX Runtime optimisation at all."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
+    return session.run(None, {'x': x})[0]
+
+
+def test_elus_and_residual_add_move_into_nchwc_and_the_reorders_go(tmp_path):
+    path = residual_elu_model(tmp_path / 'm.onnx')
+    model = ort_optimised(path, tmp_path)
+    before = op_counts(model)
+    # ONNX Runtime's own graph: every ELU sits between a ReorderOutput and a ReorderInput.
+    assert before['Elu'] == 5 and before['ReorderOutput'] >= 5 and before['ReorderInput'] >= 4
+    assert ort_nchwc.keep_elementwise_in_nchwc(model) == 6       # 5 ELUs and the Add
+    after = op_counts(model)
+    assert after['ReorderInput'] == 0
+    assert after['ReorderOutput'] == 1                           # the graph output only
+    assert after['Add'] == 0                                     # summed by the convolution
+    assert after['Elu'] == 5 and after['Conv'] == before['Conv']
+    sum_inputs = [n for n in model.graph.node if n.op_type == 'Conv' and len(n.input) == 4]
+    assert len(sum_inputs) == 1 and sum_inputs[0].input[3].startswith('h')
+
+
+def test_an_elu_whose_result_is_needed_in_nchw_stays(tmp_path):
+    path = residual_elu_model(tmp_path / 'm.onnx', tail='concat')
+    model = ort_optimised(path, tmp_path)
+    assert ort_nchwc.keep_elementwise_in_nchwc(model) == 5       # e2 feeds the Concat
+    elus = {n.output[0]: n for n in model.graph.node if n.op_type == 'Elu'}
+    assert 'e2' in elus                                          # still the NCHW tensor
+
+
+@pytest.mark.parametrize('tail', ['conv', 'concat'])
+def test_engine_output_equals_the_plain_graph(tmp_path, tail):
+    path = residual_elu_model(tmp_path / 'm.onnx', tail=tail)
+    x = np.random.default_rng(3).normal(0, 1, (1, 2, H, W)).astype(np.float32)
+    expected = reference(path, x)
+    engine = OnnxRuntimeEngine(path, EngineOptions(intra_op_threads=1))
+    if engine.nchwc_moved == 0:
+        pytest.skip(f'no NCHWc rewrite on this CPU ({engine.nchwc_note or "no NCHWc"})')
+    assert engine.nchwc_moved == (6 if tail == 'conv' else 5)
+    assert 'element-wise ops in NCHWc' in engine.describe()
+    np.testing.assert_allclose(engine.run({'x': x})['y'], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_bundled_semidense_model_is_unchanged_by_the_rewrite():
+    path = REPO / 'models' / 'semidense_synthetic.onnx'
+    on = OnnxRuntimeEngine(path, EngineOptions(intra_op_threads=1))
+    off = OnnxRuntimeEngine(path, EngineOptions(intra_op_threads=1, nchwc_elementwise=False))
+    if on.nchwc_moved == 0:
+        pytest.skip('no NCHWc rewrite on this CPU')
+    assert off.nchwc_moved == 0 and on.metadata == off.metadata
+    shape = on.input_shapes['semidense']
+    x = np.random.default_rng(4).random(shape, dtype=np.float32)
+    np.testing.assert_allclose(on.run({'semidense': x})['normalized_depth'],
+                               off.run({'semidense': x})['normalized_depth'],
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_environment_variable_turns_it_off(tmp_path, monkeypatch):
+    path = residual_elu_model(tmp_path / 'm.onnx')
+    monkeypatch.setenv(onnxruntime_engine.NCHWC_ENV, '0')
+    engine = OnnxRuntimeEngine(path)
+    assert engine.nchwc_moved == 0 and engine.nchwc_note == ''
+
+
+def test_dynamic_input_shape_keeps_the_plain_session(tmp_path):
+    path = residual_elu_model(tmp_path / 'm.onnx', dynamic=True)
+    engine = OnnxRuntimeEngine(path)
+    assert engine.nchwc_moved == 0
+    if engine.nchwc_note:                       # a CPU without NCHWc writes no note
+        assert 'dynamic shape' in engine.nchwc_note
+    x = np.random.default_rng(5).normal(0, 1, (1, 2, H, W)).astype(np.float32)
+    np.testing.assert_allclose(engine.run({'x': x})['y'], reference(path, x), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_a_rewrite_that_changes_the_output_is_refused(tmp_path, monkeypatch):
+    """The check at load is what makes the rewrite safe: corrupt it and the engine must
+    keep the plain session, say so, and still compute the right values."""
+    path = residual_elu_model(tmp_path / 'm.onnx')
+    real = ort_nchwc.keep_elementwise_in_nchwc
+
+    def corrupting(model):
+        moved = real(model)
+        for node in model.graph.node:
+            if node.op_type == 'Elu':
+                del node.attribute[:]
+                node.attribute.append(helper.make_attribute('alpha', 0.5))
+                break
+        return moved
+
+    monkeypatch.setattr(ort_nchwc, 'keep_elementwise_in_nchwc', corrupting)
+    engine = OnnxRuntimeEngine(path)
+    x = np.random.default_rng(6).normal(0, 1, (1, 2, H, W)).astype(np.float32)
+    if 'NCHWc' not in engine.nchwc_note:
+        pytest.skip('no NCHWc rewrite on this CPU')
+    assert engine.nchwc_moved == 0 and 'differs' in engine.nchwc_note
+    np.testing.assert_allclose(engine.run({'x': x})['y'], reference(path, x), rtol=1e-5,
+                               atol=1e-5)
