@@ -10,6 +10,10 @@ Runs the installed node in its own process (as on a robot) and measures, over re
      CDR in and out, same message sizes), so (3) can be split into the node's own work
      and what rclpy + Fast DDS cost to move 0.9 MB in and 1.2 MB out.
 
+Every process here (this probe, the echo, the node) keeps its megabyte buffers in the heap
+(depth_nodes/runtime/allocator.py, as the nodes do at start); DEPTH_NODES_MALLOPT=0 in the
+environment measures all three with glibc's default malloc instead.
+
 Usage (after tools/bootstrap.sh):  source tools/env.sh && python tools/benchmark_node.py
 """
 from __future__ import annotations
@@ -52,6 +56,8 @@ def serve_echo() -> int:
 
     from depth_nodes import ros_io
     from depth_nodes.nodes.depth_node import input_qos
+    from depth_nodes.runtime.allocator import keep_large_buffers
+    keep_large_buffers()                 # as run_node does for every depth node
     signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
     rclpy.init()
     node = rclpy.create_node('depth_benchmark_echo')
@@ -96,6 +102,9 @@ class LatencyProbe:
         import rclpy
         from rclpy.qos import QoSProfile, QoSReliabilityPolicy
         from sensor_msgs.msg import Image
+
+        from depth_nodes.runtime.allocator import keep_large_buffers
+        _, self.malloc_note = keep_large_buffers()
         rclpy.init()
         self.node = rclpy.create_node('depth_benchmark')
         qos = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
@@ -219,6 +228,7 @@ def run(model: str, frames: int, overload_s: float) -> dict:
     floor_p50 = percentile_ms(floor, 50)
     return {
         'input': '640x480 rgb8', 'model': Path(model).name, 'backend': 'onnxruntime (CPU)',
+        'malloc': probe.malloc_note,
         'model_only_ms_p50': percentile_ms(model_s, 50),
         'model_only_ms_p95': percentile_ms(model_s, 95),
         'end_to_end_ms_p50': single_p50, 'end_to_end_ms_p95': percentile_ms(single, 95),

@@ -37,6 +37,7 @@ from depth_nodes.core.pipeline import (LatencyWindow, LatestFrameWorker, RateMet
                                        ThrottledReporter)
 from depth_nodes.frames import (DepthFrame, DepthFramePath, DepthMessages, engine_options,
                                 parameter_defaults)
+from depth_nodes.runtime.allocator import keep_large_buffers
 from depth_nodes.runtime.engine import BACKENDS, PRECISIONS, ModelLoadError
 from depth_nodes.runtime.estimator import OUTPUT_RESOLUTIONS
 from depth_nodes.runtime.model import LoadedModel, open_model
@@ -498,7 +499,9 @@ def subscription_qos(raw: bool = False):
 
 
 def run_node(factory: Callable[[], Node], args=None) -> int:
-    """The standard main: spin until shutdown; a model that cannot load exits with code 1."""
+    """The standard main: spin until shutdown; a model that cannot load exits with code 1.
+    Per-frame megabyte buffers are kept in the heap first (runtime/allocator.py)."""
+    _, malloc_note = keep_large_buffers()
     try:
         with rclpy.init(args=args):
             try:
@@ -506,6 +509,7 @@ def run_node(factory: Callable[[], Node], args=None) -> int:
             except ModelLoadError as exc:
                 rclpy.logging.get_logger('depth_nodes').fatal(str(exc))
                 return 1
+            node.get_logger().debug(malloc_note)
             try:
                 rclpy.spin(node)
             finally:
