@@ -14,6 +14,7 @@ from depth_nodes.runtime.engine import EngineOptions, ModelLoadError
 log = logging.getLogger(__name__)
 NCHWC_ENV = 'DEPTH_NODES_ORT_NCHWC'      # '0': keep ONNX Runtime's own graph
 NCHWC_TOLERANCE = 1e-4                   # relative to the output's largest magnitude
+NCHWC_MAX_BYTES = 1 << 30                # larger models: no optimised copy written to /tmp
 
 
 class OnnxRuntimeEngine:
@@ -31,12 +32,26 @@ class OnnxRuntimeEngine:
         rewrite = (options.nchwc_elementwise and len(providers) == 1
                    and os.environ.get(NCHWC_ENV, '1').strip() not in ('0', 'false', 'False')
                    and _has_nchwc_candidates(self.model_path))
+        if rewrite and self.model_path.stat().st_size > NCHWC_MAX_BYTES:
+            rewrite = False
+            self.nchwc_note = 'NCHWc rewrite skipped: model over 1 GB'
         try:
             with tempfile.TemporaryDirectory(prefix='depth_nodes_ort_') as tmp:
                 optimised = Path(tmp) / 'optimised.onnx'
-                self._session = ort.InferenceSession(
-                    str(self.model_path), self._session_options(optimised if rewrite else None),
-                    providers=providers)
+                try:
+                    self._session = ort.InferenceSession(
+                        str(self.model_path),
+                        self._session_options(optimised if rewrite else None),
+                        providers=providers)
+                except Exception as exc:  # noqa: BLE001 - retried without the rewrite below
+                    if not rewrite:
+                        raise
+                    # Writing the optimised copy can fail where loading does not (disk
+                    # space, size): the model must still load as it would without it.
+                    rewrite = False
+                    self.nchwc_note = f'NCHWc rewrite skipped ({str(exc)[:200]})'
+                    self._session = ort.InferenceSession(
+                        str(self.model_path), self._session_options(), providers=providers)
                 # The model's own metadata (the optimised copy need not keep it).
                 self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
                 if rewrite:

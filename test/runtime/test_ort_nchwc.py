@@ -174,3 +174,17 @@ def test_a_rewrite_that_changes_the_output_is_refused(tmp_path, monkeypatch):
     assert engine.nchwc_moved == 0 and 'differs' in engine.nchwc_note
     np.testing.assert_allclose(engine.run({'x': x})['y'], reference(path, x), rtol=1e-5,
                                atol=1e-5)
+
+
+def test_model_loads_when_the_optimised_copy_cannot_be_written(tmp_path, monkeypatch):
+    """ONNX Runtime fails the session when it cannot write the optimised model (a full or
+    read-only /tmp): the engine must then load the model as it would without the rewrite."""
+    import contextlib
+    path = residual_elu_model(tmp_path / 'm.onnx')
+    monkeypatch.setattr(onnxruntime_engine.tempfile, 'TemporaryDirectory',
+                        lambda **_: contextlib.nullcontext(str(tmp_path / 'missing' / 'dir')))
+    engine = OnnxRuntimeEngine(path)
+    assert engine.nchwc_moved == 0 and engine.nchwc_note.startswith('NCHWc rewrite skipped')
+    x = np.random.default_rng(7).normal(0, 1, (1, 2, H, W)).astype(np.float32)
+    np.testing.assert_allclose(engine.run({'x': x})['y'], reference(path, x), rtol=1e-5,
+                               atol=1e-5)
