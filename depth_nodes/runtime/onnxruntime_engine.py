@@ -29,9 +29,11 @@ class OnnxRuntimeEngine:
             providers.insert(0, ('CUDAExecutionProvider', {'device_id': options.device_id}))
         self.nchwc_moved = 0      # element-wise operators kept in NCHWc (ort_nchwc.py)
         self.nchwc_note = ''
-        rewrite = (options.nchwc_elementwise and len(providers) == 1
-                   and os.environ.get(NCHWC_ENV, '1').strip() not in ('0', 'false', 'False')
-                   and _has_nchwc_candidates(self.model_path))
+        original = None           # the model as onnx reads it, when the rewrite may apply
+        if (options.nchwc_elementwise and len(providers) == 1
+                and os.environ.get(NCHWC_ENV, '1').strip() not in ('0', 'false', 'False')):
+            original = _model_with_nchwc_candidates(self.model_path)
+        rewrite = original is not None
         if rewrite and self.model_path.stat().st_size > NCHWC_MAX_BYTES:
             rewrite = False
             self.nchwc_note = 'NCHWc rewrite skipped: model over 1 GB'
@@ -56,7 +58,7 @@ class OnnxRuntimeEngine:
                 self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
                 if rewrite:
                     try:
-                        self._use_nchwc_rewrite(optimised)
+                        self._use_nchwc_rewrite(optimised, original)
                     except Exception as exc:  # noqa: BLE001 - never worse than the plain graph
                         self.nchwc_note = (f'NCHWc rewrite failed ({str(exc)[:300]}); using '
                                            f'the plain session')
@@ -85,7 +87,7 @@ class OnnxRuntimeEngine:
         session_options.log_severity_level = 3  # errors only; ours are clearer
         return session_options
 
-    def _use_nchwc_rewrite(self, optimised: Path) -> None:
+    def _use_nchwc_rewrite(self, optimised: Path, original) -> None:
         """Swap in a session on ONNX Runtime's own optimised graph with the element-wise
         operators kept in NCHWc (ort_nchwc.py), if that moves any and gives the same output
         on a random input; otherwise keep the plain session and say why in nchwc_note
@@ -93,12 +95,12 @@ class OnnxRuntimeEngine:
         import onnx
         import onnxruntime as ort
 
-        from depth_nodes.runtime.ort_nchwc import keep_elementwise_in_nchwc
+        from depth_nodes.runtime import ort_nchwc
         if not optimised.is_file():
             self.nchwc_note = 'NCHWc rewrite: ONNX Runtime wrote no optimised model'
             return
         model = onnx.load(str(optimised))
-        moved = keep_elementwise_in_nchwc(model)
+        moved = ort_nchwc.keep_elementwise_in_nchwc(model, ort_nchwc.known_shapes(original))
         if not moved:
             return
         feeds = {}
@@ -138,17 +140,18 @@ class OnnxRuntimeEngine:
         return f'onnxruntime {self._version} ({", ".join(self.providers)}{extra})'
 
 
-def _has_nchwc_candidates(path: Path) -> bool:
-    """Whether the model has an operator the NCHWc rewrite could move (saves writing the
-    optimised copy of, e.g., a 250 MB all-ReLU model for nothing). False without the onnx
-    package, and for a file onnx cannot read (ONNX Runtime then reports the error)."""
+def _model_with_nchwc_candidates(path: Path):
+    """The model (onnx.ModelProto, without external data) if it has an operator the NCHWc
+    rewrite could move, else None: that saves writing the optimised copy of, e.g., a 250 MB
+    all-ReLU model for nothing. None without the onnx package, and for a file onnx cannot
+    read (ONNX Runtime then reports the error)."""
     try:
         import onnx
     except ImportError:         # optional: without it ONNX Runtime's own graph is used
-        return False
+        return None
     from depth_nodes.runtime.ort_nchwc import UNARY_OPS
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # noqa: BLE001 - the session's own error is the clearer one
-        return False
-    return any(node.op_type in UNARY_OPS for node in model.graph.node)
+        return None
+    return model if any(node.op_type in UNARY_OPS for node in model.graph.node) else None

@@ -5,9 +5,10 @@ in a blocked channel layout, NCHW8c (AVX2) or NCHW16c (AVX-512), and inserts Reo
 ReorderInput nodes wherever a tensor reaches an operator it does not know to be
 layout-agnostic. It knows Relu, Sigmoid and Tanh (fused into the convolution) and Add, Sum,
 Mul and Concat of two NCHWc tensors, but not ELU or LeakyReLU. A network built of
-conv -> ELU -> conv (Makarov et al.'s semi-dense interpolation network, the Monodepth-style
-DPN, the pix2pix encoder) therefore pays a full reorder to NCHW and back around every
-activation: at 1000x1300 the semi-dense network spent 62 of its 330 ms in reorders.
+conv -> ELU -> conv (Makarov et al.'s semi-dense interpolation network) therefore pays a
+full reorder to NCHW and back around every activation: at 1000x1300 the semi-dense network
+spent 62 of its 330 ms in reorders. (In the DPN and the pix2pix U-Net most ELUs and
+LeakyReLUs feed a Concat or a normalisation that stays in NCHW anyway: little to gain.)
 
 An element-wise operator with f(0) = 0 computes the same values in any memory layout, and
 the zero padding of a partial channel block stays zero, so this pass, run on the model
@@ -31,8 +32,8 @@ import onnx
 NCHWC_DOMAIN = 'com.microsoft.nchwc'
 # Element-wise, f(0) = 0 (padded channels stay zero), one tensor in, one out.
 UNARY_OPS = frozenset({'Elu', 'LeakyRelu', 'Selu', 'Celu', 'Softsign', 'Neg', 'Abs'})
-# Element-wise of two tensors; rewritten only when both are NCHWc with equal channel
-# counts (same shape: a broadcast would not be element-wise in the blocked layout).
+# Element-wise of two tensors; rewritten only when both are NCHWc and the graph records the
+# same shape for both (a broadcast would not be element-wise in the blocked layout).
 BINARY_OPS = frozenset({'Add', 'Sub', 'Mul'})
 
 
@@ -49,7 +50,18 @@ def _is_nchwc(node: onnx.NodeProto, op_type: str) -> bool:
             and not _attribute(node, 'channels_last', 0))
 
 
-def keep_elementwise_in_nchwc(model: onnx.ModelProto) -> int:
+def known_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """The fully known tensor shapes of an original (standard-operator) model, by ONNX shape
+    inference: the names ONNX Runtime keeps for the NCHW tensors of its optimised graph."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - without shapes only binary operators stay put
+        return {}
+    return _recorded_shapes(inferred.graph)
+
+
+def keep_elementwise_in_nchwc(model: onnx.ModelProto,
+                              shapes: dict[str, tuple[int, ...]] | None = None) -> int:
     """Rewrite ``model`` (ONNX Runtime's optimised graph, in place) so that the element-wise
     operators in UNARY_OPS / BINARY_OPS between NCHWc convolutions work on the NCHWc
     tensors; returns how many operators were moved (0: model unchanged).
@@ -57,7 +69,9 @@ def keep_elementwise_in_nchwc(model: onnx.ModelProto) -> int:
     An operator moves only when that removes reorders: its inputs come out of NCHWc
     (ReorderOutput) and its output goes only back into NCHWc (ReorderInput) or into other
     moved operators. One whose result is needed in NCHW (a Concat, a graph output) stays:
-    moving it would only shift the reorder and make it work on padded channel blocks."""
+    moving it would only shift the reorder and make it work on padded channel blocks.
+    ``shapes`` (known_shapes() of the original model) adds to the shapes the optimised graph
+    records: a binary operator moves only when both its inputs have the same known shape."""
     graph = model.graph
     nodes = list(graph.node)
     graph_outputs = {output.name for output in graph.output}
@@ -65,6 +79,7 @@ def keep_elementwise_in_nchwc(model: onnx.ModelProto) -> int:
     for node in nodes:
         for name in node.input:
             consumers[name].append(node)
+    shapes = {**(shapes or {}), **_recorded_shapes(graph)}
     # NCHW tensor name -> (its NCHWc twin, logical channels), from ReorderOutput nodes.
     twin: dict[str, tuple[str, int]] = {}
     candidates: dict[int, onnx.NodeProto] = {}
@@ -80,6 +95,11 @@ def keep_elementwise_in_nchwc(model: onnx.ModelProto) -> int:
         sources = [twin.get(name) for name in node.input]
         if any(source is None for source in sources) or len({c for _, c in sources}) != 1:
             continue
+        if len(node.input) == 2 and (shapes.get(node.input[0]) is None
+                                     or shapes.get(node.input[0]) != shapes.get(node.input[1])):
+            continue
+        if node.input[0] in shapes:
+            shapes[node.output[0]] = shapes[node.input[0]]
         candidates[id(node)] = node
         produced_by[node.output[0]] = id(node)
         twin[node.output[0]] = (node.output[0] + '_nchwc', sources[0][1])
@@ -149,6 +169,17 @@ def keep_elementwise_in_nchwc(model: onnx.ModelProto) -> int:
     # Shapes recorded for the old NCHW tensors no longer hold for the renamed ones.
     del graph.value_info[:]
     return len(candidates)
+
+
+def _recorded_shapes(graph: onnx.GraphProto) -> dict[str, tuple[int, ...]]:
+    """Fully known tensor shapes in the graph's value_info / inputs / outputs (ONNX Runtime
+    writes them for a model of fixed size)."""
+    shapes = {}
+    for value in (*graph.value_info, *graph.input, *graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims and all(d.HasField('dim_value') and d.dim_value > 0 for d in dims):
+            shapes[value.name] = tuple(d.dim_value for d in dims)
+    return shapes
 
 
 def _is_elementwise(node: onnx.NodeProto) -> bool:

@@ -67,7 +67,7 @@ def ort_optimised(path, tmp_path):
     model = onnx.load(str(tmp_path / 'optimised.onnx'))
     if not any(node.domain == ort_nchwc.NCHWC_DOMAIN for node in model.graph.node):
         pytest.skip('ONNX Runtime does not use the NCHWc layout on this CPU')
-    return model
+    return model, ort_nchwc.known_shapes(onnx.load(str(path)))
 
 
 def op_counts(model):
@@ -84,11 +84,11 @@ def reference(path, x):
 
 def test_elus_and_residual_add_move_into_nchwc_and_the_reorders_go(tmp_path):
     path = residual_elu_model(tmp_path / 'm.onnx')
-    model = ort_optimised(path, tmp_path)
+    model, shapes = ort_optimised(path, tmp_path)
     before = op_counts(model)
     # ONNX Runtime's own graph: every ELU sits between a ReorderOutput and a ReorderInput.
     assert before['Elu'] == 5 and before['ReorderOutput'] >= 5 and before['ReorderInput'] >= 4
-    assert ort_nchwc.keep_elementwise_in_nchwc(model) == 6       # 5 ELUs and the Add
+    assert ort_nchwc.keep_elementwise_in_nchwc(model, shapes) == 6     # 5 ELUs and the Add
     after = op_counts(model)
     assert after['ReorderInput'] == 0
     assert after['ReorderOutput'] == 1                           # the graph output only
@@ -100,8 +100,8 @@ def test_elus_and_residual_add_move_into_nchwc_and_the_reorders_go(tmp_path):
 
 def test_an_elu_whose_result_is_needed_in_nchw_stays(tmp_path):
     path = residual_elu_model(tmp_path / 'm.onnx', tail='concat')
-    model = ort_optimised(path, tmp_path)
-    assert ort_nchwc.keep_elementwise_in_nchwc(model) == 5       # e2 feeds the Concat
+    model, shapes = ort_optimised(path, tmp_path)
+    assert ort_nchwc.keep_elementwise_in_nchwc(model, shapes) == 5     # e2 feeds the Concat
     elus = {n.output[0]: n for n in model.graph.node if n.op_type == 'Elu'}
     assert 'e2' in elus                                          # still the NCHW tensor
 
@@ -157,8 +157,8 @@ def test_a_rewrite_that_changes_the_output_is_refused(tmp_path, monkeypatch):
     path = residual_elu_model(tmp_path / 'm.onnx')
     real = ort_nchwc.keep_elementwise_in_nchwc
 
-    def corrupting(model):
-        moved = real(model)
+    def corrupting(model, shapes=None):
+        moved = real(model, shapes)
         for node in model.graph.node:
             if node.op_type == 'Elu':
                 del node.attribute[:]
@@ -188,3 +188,28 @@ def test_model_loads_when_the_optimised_copy_cannot_be_written(tmp_path, monkeyp
     x = np.random.default_rng(7).normal(0, 1, (1, 2, H, W)).astype(np.float32)
     np.testing.assert_allclose(engine.run({'x': x})['y'], reference(path, x), rtol=1e-5,
                                atol=1e-5)
+
+
+@pytest.mark.parametrize('b_shape, moved', [((1, 16, 4, 4), 1), ((1, 16, 1, 1), 0), (None, 0)])
+def test_a_binary_operator_moves_only_between_tensors_of_the_same_known_shape(b_shape, moved):
+    """Add(a, b) of two NCHWc tensors is element-wise in the blocked layout only when it does
+    not broadcast; without a recorded shape for both it stays in NCHW."""
+    def reorder(op, source, target, **attributes):
+        return helper.make_node(op, [source], [target], domain=ort_nchwc.NCHWC_DOMAIN,
+                                **attributes)
+    nodes = [reorder('ReorderOutput', 'a_c', 'a', channels=16),
+             reorder('ReorderOutput', 'b_c', 'b', channels=16),
+             helper.make_node('Add', ['a', 'b'], ['s']),
+             reorder('ReorderInput', 's', 's_c'),
+             helper.make_node('Identity', ['s_c'], ['y'])]
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ('a_c', 'b_c')]
+    graph = helper.make_graph(nodes, 'g', inputs,
+                              [helper.make_tensor_value_info('y', TensorProto.FLOAT, None)])
+    model = helper.make_model(graph)
+    shapes = {'a': (1, 16, 4, 4)}
+    if b_shape is not None:
+        shapes['b'] = b_shape
+    assert ort_nchwc.keep_elementwise_in_nchwc(model, shapes) == moved
+    ops = [n.op_type for n in model.graph.node]
+    assert ops == (['Add', 'Identity'] if moved else
+                   ['ReorderOutput', 'ReorderOutput', 'Add', 'ReorderInput', 'Identity'])
