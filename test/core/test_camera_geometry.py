@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 
@@ -61,6 +62,20 @@ def test_colorize_near_red_far_blue_invalid_black():
     assert invalid.tolist() == [0, 0, 0]
 
 
+def test_colorize_levels_are_turbo_linear_in_inverse_depth():
+    """Level k of 255 (0 = far limit, 254 = near limit, linear in 1/Z) is OpenCV's turbo
+    colour round(k * 255 / 254); out-of-range, NaN and inf pixels get the invalid colour."""
+    near, far = 0.5, 10.0
+    levels = np.array([0, 1, 100, 127, 253, 254])
+    inverse = 1 / far + levels / 254 * (1 / near - 1 / far)
+    depth = np.concatenate([1 / inverse, [0.4, 11.0, np.nan, np.inf]]).astype(np.float32)
+    rgb = colorize_depth(depth[None, :], near, far, invalid_rgb=(1, 2, 3))[0]
+    turbo = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None],
+                              cv2.COLORMAP_TURBO)[:, 0, ::-1]
+    np.testing.assert_array_equal(rgb[:6], turbo[np.rint(levels * 255 / 254).astype(int)])
+    assert rgb[6:].tolist() == [[1, 2, 3]] * 4
+
+
 def test_xyzrgb_layout_and_stride():
     depth = np.full((480, 640), 2.0, np.float32)
     rgb = np.zeros((480, 640, 3), np.uint8)
@@ -68,4 +83,8 @@ def test_xyzrgb_layout_and_stride():
     cloud = depth_to_xyzrgb(depth, CAM, rgb, stride=2)
     assert cloud.shape == (240, 320, 4)
     assert cloud[0, 0, 3].view(np.uint32) == 0xFF0000
+    # Point (row 10, column 7) is pixel (20, 14): x = (u - cx) z / fx, y = (v - cy) z / fy.
+    np.testing.assert_allclose(cloud[10, 7, :3], [(14 - CAM.cx) * 2 / CAM.fx,
+                                                  (20 - CAM.cy) * 2 / CAM.fy, 2.0], rtol=1e-6)
+    assert depth_to_xyzrgb(depth, CAM, None, stride=3)[0, 0, 3].view(np.uint32) == 0xFFFFFF
     assert pack_rgb(np.array([1, 2, 3], np.uint8)).view(np.uint32) == 0x010203
