@@ -27,9 +27,7 @@ from typing import Any, Callable, Iterator
 
 import cv2
 import numpy as np
-from sensor_msgs.msg import RegionOfInterest
 from std_msgs.msg import Header
-from stereo_msgs.msg import DisparityImage
 
 from depth_nodes import ros_io
 from depth_nodes.core.camera import CameraIntrinsics, CameraModelError, pixel_rays
@@ -105,7 +103,7 @@ class DepthFrame:
 class DepthMessages:
     """DepthFrame -> (node-relative topic, message) for depth/image, depth/camera_info,
     depth/colored, depth/points and the frame's extra outputs. Messages are serialized CDR
-    bytes or message objects (CameraInfo, DisparityImage)."""
+    bytes or message objects (CameraInfo)."""
 
     def __init__(self):
         self._rays_key = self._rays = None     # pixel rays of the last camera (points)
@@ -485,16 +483,12 @@ class StereoFramePath(DepthFramePath):
         return frame
 
 
-def disparity_message(result, header) -> DisparityImage:
-    """stereo_msgs/DisparityImage of a StereoResult: 32FC1 pixels, unknown below
+def disparity_message(result, header) -> bytes:
+    """Serialized stereo_msgs/DisparityImage of a StereoResult: 32FC1 pixels, unknown below
     min_disparity (as the message defines), f and T such that Z = f T / d."""
     disparity = np.where(np.isfinite(result.disparity), result.disparity,
                          np.float32(result.min_disparity - 1.0)).astype(np.float32)
-    x, y, width, height = result.valid_window
-    msg = DisparityImage(header=header, f=float(result.camera.fx), t=float(result.baseline),
-                         min_disparity=float(result.min_disparity),
-                         max_disparity=float(result.max_disparity),
-                         delta_d=float(result.disparity_step))
-    msg.image = ros_io.array_to_image(disparity, '32FC1', header)
-    msg.valid_window = RegionOfInterest(x_offset=x, y_offset=y, width=width, height=height)
-    return msg
+    return ros_io.disparity_to_cdr(
+        disparity, header, f=float(result.camera.fx), t=float(result.baseline),
+        min_disparity=float(result.min_disparity), max_disparity=float(result.max_disparity),
+        delta_d=float(result.disparity_step), valid_window=result.valid_window)

@@ -103,6 +103,7 @@ def pointcloud2_to_xyz(msg: PointCloud2) -> np.ndarray:
 # -- serialized (CDR) messages ---------------------------------------------------------------
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
 POINTCLOUD2_TYPE = 'sensor_msgs/msg/PointCloud2'
+DISPARITY_TYPE = 'stereo_msgs/msg/DisparityImage'
 
 
 def prepare_cdr() -> None:
@@ -154,6 +155,29 @@ def image_to_cdr(array: np.ndarray, encoding: str, header: Header) -> bytes:
         header=_cdr_header(header), height=int(array.shape[0]), width=int(array.shape[1]),
         encoding=encoding, is_bigendian=0, step=step, data=data.reshape(-1).view(np.uint8))
     return bytes(store.serialize_cdr(msg, IMAGE_TYPE))
+
+
+def disparity_to_cdr(disparity: np.ndarray, header: Header, *, f: float, t: float,
+                     min_disparity: float, max_disparity: float, delta_d: float,
+                     valid_window: tuple[int, int, int, int]) -> bytes:
+    """(H, W) float32 disparity -> serialized stereo_msgs/DisparityImage (its image 32FC1,
+    ``valid_window`` x, y, width, height), ready for Publisher.publish(). Building it as a
+    message object instead cost 5 ms per 640x480 frame in rclpy's array conversion."""
+    store = _typestore()
+    msg_header = _cdr_header(header)
+    data = np.ascontiguousarray(disparity, dtype=np.float32)
+    image = store.types[IMAGE_TYPE](
+        header=msg_header, height=int(data.shape[0]), width=int(data.shape[1]),
+        encoding='32FC1', is_bigendian=0, step=4 * int(data.shape[1]),
+        data=data.reshape(-1).view(np.uint8))
+    x, y, width, height = (int(v) for v in valid_window)
+    roi = store.types['sensor_msgs/msg/RegionOfInterest'](
+        x_offset=x, y_offset=y, height=height, width=width, do_rectify=False)
+    msg = store.types[DISPARITY_TYPE](
+        header=msg_header, image=image, f=float(f), t=float(t), valid_window=roi,
+        min_disparity=float(min_disparity), max_disparity=float(max_disparity),
+        delta_d=float(delta_d))
+    return bytes(store.serialize_cdr(msg, DISPARITY_TYPE))
 
 
 def xyzrgb_to_pointcloud2_cdr(cloud: np.ndarray, header: Header) -> bytes:

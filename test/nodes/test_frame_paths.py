@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from fixtures import malformed
 from fixtures.models import write_affine_model
+from rclpy.serialization import deserialize_message
 from std_msgs.msg import Header
+from stereo_msgs.msg import DisparityImage
 
 from depth_nodes import ros_io
 from depth_nodes.core.camera import CameraIntrinsics
@@ -137,9 +139,13 @@ def test_stereo_pairs_by_stamp_and_reports_partnerless_images_once_matched():
     # Z = fx B / d = 60 * 0.5 / 4 = 7.5 m where SGBM matched.
     assert np.nanmedian(frame.result.depth) == pytest.approx(7.5, rel=0.02)
     assert frame.hints == []                                 # SGBM: no training rig
-    disparity = frame.extra['disparity']()
+    disparity = deserialize_message(frame.extra['disparity'](), DisparityImage)
     assert (disparity.f, disparity.t) == (60.0, pytest.approx(0.5))
     assert np.nanmedian(ros_io.image_to_array(disparity.image)) == pytest.approx(4.0, rel=0.02)
+    window = disparity.valid_window
+    assert 0 < window.x_offset + window.width <= disparity.image.width
+    assert 0 < window.y_offset + window.height <= disparity.image.height
+    assert disparity.header == frame.header and disparity.image.encoding == '32FC1'
     # sync_slop changes at run time (the node's parameter callback calls check_parameter).
     path.check_parameter('sync_slop', 2.0)
     assert send('left/image_rect', T0 + 5 * 10**9) is None
