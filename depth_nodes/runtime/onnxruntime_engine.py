@@ -31,12 +31,13 @@ class OnnxRuntimeEngine:
         self.nchwc_note = ''
         original = None           # the model as onnx reads it, when the rewrite may apply
         if (options.nchwc_elementwise and len(providers) == 1
-                and os.environ.get(NCHWC_ENV, '1').strip() not in ('0', 'false', 'False')):
-            original = _model_with_nchwc_candidates(self.model_path)
+                and os.environ.get(NCHWC_ENV, '1').strip() not in ('0', 'false', 'False')
+                and self.model_path.is_file()):
+            if self.model_path.stat().st_size > NCHWC_MAX_BYTES:
+                self.nchwc_note = 'NCHWc rewrite skipped: model over 1 GB'
+            else:
+                original = _model_with_nchwc_candidates(self.model_path)
         rewrite = original is not None
-        if rewrite and self.model_path.stat().st_size > NCHWC_MAX_BYTES:
-            rewrite = False
-            self.nchwc_note = 'NCHWc rewrite skipped: model over 1 GB'
         try:
             with tempfile.TemporaryDirectory(prefix='depth_nodes_ort_') as tmp:
                 optimised = Path(tmp) / 'optimised.onnx'
