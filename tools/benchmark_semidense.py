@@ -37,6 +37,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / 'tools'))
+from benchmark_dpn import time_calls  # noqa: E402
+
 PAPER_MS = 300.0
 
 
@@ -60,16 +63,8 @@ def resized_method(height: int, width: int, checkpoint: str | None, config: str)
 
 
 def timings(function, runs: int, warmup: int) -> dict[str, float]:
-    for _ in range(warmup):
-        function()
-    seconds = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        function()
-        seconds.append(time.perf_counter() - start)
-    ms = np.array(seconds) * 1e3
-    return {'min_ms': float(ms.min()), 'median_ms': float(np.median(ms)),
-            'p90_ms': float(np.percentile(ms, 90)), 'runs': runs}
+    """min / median / p90 ms of ``runs`` calls after ``warmup`` (benchmark_dpn's timer)."""
+    return {**time_calls(function, runs, warmup), 'runs': runs}
 
 
 def semidense_input(height: int, width: int, seed: int = 0) -> np.ndarray:
