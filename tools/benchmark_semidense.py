@@ -17,9 +17,13 @@ not depend on the values), then times
   through a model exported at 500x650: the estimator moves the samples onto the model's
   grid and resizes the dense result back).
 
-- ``engine_plain`` (with ``--plain``): run() on ONNX Runtime's own optimised graph, without
-  depth_nodes' NCHWc rewrite (depth_nodes/runtime/ort_nchwc.py: the ELUs and residual Adds
-  read the blocked convolution outputs directly instead of reordering them to NCHW and back).
+- ``engine_cpu_provider`` (with ``--cpu-provider``, when the engine runs on the OpenVINO
+  provider of ONNX Runtime's OpenVINO build): run() on ONNX Runtime's CPU provider instead,
+  with the NCHWc rewrite below;
+- ``engine_plain`` (with ``--plain``): run() on ONNX Runtime's CPU provider and its own
+  optimised graph, without depth_nodes' NCHWc rewrite (depth_nodes/runtime/ort_nchwc.py: the
+  ELUs and residual Adds read the blocked convolution outputs directly instead of reordering
+  them to NCHW and back).
 
 Prints min / median / p90 in ms and writes them as JSON with ``--output``. ``--onnx-out``
 keeps the exported model and its .pt2 (e.g. to evaluate a checkpoint at a camera's resolution).
@@ -98,6 +102,8 @@ def main(argv=None) -> int:
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--plain', action='store_true',
                         help="also time ONNX Runtime's own graph, without the NCHWc rewrite")
+    parser.add_argument('--cpu-provider', action='store_true',
+                        help="with ONNX Runtime's OpenVINO build: also time its CPU provider")
     parser.add_argument('--onnx-out', type=Path, help='keep the exported model here')
     parser.add_argument('--output', type=Path, help='write the timings as JSON here')
     args = parser.parse_args(argv)
@@ -143,20 +149,27 @@ def main(argv=None) -> int:
             'paper_ms': PAPER_MS, 'checkpoint': args.checkpoint,
             'architecture': dataclasses.asdict(method.config.architecture),
             'onnxruntime': model.engine.describe()}
+        on_openvino = 'OpenVINO' in model.engine.providers[0]
+        model = estimator = None          # one ONNX Runtime thread pool at a time
+        if args.cpu_provider and on_openvino:
+            cpu = open_model(str(path), 'onnxruntime', EngineOptions(
+                intra_op_threads=args.threads, openvino=False))
+            results['engine_cpu_provider'] = timings(lambda: cpu.engine.run({name: tensor}),
+                                                     args.runs, args.warmup)
+            cpu = None
         if args.plain:
-            del model, estimator          # one ONNX Runtime thread pool at a time
             plain = open_model(str(path), 'onnxruntime', EngineOptions(
-                intra_op_threads=args.threads, nchwc_elementwise=False))
+                intra_op_threads=args.threads, nchwc_elementwise=False, openvino=False))
             results['engine_plain'] = timings(lambda: plain.engine.run({name: tensor}),
                                               args.runs, args.warmup)
     print(f'model {args.width}x{args.height}, estimator input {in_w}x{in_h}, '
           f'{args.threads} ONNX Runtime thread(s)')
     print(f"engine: {results['onnxruntime']}")
-    for key in ('engine', 'estimator', 'engine_plain'):
+    for key in ('engine', 'estimator', 'engine_cpu_provider', 'engine_plain'):
         if key not in results:
             continue
         t = results[key]
-        print(f"{key:>12}: min {t['min_ms']:7.1f} ms  median {t['median_ms']:7.1f} ms  "
+        print(f"{key:>19}: min {t['min_ms']:7.1f} ms  median {t['median_ms']:7.1f} ms  "
               f"p90 {t['p90_ms']:7.1f} ms  ({t['runs']} runs; paper: {PAPER_MS:.0f} ms)")
     if args.output:
         args.output.write_text(json.dumps(results, indent=2))

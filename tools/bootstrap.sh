@@ -3,9 +3,19 @@
 # create .venv, install the pinned requirements (ROS 2 Kilted wheels included) and build the
 # package with colcon into install/, exactly as on a robot. Safe to run again: it only
 # reinstalls when requirements.txt changed and colcon rebuilds what changed.
+#
+# DEPTH_NODES_ORT=openvino installs ONNX Runtime's OpenVINO build (requirements-openvino.txt)
+# in place of its CPU build: faster CPU inference (README, Performance); DEPTH_NODES_ORT=cpu
+# (the default) goes back.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+
+flavour="${DEPTH_NODES_ORT:-cpu}"
+case "$flavour" in
+  cpu|openvino) ;;
+  *) echo "[bootstrap] DEPTH_NODES_ORT must be 'cpu' or 'openvino', not '$flavour'" >&2; exit 2 ;;
+esac
 
 python="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
@@ -17,11 +27,22 @@ touch .venv/COLCON_IGNORE          # colcon must not mistake the venv's ROS whee
 source .venv/bin/activate
 
 stamp=.venv/.requirements.sha256
-want="$(sha256sum requirements.txt | cut -d' ' -f1)"
+want="$(cat requirements.txt requirements-openvino.txt | sha256sum | cut -d' ' -f1) $flavour"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[bootstrap] installing requirements (first run: a few minutes)"
-  python -m pip install --quiet --disable-pip-version-check --upgrade pip
-  python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+  pip=(python -m pip --quiet --disable-pip-version-check)
+  "${pip[@]}" install --upgrade pip
+  "${pip[@]}" install -r requirements.txt
+  # Both ONNX Runtime builds install the same module: remove both, then install the one asked.
+  if [ "$flavour" = openvino ]; then
+    echo "[bootstrap] ONNX Runtime: the OpenVINO build"
+    "${pip[@]}" uninstall --yes onnxruntime onnxruntime-openvino 2>/dev/null || true
+    "${pip[@]}" install -r requirements-openvino.txt -c requirements.txt
+  elif "${pip[@]}" show onnxruntime-openvino >/dev/null 2>&1; then
+    echo "[bootstrap] ONNX Runtime: back to the CPU build"
+    "${pip[@]}" uninstall --yes onnxruntime onnxruntime-openvino
+    "${pip[@]}" install --no-deps "$(grep '^onnxruntime==' requirements.txt)"
+  fi
   echo "$want" > "$stamp"
 fi
 

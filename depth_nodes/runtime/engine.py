@@ -3,7 +3,8 @@
 An engine runs one model: named float32 inputs in, named outputs out. Backends:
 
 - ``onnxruntime``: the default everywhere; CPU, or the CUDA provider when onnxruntime-gpu
-  is installed and a GPU is present.
+  is installed and a GPU is present, or the OpenVINO provider on the CPU when
+  onnxruntime-openvino is the installed build.
 - ``tensorrt``: NVIDIA GPUs with TensorRT 10; engines built from the ONNX file and cached.
 - ``torch``: PyTorch on a ``torch.export`` program (``.pt2`` beside the ``.onnx``), for
   debugging and parity checks against the training code.
@@ -41,6 +42,9 @@ class EngineOptions:
     # the convolutions around them instead of reordering to NCHW and back (ort_nchwc.py).
     # The environment variable DEPTH_NODES_ORT_NCHWC=0 turns it off.
     nchwc_elementwise: bool = True
+    # ONNX Runtime's OpenVINO provider on the CPU when the installed ONNX Runtime is the
+    # OpenVINO build (onnxruntime-openvino); DEPTH_NODES_ORT_OPENVINO=0 turns it off too.
+    openvino: bool = True
 
 
 class Engine(Protocol):

@@ -1,4 +1,13 @@
-"""ONNX Runtime backend: CPU everywhere, CUDA provider when the GPU build finds a device."""
+"""ONNX Runtime backend: CPU everywhere; the CUDA provider when the GPU build (onnxruntime-gpu)
+finds a device; the OpenVINO provider on the CPU when the OpenVINO build (onnxruntime-openvino,
+``DEPTH_NODES_ORT=openvino bash tools/bootstrap.sh``) is the installed ONNX Runtime.
+
+The OpenVINO provider fuses every activation into its convolution, where ONNX Runtime's own
+CPU provider fuses the ReLU-like ones but runs ELU as a separate, slow pass; it is held at
+FP32 (on CPUs with bf16 units OpenVINO would otherwise pick bf16), so it computes the same
+network to float rounding. Operators OpenVINO does not take stay on the CPU provider; a
+model OpenVINO cannot compile loads on the CPU provider alone, with a warning.
+``DEPTH_NODES_ORT_OPENVINO=0`` or EngineOptions(openvino=False) keeps the CPU provider."""
 from __future__ import annotations
 
 import logging
@@ -15,6 +24,31 @@ log = logging.getLogger(__name__)
 NCHWC_ENV = 'DEPTH_NODES_ORT_NCHWC'      # '0': keep ONNX Runtime's own graph
 NCHWC_TOLERANCE = 1e-4                   # relative to the output's largest magnitude
 NCHWC_MAX_BYTES = 1 << 30                # larger models: no optimised copy written to /tmp
+OPENVINO_ENV = 'DEPTH_NODES_ORT_OPENVINO'  # '0': the CPU provider even where OpenVINO's is
+OPENVINO_PROVIDER = 'OpenVINOExecutionProvider'
+
+
+def _switched_off(variable: str) -> bool:
+    return os.environ.get(variable, '1').strip() in ('0', 'false', 'False')
+
+
+def _provider_name(provider) -> str:
+    return provider[0] if isinstance(provider, tuple) else provider
+
+
+def choose_providers(available, options: EngineOptions) -> list:
+    """The ONNX Runtime providers for an engine, best first, among those the installed build
+    offers: CUDA (GPU build with a device), else OpenVINO on the CPU at FP32 (OpenVINO build,
+    unless switched off), always followed by the CPU provider for what they do not take."""
+    if 'CUDAExecutionProvider' in available:
+        return [('CUDAExecutionProvider', {'device_id': options.device_id}),
+                'CPUExecutionProvider']
+    if OPENVINO_PROVIDER in available and options.openvino and not _switched_off(OPENVINO_ENV):
+        settings = {'device_type': 'CPU', 'precision': 'FP32'}
+        if options.intra_op_threads > 0:
+            settings['num_of_threads'] = str(options.intra_op_threads)
+        return [(OPENVINO_PROVIDER, settings), 'CPUExecutionProvider']
+    return ['CPUExecutionProvider']
 
 
 class OnnxRuntimeEngine:
@@ -24,15 +58,24 @@ class OnnxRuntimeEngine:
         import onnxruntime as ort
         self.model_path = Path(model_path)
         self._options = options
-        providers = ['CPUExecutionProvider']
-        if 'CUDAExecutionProvider' in ort.get_available_providers():
-            providers.insert(0, ('CUDAExecutionProvider', {'device_id': options.device_id}))
+        providers = choose_providers(ort.get_available_providers(), options)
         self.nchwc_moved = 0      # element-wise operators kept in NCHWc (ort_nchwc.py)
         self.nchwc_note = ''
+        self.provider_note = ''   # why an offered provider is not used
+        self._session = None
+        if _provider_name(providers[0]) == OPENVINO_PROVIDER:
+            try:
+                self._session = ort.InferenceSession(str(self.model_path),
+                                                     self._session_options(),
+                                                     providers=providers)
+            except Exception as exc:  # noqa: BLE001 - retried on the CPU provider below
+                # (a broken model fails there too, with the CPU provider's message)
+                self.provider_note = (f'OpenVINO provider failed ({str(exc)[:200]}); using the '
+                                      f'CPU provider')
+                providers = ['CPUExecutionProvider']
         original = None           # the model as onnx reads it, when the rewrite may apply
-        if (options.nchwc_elementwise and len(providers) == 1
-                and os.environ.get(NCHWC_ENV, '1').strip() not in ('0', 'false', 'False')
-                and self.model_path.is_file()):
+        if (self._session is None and options.nchwc_elementwise and len(providers) == 1
+                and not _switched_off(NCHWC_ENV) and self.model_path.is_file()):
             if self.model_path.stat().st_size > NCHWC_MAX_BYTES:
                 self.nchwc_note = 'NCHWc rewrite skipped: model over 1 GB'
             else:
@@ -42,10 +85,11 @@ class OnnxRuntimeEngine:
             with tempfile.TemporaryDirectory(prefix='depth_nodes_ort_') as tmp:
                 optimised = Path(tmp) / 'optimised.onnx'
                 try:
-                    self._session = ort.InferenceSession(
-                        str(self.model_path),
-                        self._session_options(optimised if rewrite else None),
-                        providers=providers)
+                    if self._session is None:
+                        self._session = ort.InferenceSession(
+                            str(self.model_path),
+                            self._session_options(optimised if rewrite else None),
+                            providers=providers)
                 except Exception as exc:  # noqa: BLE001 - retried without the rewrite below
                     if not rewrite:
                         raise
@@ -74,6 +118,8 @@ class OnnxRuntimeEngine:
         self.output_names = tuple(o.name for o in self._session.get_outputs())
         self.providers = tuple(self._session.get_providers())
         self._version = ort.__version__
+        if self.provider_note:
+            log.warning('%s: %s', self.model_path, self.provider_note)
 
     def _session_options(self, optimised_path: Path | None = None, optimise: bool = True):
         import onnxruntime as ort
@@ -137,7 +183,8 @@ class OnnxRuntimeEngine:
         return dict(zip(self.output_names, outputs))
 
     def describe(self) -> str:
-        extra = f'; {self.nchwc_note}' if self.nchwc_note else ''
+        notes = [note for note in (self.provider_note, self.nchwc_note) if note]
+        extra = ''.join(f'; {note}' for note in notes)
         return f'onnxruntime {self._version} ({", ".join(self.providers)}{extra})'
 
 

@@ -8,55 +8,14 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from depth_nodes.runtime import onnxruntime_engine, ort_nchwc
 from depth_nodes.runtime.engine import EngineOptions
 from depth_nodes.runtime.onnxruntime_engine import OnnxRuntimeEngine
+from fixtures.models import H, W, reference, residual_elu_model
 
-H, W = 24, 32
 REPO = Path(__file__).resolve().parents[2]
-
-
-def conv(name, x, in_channels, out_channels, rng, inits, dilation=1):
-    scale = 1.5 / np.sqrt(9 * in_channels)          # activations stay of order 1
-    weight = rng.normal(0, scale, (out_channels, in_channels, 3, 3)).astype(np.float32)
-    bias = rng.normal(0, 0.1, out_channels).astype(np.float32)
-    inits += [numpy_helper.from_array(weight, f'{name}.w'),
-              numpy_helper.from_array(bias, f'{name}.b')]
-    return helper.make_node('Conv', [x, f'{name}.w', f'{name}.b'], [name], pads=[dilation] * 4,
-                            dilations=[dilation, dilation], kernel_shape=[3, 3])
-
-
-def residual_elu_model(path, tail='conv', dynamic=False):
-    """x -> conv 2->16, ELU -> conv 16->32, ELU -> residual block
-    y = ELU(h + conv(ELU(conv(h)))) (dilation 2) -> conv 32->16 -> ``tail``:
-    'conv': another ELU and a conv 16->16 (every ELU between two convolutions);
-    'concat': the last ELU's output concatenated with the input (it must stay NCHW)."""
-    rng = np.random.default_rng(0)
-    inits, nodes = [], []
-    nodes += [conv('c0', 'x', 2, 16, rng, inits), helper.make_node('Elu', ['c0'], ['e0']),
-              conv('c1', 'e0', 16, 32, rng, inits), helper.make_node('Elu', ['c1'], ['h']),
-              conv('r1', 'h', 32, 32, rng, inits, 2), helper.make_node('Elu', ['r1'], ['re1']),
-              conv('r2', 're1', 32, 32, rng, inits, 2),
-              helper.make_node('Add', ['h', 'r2'], ['s']),
-              helper.make_node('Elu', ['s'], ['block']), conv('c2', 'block', 32, 16, rng, inits),
-              helper.make_node('Elu', ['c2'], ['e2'])]
-    channels = 16
-    if tail == 'conv':
-        nodes.append(conv('y', 'e2', 16, 16, rng, inits))
-    else:
-        nodes.append(helper.make_node('Concat', ['e2', 'x'], ['y'], axis=1))
-        channels = 18
-    shape = ['batch', 2, 'h', 'w'] if dynamic else [1, 2, H, W]
-    out_shape = ['batch', channels, 'h', 'w'] if dynamic else [1, channels, H, W]
-    graph = helper.make_graph(nodes, 'residual_elu',
-                              [helper.make_tensor_value_info('x', TensorProto.FLOAT, shape)],
-                              [helper.make_tensor_value_info('y', TensorProto.FLOAT, out_shape)],
-                              initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)], ir_version=9)
-    onnx.save(model, str(path))
-    return path
 
 
 def ort_optimised(path, tmp_path):
@@ -72,14 +31,6 @@ def ort_optimised(path, tmp_path):
 
 def op_counts(model):
     return collections.Counter(node.op_type for node in model.graph.node)
-
-
-def reference(path, x):
-    """The plain graph, no ONNX Runtime optimisation at all."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
-    return session.run(None, {'x': x})[0]
 
 
 def test_elus_and_residual_add_move_into_nchwc_and_the_reorders_go(tmp_path):
