@@ -2,6 +2,7 @@
 element-wise operators between NCHWc convolutions stop paying reorders, the outputs stay
 those of the plain session, and anything doubtful falls back to the plain session."""
 import collections
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ from depth_nodes.runtime.onnxruntime_engine import OnnxRuntimeEngine
 from fixtures.models import H, W, reference, residual_elu_model
 
 REPO = Path(__file__).resolve().parents[2]
+# The rewrite is the CPU provider's: also with ONNX Runtime's OpenVINO build installed.
+CPU_PROVIDER = EngineOptions(intra_op_threads=1, openvino=False)
 
 
 def ort_optimised(path, tmp_path):
@@ -62,7 +65,7 @@ def test_engine_output_equals_the_plain_graph(tmp_path, tail):
     path = residual_elu_model(tmp_path / 'm.onnx', tail=tail)
     x = np.random.default_rng(3).normal(0, 1, (1, 2, H, W)).astype(np.float32)
     expected = reference(path, x)
-    engine = OnnxRuntimeEngine(path, EngineOptions(intra_op_threads=1))
+    engine = OnnxRuntimeEngine(path, CPU_PROVIDER)
     if engine.nchwc_moved == 0:
         pytest.skip(f'no NCHWc rewrite on this CPU ({engine.nchwc_note or "no NCHWc"})')
     assert engine.nchwc_moved == (6 if tail == 'conv' else 5)
@@ -72,8 +75,8 @@ def test_engine_output_equals_the_plain_graph(tmp_path, tail):
 
 def test_bundled_semidense_model_is_unchanged_by_the_rewrite():
     path = REPO / 'models' / 'semidense_synthetic.onnx'
-    on = OnnxRuntimeEngine(path, EngineOptions(intra_op_threads=1))
-    off = OnnxRuntimeEngine(path, EngineOptions(intra_op_threads=1, nchwc_elementwise=False))
+    on = OnnxRuntimeEngine(path, CPU_PROVIDER)
+    off = OnnxRuntimeEngine(path, replace(CPU_PROVIDER, nchwc_elementwise=False))
     if on.nchwc_moved == 0:
         pytest.skip('no NCHWc rewrite on this CPU')
     assert off.nchwc_moved == 0 and on.metadata == off.metadata
@@ -87,13 +90,13 @@ def test_bundled_semidense_model_is_unchanged_by_the_rewrite():
 def test_environment_variable_turns_it_off(tmp_path, monkeypatch):
     path = residual_elu_model(tmp_path / 'm.onnx')
     monkeypatch.setenv(onnxruntime_engine.NCHWC_ENV, '0')
-    engine = OnnxRuntimeEngine(path)
+    engine = OnnxRuntimeEngine(path, CPU_PROVIDER)
     assert engine.nchwc_moved == 0 and engine.nchwc_note == ''
 
 
 def test_dynamic_input_shape_keeps_the_plain_session(tmp_path):
     path = residual_elu_model(tmp_path / 'm.onnx', dynamic=True)
-    engine = OnnxRuntimeEngine(path)
+    engine = OnnxRuntimeEngine(path, CPU_PROVIDER)
     assert engine.nchwc_moved == 0
     if engine.nchwc_note:                       # a CPU without NCHWc writes no note
         assert 'dynamic shape' in engine.nchwc_note
@@ -118,7 +121,7 @@ def test_a_rewrite_that_changes_the_output_is_refused(tmp_path, monkeypatch):
         return moved
 
     monkeypatch.setattr(ort_nchwc, 'keep_elementwise_in_nchwc', corrupting)
-    engine = OnnxRuntimeEngine(path)
+    engine = OnnxRuntimeEngine(path, CPU_PROVIDER)
     x = np.random.default_rng(6).normal(0, 1, (1, 2, H, W)).astype(np.float32)
     if 'NCHWc' not in engine.nchwc_note:
         pytest.skip('no NCHWc rewrite on this CPU')
@@ -134,7 +137,7 @@ def test_model_loads_when_the_optimised_copy_cannot_be_written(tmp_path, monkeyp
     path = residual_elu_model(tmp_path / 'm.onnx')
     monkeypatch.setattr(onnxruntime_engine.tempfile, 'TemporaryDirectory',
                         lambda **_: contextlib.nullcontext(str(tmp_path / 'missing' / 'dir')))
-    engine = OnnxRuntimeEngine(path)
+    engine = OnnxRuntimeEngine(path, CPU_PROVIDER)
     assert engine.nchwc_moved == 0 and engine.nchwc_note.startswith('NCHWc rewrite skipped')
     x = np.random.default_rng(7).normal(0, 1, (1, 2, H, W)).astype(np.float32)
     np.testing.assert_allclose(engine.run({'x': x})['y'], reference(path, x), rtol=1e-5,
