@@ -2,7 +2,7 @@
 # Prepare a fresh checkout on a machine without ROS installed (Debian, Python 3.11):
 # create .venv, install the pinned requirements (ROS 2 Kilted wheels included) and build the
 # package with colcon into install/, exactly as on a robot. Safe to run again: it only
-# reinstalls when requirements.txt changed and colcon rebuilds what changed.
+# reinstalls when a requirements file or DEPTH_NODES_ORT changed and colcon rebuilds what changed.
 #
 # DEPTH_NODES_ORT=openvino installs ONNX Runtime's OpenVINO build (requirements-openvino.txt)
 # in place of its CPU build: faster CPU inference (README, Performance); DEPTH_NODES_ORT=cpu
