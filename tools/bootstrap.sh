@@ -46,6 +46,16 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# ROS 2 launch packages (launch, launch_ros, launch_testing, launch_pytest, ...) for the launch
+# tests on a machine without ROS 2: wheels built unmodified from the public sources, kept
+# outside the project in ../shared/ros2-launch. A ROS 2 install brings its own; with neither,
+# the launch tests skip.
+launch_wheels="$root/../shared/ros2-launch"
+if [ -d "$launch_wheels" ] && ! python -c 'import launch_pytest, launch_ros' 2>/dev/null; then
+  echo "[bootstrap] ROS 2 launch packages from $launch_wheels"
+  python -m pip --quiet --disable-pip-version-check install --no-deps "$launch_wheels"/*.whl
+fi
+
 echo "[bootstrap] colcon build"
 colcon build --base-paths . --event-handlers console_cohesion- summary- >/dev/null \
   || { echo "[bootstrap] colcon build failed; see log/latest_build" >&2; exit 1; }
