@@ -2,6 +2,7 @@
 """Inference time of the semi-dense interpolation network at a given size (ONNX Runtime, CPU).
 
     python tools/benchmark_semidense.py                       # 1000x1300, the paper's size
+    python tools/benchmark_semidense.py --model models/semidense_synthetic.onnx  # as shipped
     python tools/benchmark_semidense.py --checkpoint runs/semidense_synthetic/checkpoints/last.pt \
         --height 500 --width 740 --onnx-out /tmp/semidense_500x740.onnx --runs 0
 
@@ -11,19 +12,11 @@ fully convolutional, so this exports it at the requested (even) size with traini
 not depend on the values), then times
 
 - ``engine``: ONNX Runtime's run() alone, ``--threads`` intra-op threads;
-- ``estimator``: SemiDenseEstimator.estimate on a 10 % semi-dense map (frame scale, input
-  channels, run, metres, keeping known depths): what the node spends per frame. The map is
+- ``estimator``: SemiDenseEstimator.estimate on a 10 % semi-dense map (nearest fill and
+  distances, run, metres, keeping known depths): what the node spends per frame. The map is
   of the model's size, or ``--input-height`` x ``--input-width`` (e.g. a 1000x1300 camera
   through a model exported at 500x650: the estimator moves the samples onto the model's
   grid and resizes the dense result back).
-
-- ``engine_cpu_provider`` (with ``--cpu-provider``, when the engine runs on the OpenVINO
-  provider of ONNX Runtime's OpenVINO build): run() on ONNX Runtime's CPU provider instead,
-  with the NCHWc rewrite below;
-- ``engine_plain`` (with ``--plain``): run() on ONNX Runtime's CPU provider and its own
-  optimised graph, without depth_nodes' NCHWc rewrite (depth_nodes/runtime/ort_nchwc.py: the
-  ELUs and residual Adds read the blocked convolution outputs directly instead of reordering
-  them to NCHW and back).
 
 Prints min / median / p90 in ms and writes them as JSON with ``--output``. ``--onnx-out``
 keeps the exported model and its .pt2 (e.g. to evaluate a checkpoint at a camera's resolution).
@@ -71,8 +64,9 @@ def timings(function, runs: int, warmup: int) -> dict[str, float]:
     return {**time_calls(function, runs, warmup), 'runs': runs}
 
 
-def semidense_input(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A plausible 10 % semi-dense map: a tilted plane with boxes, sampled on its edges."""
+def semidense_input(height: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A plausible 10 % semi-dense map (a tilted plane with boxes, sampled on its edges) and
+    its (H, W) uint8 intensity image."""
     from depth_nodes.core.semidense import semidense_mask_from_gradient
     rng = np.random.default_rng(seed)
     v, u = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -82,7 +76,7 @@ def semidense_input(height: int, width: int, seed: int = 0) -> np.ndarray:
         depth[top:top + height // 8, left:left + width // 8] *= rng.uniform(0.5, 0.9)
     texture = np.clip(40 * depth + rng.normal(0, 3, depth.shape), 0, 255).astype(np.uint8)
     mask = semidense_mask_from_gradient(texture, 0.1)
-    return np.where(mask, depth, np.float32(np.nan)).astype(np.float32)
+    return np.where(mask, depth, np.float32(np.nan)).astype(np.float32), texture
 
 
 def main(argv=None) -> int:
@@ -100,10 +94,8 @@ def main(argv=None) -> int:
     parser.add_argument('--threads', type=int, default=2, help='ONNX Runtime intra-op threads')
     parser.add_argument('--runs', type=int, default=10, help='timed runs (0: export only)')
     parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument('--plain', action='store_true',
-                        help="also time ONNX Runtime's own graph, without the NCHWc rewrite")
-    parser.add_argument('--cpu-provider', action='store_true',
-                        help="with ONNX Runtime's OpenVINO build: also time its CPU provider")
+    parser.add_argument('--model', type=Path, help='time this exported model (.onnx) '
+                        'instead of exporting one')
     parser.add_argument('--onnx-out', type=Path, help='keep the exported model here')
     parser.add_argument('--output', type=Path, help='write the timings as JSON here')
     args = parser.parse_args(argv)
@@ -121,22 +113,28 @@ def main(argv=None) -> int:
     from depth_nodes.runtime.semidense_estimator import SemiDenseEstimator
     from training.export import export_onnx
 
-    method = resized_method(args.height, args.width, args.checkpoint, args.config)
     with tempfile.TemporaryDirectory() as tmp:
-        path = args.onnx_out or Path(tmp) / 'semidense.onnx'
-        start = time.perf_counter()
-        # A kept model gets its torch.export program (.pt2) beside it, as training.export does.
-        report = export_onnx(method, path, write_program=args.onnx_out is not None,
-                             tolerance=1e-3)
-        print(f"exported {args.width}x{args.height} to {path} in "
-              f"{time.perf_counter() - start:.1f} s ({report['onnx_bytes'] / 1e6:.2f} MB, "
-              f"ONNX Runtime vs PyTorch {report['max_abs_error']:.2g})")
+        if args.model:
+            path = args.model
+        else:
+            method = resized_method(args.height, args.width, args.checkpoint, args.config)
+            path = args.onnx_out or Path(tmp) / 'semidense.onnx'
+            start = time.perf_counter()
+            # A kept model gets its torch.export program (.pt2) beside it, as
+            # training.export does.
+            report = export_onnx(method, path, write_program=args.onnx_out is not None,
+                                 tolerance=1e-3)
+            print(f"exported {args.width}x{args.height} to {path} in "
+                  f"{time.perf_counter() - start:.1f} s ({report['onnx_bytes'] / 1e6:.2f} MB, "
+                  f"ONNX Runtime vs PyTorch {report['max_abs_error']:.2g})")
         if args.runs <= 0:
             return 0
         model = open_model(str(path), 'onnxruntime', EngineOptions(intra_op_threads=args.threads))
+        args.height, args.width = model.spec.input_size
         estimator = SemiDenseEstimator(model)
         in_h, in_w = args.input_height or args.height, args.input_width or args.width
-        depth = semidense_input(in_h, in_w)
+        depth, intensity = semidense_input(in_h, in_w)
+        intensity = intensity if estimator.needs_intensity else None
         tensor = np.random.default_rng(0).random(
             (1, model.spec.input_channels, args.height, args.width), dtype=np.float32)
         name = model.spec.input_names[0]
@@ -144,28 +142,16 @@ def main(argv=None) -> int:
             'size': [args.height, args.width], 'input_size': [in_h, in_w],
             'threads': args.threads,
             'engine': timings(lambda: model.engine.run({name: tensor}), args.runs, args.warmup),
-            'estimator': timings(lambda: estimator.estimate(depth, keep_input_depth=True),
-                                 args.runs, args.warmup),
+            'estimator': timings(
+                lambda: estimator.estimate(depth, intensity=intensity, keep_input_depth=True),
+                args.runs, args.warmup),
             'paper_ms': PAPER_MS, 'checkpoint': args.checkpoint,
-            'architecture': dataclasses.asdict(method.config.architecture),
+            'model': str(args.model or ''),
             'onnxruntime': model.engine.describe()}
-        on_openvino = 'OpenVINO' in model.engine.providers[0]
-        model = estimator = None          # one ONNX Runtime thread pool at a time
-        if args.cpu_provider and on_openvino:
-            cpu = open_model(str(path), 'onnxruntime', EngineOptions(
-                intra_op_threads=args.threads, openvino=False))
-            results['engine_cpu_provider'] = timings(lambda: cpu.engine.run({name: tensor}),
-                                                     args.runs, args.warmup)
-            cpu = None
-        if args.plain:
-            plain = open_model(str(path), 'onnxruntime', EngineOptions(
-                intra_op_threads=args.threads, nchwc_elementwise=False, openvino=False))
-            results['engine_plain'] = timings(lambda: plain.engine.run({name: tensor}),
-                                              args.runs, args.warmup)
     print(f'model {args.width}x{args.height}, estimator input {in_w}x{in_h}, '
           f'{args.threads} ONNX Runtime thread(s)')
     print(f"engine: {results['onnxruntime']}")
-    for key in ('engine', 'estimator', 'engine_cpu_provider', 'engine_plain'):
+    for key in ('engine', 'estimator'):
         if key not in results:
             continue
         t = results[key]

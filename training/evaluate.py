@@ -204,6 +204,23 @@ def format_table(results: Mapping[str, Mapping[str, float]]) -> str:
     return metrics_table(results, columns, 11)
 
 
+def semidense_summary(by_density: Mapping[float, Mapping[str, Mapping[str, float]]],
+                      mask: str) -> str:
+    """The paper's table: per density and predictor, MAPE (%), RMSE on max-normalised
+    depth, PSNR (dB) and seconds per image; the best MAPE and RMSE of a density marked *."""
+    lines = [f"{'input':<16}{'predictor':<10}{'MAPE %':>9}{'RMSE':>9}{'PSNR dB':>9}"
+             f"{'s/image':>9}"]
+    for density, results in by_density.items():
+        best = {k: min(r[k] for r in results.values()) for k in ('mape', 'rmse_norm')}
+        for name, r in results.items():
+            marks = {k: '*' if r[k] == best[k] else ' ' for k in best}
+            lines.append(f"{f'{mask} {100 * density:g} %':<16}{name:<10}"
+                         f"{r['mape']:>8.3f}{marks['mape']}{r['rmse_norm']:>8.4f}"
+                         f"{marks['rmse_norm']}{r['psnr']:>9.2f}"
+                         f"{r['seconds_per_image']:>9.3f}")
+    return '\n'.join(lines)
+
+
 def _parse_options(items: Sequence[str]) -> dict[str, Any]:
     options = {}
     for item in items:
@@ -269,8 +286,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--semidense-mask', choices=('gradient', 'random', 'sample'),
                         default='gradient', help='input pixels of semi-dense models and '
                         'interpolation baselines (default %(default)s)')
-    parser.add_argument('--semidense-density', type=float, default=0.1,
-                        help='fraction of pixels given as input (default %(default)s)')
+    parser.add_argument('--semidense-density', type=float, nargs='+', default=[0.1],
+                        help='fraction(s) of pixels given as input, e.g. 0.01 0.05 0.1: '
+                             'one table per density and a summary (default 0.1)')
     parser.add_argument('--baseline-dataset', help='dataset of the train-mean baseline '
                                                    '(default: --dataset)')
     parser.add_argument('--baseline-split', default='train')
@@ -321,8 +339,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics = depth_metrics
         if semidense:
             from training import interpolation_baselines as interpolation
-            dataset = interpolation.SemiDenseInputs(dataset, args.semidense_mask,
-                                                    args.semidense_density)
             predictors.update({b: interpolation.fill_predictor(b) for b in interpolations})
             metrics = interpolation.interpolation_metrics
             if args.median_scaling is None:   # the input carries the scale
@@ -350,8 +366,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                                      len(train))
             baseline_info = {'kind': 'train-mean', 'dataset': base_name,
                              'split': args.baseline_split, 'samples': used}
-        results = evaluate(predictors, dataset, protocol, args.limit, not args.no_progress,
-                           metrics)
+        if semidense:   # the same deterministic inputs for every predictor, per density
+            by_density = {d: evaluate(predictors, interpolation.SemiDenseInputs(
+                dataset, args.semidense_mask, d), protocol, args.limit, not args.no_progress,
+                metrics) for d in args.semidense_density}
+            results = by_density[args.semidense_density[0]]
+        else:
+            results = evaluate(predictors, dataset, protocol, args.limit, not args.no_progress,
+                               metrics)
     except EVALUATION_ERRORS as exc:
         return evaluation_error(exc)
 
@@ -359,7 +381,13 @@ def main(argv: Sequence[str] | None = None) -> int:
           f'depth ({protocol.min_depth:g}, {protocol.max_depth:g}] m, crop {protocol.crop}, '
           f"median scaling {'ON' if protocol.median_scaling else 'off'}; "
           f'model on {estimator.model.engine.describe()}')
-    print(format_table(results))
+    if semidense:
+        for density, density_results in by_density.items():
+            print(f'{args.semidense_mask} mask, {100 * density:g} % of the pixels:')
+            print(format_table(density_results))
+        print(semidense_summary(by_density, args.semidense_mask))
+    else:
+        print(format_table(results))
     if 'train-mean' in results and results['train-mean']['abs_rel'] > 0:
         ratio = results['model']['abs_rel'] / results['train-mean']['abs_rel']
         print(f'abs_rel model / train-mean baseline = {ratio:.3f}')
@@ -372,9 +400,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                   'baseline': ({**baseline_info, 'metrics': results['train-mean']}
                                if baseline_info else None)}
         if semidense:
-            report['semidense_input'] = {'mask': args.semidense_mask,
-                                         'density': args.semidense_density}
+            densities = args.semidense_density
+            report['semidense_input'] = {'mask': args.semidense_mask, 'density': (
+                densities[0] if len(densities) == 1 else densities)}
             report['baselines'] = {b: results[b] for b in interpolations}
+            report['by_density'] = {f'{d:g}': r for d, r in by_density.items()}
         write_report(args.output, report)
     return 0
 

@@ -224,6 +224,69 @@ def semidense_to_tensor(depth: np.ndarray, spec, intensity: np.ndarray | None = 
     return tensor, scale
 
 
+# --- nearest-fill input (models with depth_normalization 'log_geometric_mean') ---------------
+#
+# Newer models take the classical nearest-neighbour fill as their first guess and predict a
+# correction in log depth relative to the frame's geometric mean known depth, all inside the
+# graph (training.networks.semidense_net): the input carries metres and the output is
+# metres, so doubling every known depth doubles the output.
+
+FILL_CHANNELS = ('nearest_depth', 'mask', 'nearest_distance', 'intensity')
+FILL_NORMALIZATION = 'log_geometric_mean'
+
+
+def nearest_fill_with_distance(depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sparse (H, W) metres (NaN unknown) -> (every pixel's nearest known depth, its
+    distance to that pixel in pixels), both float32.
+
+    OpenCV's distance transform with one label per known pixel (DIST_LABEL_PIXEL: labels
+    1..N in raster order of the known pixels; 5x5 mask, Euclidean to within ~2 %).
+    Raises ImageFormatError without known depth.
+    """
+    known = known_depth(depth)
+    values = depth[known]
+    if values.size == 0:
+        raise ImageFormatError('the semi-dense input has no known depth (all pixels 0, NaN '
+                               'or filtered out)', 'no_depth')
+    distance, labels = cv2.distanceTransformWithLabels(
+        (~known).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    return values.astype(np.float32)[labels - 1], distance
+
+
+def semidense_fill_tensor(depth: np.ndarray, spec, intensity: np.ndarray | None = None
+                          ) -> np.ndarray:
+    """Semi-dense metres (NaN unknown) [+ (H, W) uint8 intensity] -> the (1, C, h, w)
+    float32 input of a 'log_geometric_mean' model: FILL_CHANNELS[:C] = nearest known depth
+    (metres), known mask, distance to the nearest known pixel (pixels of the model grid),
+    intensity / 255. The depth is moved to the model size with resample_sparse_depth first.
+    Training batches are made with this same function.
+    """
+    channels = spec.input_channels
+    if channels not in (3, 4):
+        raise ValueError(f'a nearest-fill semidense model has 3 (nearest depth, mask, '
+                         f'distance) or 4 (+ intensity) input channels, this one has '
+                         f'{channels}')
+    height, width = spec.input_size
+    if height and width and depth.shape != (height, width):
+        depth = resample_sparse_depth(depth, height, width)
+    nearest, distance = nearest_fill_with_distance(depth)
+    tensor = np.empty((1, channels) + depth.shape, dtype=np.float32)
+    tensor[0, 0] = nearest
+    tensor[0, 1] = known_depth(depth)
+    tensor[0, 2] = distance
+    if channels == 4:
+        if intensity is None:
+            raise ImageFormatError('this model needs the intensity image as its fourth input '
+                                   'channel', 'missing_image')
+        if intensity.ndim != 2 or intensity.dtype != np.uint8:
+            raise ValueError(f'intensity must be (H, W) uint8, got {intensity.shape} '
+                             f'{intensity.dtype}')
+        if intensity.shape != depth.shape:
+            intensity = resize_image(intensity, *depth.shape)[:, :, 0]
+        np.multiply(intensity, np.float32(1.0 / 255.0), out=tensor[0, 3], casting='unsafe')
+    return tensor
+
+
 def merge_known_depth(dense: np.ndarray, sparse: np.ndarray,
                       depth_range: tuple[float, float] | None = None) -> np.ndarray:
     """``dense`` with every known pixel of ``sparse`` (same size) put back exactly.

@@ -21,10 +21,17 @@ import numpy as np
 from depth_nodes.core.camera import CameraIntrinsics
 from depth_nodes.core.model_spec import ModelSpec
 from depth_nodes.core.postprocess import output_to_metres, resize_output, squeeze_output
-from depth_nodes.core.semidense import (DEPTH_NORMALIZATION, known_depth, merge_known_depth,
-                                        resample_sparse_depth, semidense_to_tensor)
+from depth_nodes.core.semidense import (DEPTH_NORMALIZATION, FILL_NORMALIZATION, known_depth,
+                                        merge_known_depth, resample_sparse_depth,
+                                        semidense_fill_tensor, semidense_to_tensor)
 from depth_nodes.runtime.estimator import OUTPUT_RESOLUTIONS, DepthResult
 from depth_nodes.runtime.model import LoadedModel
+
+
+# Input channels (without, with intensity) of each depth normalisation (core.semidense):
+# 'frame_percentile' models see depth / s and output depth / s; 'log_geometric_mean' models
+# see the nearest fill in metres and output metres (the normalisation is in their graph).
+NORMALIZATION_CHANNELS = {DEPTH_NORMALIZATION: (2, 3), FILL_NORMALIZATION: (3, 4)}
 
 
 class SemiDenseEstimator:
@@ -38,13 +45,16 @@ class SemiDenseEstimator:
         if spec.input_kind != 'semidense':
             raise ValueError(f"a semidense estimator needs a model with input_kind "
                              f"'semidense', this one has '{spec.input_kind}'")
-        if spec.input_channels not in (2, 3):
-            raise ValueError(f'a semidense model takes 2 (depth, mask) or 3 (+ intensity) '
-                             f'channels, this one {spec.input_channels}')
         normalization = spec.extras.get('depth_normalization', DEPTH_NORMALIZATION)
-        if normalization != DEPTH_NORMALIZATION:
+        if normalization not in NORMALIZATION_CHANNELS:
             raise ValueError(f"unknown semidense depth_normalization '{normalization}' "
-                             f"(this package knows '{DEPTH_NORMALIZATION}')")
+                             f'(this package knows {sorted(NORMALIZATION_CHANNELS)})')
+        channels = NORMALIZATION_CHANNELS[normalization]
+        if spec.input_channels not in channels:
+            raise ValueError(f"a semidense '{normalization}' model takes {channels[0]} or "
+                             f'{channels[1]} (+ intensity) channels, this one '
+                             f'{spec.input_channels}')
+        self._fill_input = normalization == FILL_NORMALIZATION
         self.model = model
         self.output_resolution = output_resolution
         self._input_name = spec.input_names[0]
@@ -59,7 +69,7 @@ class SemiDenseEstimator:
 
     @property
     def needs_intensity(self) -> bool:
-        return self.spec.input_channels == 3
+        return self.spec.input_channels == (4 if self._fill_input else 3)
 
     def spec_for_range(self, depth_range: tuple[float, float] | None) -> ModelSpec:
         if depth_range is None:
@@ -81,7 +91,12 @@ class SemiDenseEstimator:
         Raises core.encodings.ImageFormatError when the input has no known depth.
         """
         height, width = depth.shape
-        tensor, scale = semidense_to_tensor(depth, self.spec, intensity)
+        if self._fill_input:
+            tensor = semidense_fill_tensor(depth, self.spec, intensity)
+            known = tensor[0, 1] > 0
+            scale = 1.0       # the graph restores the scale: its output is metres
+        else:
+            tensor, scale = semidense_to_tensor(depth, self.spec, intensity)
         start = time.perf_counter()
         outputs = self.model.engine.run({self._input_name: tensor})
         inference_s = time.perf_counter() - start
@@ -91,7 +106,8 @@ class SemiDenseEstimator:
         if camera is not None:
             out_camera = camera if (out_w, out_h) == (camera.width, camera.height) \
                 else camera.scaled(out_w, out_h)
-        # The network predicts depth / s; resizing before scaling is the same (linear).
+        # The network predicts depth / s (s = 1: metres); resizing before scaling is the
+        # same (linear).
         raw = resize_output(raw, out_h, out_w) * np.float32(scale)
         spec = self.spec_for_range(depth_range)
         dense = output_to_metres(raw, spec)
@@ -100,5 +116,7 @@ class SemiDenseEstimator:
                 resample_sparse_depth(depth, out_h, out_w)
             dense = merge_known_depth(dense, sparse, (spec.min_depth, spec.max_depth))
         known_fraction = float(known_depth(depth).mean())
+        if self._fill_input:   # the frame's geometric mean known depth, as the graph sees it
+            scale = float(np.exp(np.log(tensor[0, 0][known]).mean()))
         return DepthResult(dense, out_camera, inference_s,
                            {'scale': scale, 'known_fraction': known_fraction})

@@ -1,5 +1,8 @@
 """SemiDenseEstimator on a hand-made model: input moved onto the model's grid, output back to
-the input's size in metres, known depths kept, model-size output with scaled intrinsics."""
+the input's size in metres, known depths kept, model-size output with scaled intrinsics; on
+an exported nearest-fill network; and the shipped model's output scaling with its input."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 from fixtures.models import write_affine_model
@@ -7,6 +10,7 @@ from fixtures.models import write_affine_model
 from depth_nodes.core.camera import CameraIntrinsics
 from depth_nodes.core.encodings import ImageFormatError
 from depth_nodes.core.model_spec import ModelSpec
+from depth_nodes.core.semidense import resample_sparse_depth
 from depth_nodes.runtime.model import open_model
 from depth_nodes.runtime.semidense_estimator import SemiDenseEstimator
 
@@ -58,3 +62,72 @@ def test_wrong_models_and_missing_inputs_are_clear_errors(tmp_path):
     assert np.allclose(estimator.estimate(depth, intensity=gray).depth, 2.0)
     with pytest.raises(ImageFormatError, match='no known depth'):
         estimator.estimate(np.zeros((24, 32), np.float32), intensity=gray)
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / 'models' / 'semidense_synthetic.onnx'
+
+
+def scene(height=48, width=64, density=0.1, seed=0):
+    """A tilted plane with a box in front, its intensity, and a gradient-like sample mask."""
+    rng = np.random.default_rng(seed)
+    v, u = np.mgrid[0:height, 0:width].astype(np.float32)
+    depth = 3.0 + 2.0 * v / height + u / width
+    depth[height // 4:height // 2, width // 4:width // 2] = 1.5
+    gray = np.clip(40 * depth + rng.normal(0, 20, depth.shape), 0, 255).astype(np.uint8)
+    sparse = np.where(rng.random(depth.shape) < density, depth, np.nan).astype(np.float32)
+    return sparse, gray
+
+
+def fill_model(tmp_path, height=48, width=64):
+    """A tiny 'log_geometric_mean' SemiDenseNet with random weights, exported to ONNX."""
+    import torch
+
+    from training.export import export_onnx
+    from training.models.semidense import SemiDenseConfig, SemiDenseMethod
+    method = SemiDenseMethod(SemiDenseConfig(input_height=height, input_width=width,
+                                             stem_channels=4, channels=8, dilations=(1, 2),
+                                             activation='relu'))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in method.network.parameters():
+            p.normal_(0.0, 0.1)
+    path = tmp_path / 'fill.onnx'
+    export_onnx(method, path, write_program=False)
+    return open_model(str(path), 'onnxruntime')
+
+
+def test_fill_model_keeps_known_depth_and_scales_with_it(tmp_path):
+    estimator = SemiDenseEstimator(fill_model(tmp_path))
+    assert estimator.needs_intensity
+    sparse, gray = scene(96, 128)                           # twice the model's size
+    result = estimator.estimate(sparse, intensity=gray, keep_input_depth=True)
+    known = np.isfinite(sparse)
+    assert result.depth.shape == (96, 128) and np.isfinite(result.depth).all()
+    assert np.array_equal(result.depth[known], sparse[known])
+    # extras['scale']: the geometric mean of the known depths on the model's grid
+    grid = resample_sparse_depth(sparse, 48, 64)
+    assert result.extras['scale'] == pytest.approx(
+        float(np.exp(np.log(grid[np.isfinite(grid)]).mean())), rel=1e-5)
+    doubled = estimator.estimate(2.0 * sparse, intensity=gray, keep_input_depth=True)
+    assert np.allclose(doubled.depth, 2.0 * result.depth, rtol=1e-4)
+    with pytest.raises(ImageFormatError, match='intensity'):
+        estimator.estimate(sparse)
+
+
+@pytest.mark.parametrize('density', [0.01, 0.1])
+def test_shipped_model_output_doubles_when_every_known_depth_doubles(density):
+    """The exported model itself (not the estimator around it) is scale-equivariant."""
+    from depth_nodes.core.semidense import semidense_fill_tensor
+    model = open_model(str(SHIPPED), 'onnxruntime')
+    spec = model.spec
+    assert spec.extras['depth_normalization'] == 'log_geometric_mean'
+    sparse, gray = scene(*spec.input_size, density=density, seed=1)
+    tensor = semidense_fill_tensor(sparse, spec, gray)
+    doubled = tensor.copy()
+    doubled[0, 0] *= 2.0                                    # every depth (the fill's too)
+    name = spec.input_names[0]
+    once = model.engine.run({name: tensor})[spec.output_name]
+    twice = model.engine.run({name: doubled})[spec.output_name]
+    assert once.shape == (1, 1, *spec.input_size) and np.isfinite(once).all()
+    assert np.allclose(twice, 2.0 * once, rtol=0.01)
+    assert not np.allclose(once, 2.0 * once, rtol=0.01)    # not vacuous: depths are > 0

@@ -60,3 +60,23 @@ def test_perceptual_gradient_reaches_the_prediction_only():
     assert pred.grad is not None and pred.grad.abs().sum() > 0
     assert target.grad is None
     assert all(p.grad is None for p in loss.features.parameters())
+
+
+def test_gradient_matching_by_hand():
+    from training.losses.gradient_matching import GradientMatchingLoss
+    target = torch.zeros(1, 1, 2, 3)
+    # R = prediction - target: row 0 = 0, 1, 3; row 1 = 0, 0, 0
+    pred = torch.tensor([[0.0, 1.0, 3.0], [0.0, 0.0, 0.0]]).view(1, 1, 2, 3)
+    valid = torch.ones(1, 1, 2, 3, dtype=torch.bool)
+    # one scale: x differences 1, 2, 0, 0; y differences 0, 1, 3 -> 7 / 7 pairs
+    assert GradientMatchingLoss(scales=1)(pred, target, valid).item() == pytest.approx(1.0)
+    # scale 2 (every second pixel): one row (0, 3) -> x difference 3, no y pair -> 3 / 1
+    assert GradientMatchingLoss(scales=2)(pred, target, valid).item() == pytest.approx(2.0)
+    # A pair counts only where both of its pixels have ground truth.
+    valid[0, 0, 0, 2] = False
+    # x: 1, 0, 0 (3 pairs); y: 0, 1 (2 pairs) -> 2 / 5
+    assert GradientMatchingLoss(scales=1)(pred, target, valid).item() == pytest.approx(0.4)
+    # A constant log offset (a global scale error) costs nothing.
+    assert GradientMatchingLoss()(target + 0.7, target, valid.fill_(True)).item() == 0.0
+    with pytest.raises(ValueError, match='scales'):
+        GradientMatchingLoss(scales=0)

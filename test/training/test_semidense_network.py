@@ -1,12 +1,14 @@
 """SemiDenseNet (Makarov et al.): one 2x downsampling, pixel shuffle back, residual and
-projection blocks with ELU, dilations, dropout, fully convolutional; VGG16 in torchvision's
-layout."""
+projection blocks with ELU, dilations, dropout, fully convolutional; a correction of the
+nearest fill in scale-free log depth (starts as the fill, known depths exact, output scales
+with the input); VGG16 in torchvision's layout."""
 import pytest
 import torch
 from torch import nn
 
 from training.networks.semidense_net import (ProjectionBlock, ResidualBlock,
-                                             SemiDenseArchitecture, SemiDenseNet)
+                                             SemiDenseArchitecture, SemiDenseNet,
+                                             frame_log_mean)
 from training.networks.vgg16 import (LAYER_NAMES, VGG16Features, load_vgg16_features)
 
 torch.set_num_threads(1)
@@ -14,19 +16,59 @@ torch.set_num_threads(1)
 
 @pytest.mark.parametrize('size', [(2, 2), (24, 32), (30, 46), (120, 160), (64, 34)])
 def test_output_size_equals_input_size(size):
-    net = SemiDenseNet(SemiDenseArchitecture(in_channels=2)).eval()
+    net = SemiDenseNet(SemiDenseArchitecture(in_channels=3)).eval()
     with torch.no_grad():
-        out = net(torch.rand(1, 2, *size))
+        out = net(torch.rand(1, 3, *size) + 0.1)
     assert out.shape == (1, 1, *size)
 
 
-def test_odd_sizes_are_refused():
+def test_odd_sizes_and_other_channel_counts_are_refused():
     with pytest.raises(ValueError, match='divisible by 2'):
-        SemiDenseNet()(torch.rand(1, 2, 31, 32))
+        SemiDenseNet()(torch.rand(1, 3, 31, 32))
+    with pytest.raises(ValueError, match='in_channels must be 3'):
+        SemiDenseArchitecture(in_channels=2)
+    with pytest.raises(ValueError, match='activation'):
+        SemiDenseArchitecture(activation='gelu')
+
+
+def fill_input(seed=0, size=(24, 32), channels=4, density=0.1):
+    """A valid input: nearest depth 1-9 m, a 0/1 mask, distances, intensity."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(1, channels, *size, generator=generator)
+    x[:, 0] = 1.0 + 8.0 * x[:, 0]
+    x[:, 1] = (x[:, 1] < density).float()
+    x[:, 2] = 30.0 * x[:, 2]
+    return x
+
+
+def test_untrained_network_is_the_nearest_fill_and_known_depths_are_exact():
+    net = SemiDenseNet(SemiDenseArchitecture(in_channels=4)).eval()
+    x = fill_input()
+    with torch.no_grad():
+        assert torch.allclose(net(x), x[:, 0:1], rtol=1e-6)   # zero head: f = 0
+        randomise(net)
+        out = net(x)
+    known = x[:, 1:2] > 0.5
+    assert torch.equal(out[known], x[:, 0:1][known])            # exact, not approximately
+    assert not torch.allclose(out[~known], x[:, 0:1][~known])
+
+
+def test_frame_log_mean_and_scale_equivariance():
+    x = torch.zeros(1, 3, 2, 2)
+    x[0, 0] = torch.tensor([[2.0, 8.0], [100.0, 1.0]])
+    x[0, 1] = torch.tensor([[1.0, 1.0], [0.0, 0.0]])
+    # c = (log 2 + log 8) / 2 = log 4: the geometric mean of the known depths
+    assert frame_log_mean(x).item() == pytest.approx(torch.log(torch.tensor(4.0)).item())
+    net = randomise(SemiDenseNet(SemiDenseArchitecture(in_channels=4))).eval()
+    x = fill_input(1, (40, 48))
+    doubled = x.clone()
+    doubled[:, 0] *= 2.0
+    with torch.no_grad():
+        assert torch.allclose(net(doubled), 2.0 * net(x), rtol=1e-4)
 
 
 def test_layer_table_of_the_paper():
-    arch = SemiDenseArchitecture(in_channels=3, stem_channels=16, channels=32,
+    arch = SemiDenseArchitecture(in_channels=4, stem_channels=16, channels=32,
                                  dilations=(1, 2, 4, 8))
     net = SemiDenseNet(arch)
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
@@ -43,7 +85,7 @@ def test_layer_table_of_the_paper():
     assert all(isinstance(b, ResidualBlock) for b in net.body)
     assert isinstance(net.down, ProjectionBlock)
     assert net.shuffle.upscale_factor == 2 and net.head.out_channels == 4
-    assert net.stem[0].in_channels == 3 and net.dropout.p == 0.5
+    assert net.stem[0].in_channels == 4 and net.dropout.p == 0.5
     # ELU everywhere but after the last convolution (the head is linear).
     assert sum(isinstance(m, nn.ELU) for m in net.modules()) == 1 + 1 + 4
     features = torch.rand(1, 32, 5, 5) - 3.0         # all negative: ELU would floor at -1
@@ -51,6 +93,11 @@ def test_layer_table_of_the_paper():
         net.head.weight.zero_()
         net.head.bias.fill_(-5.0)
         assert torch.equal(net.shuffle(net.head(features)), torch.full((1, 1, 10, 10), -5.0))
+    # The fast variant swaps every ELU for a ReLU and nothing else.
+    fast = SemiDenseNet(SemiDenseArchitecture(in_channels=4, activation='relu'))
+    assert sum(isinstance(m, nn.ReLU) for m in fast.modules()) == 1 + 1 + 4
+    assert not any(isinstance(m, nn.ELU) for m in fast.modules())
+    assert [p.shape for p in fast.parameters()] == [p.shape for p in net.parameters()]
 
 
 def randomise(module):
@@ -82,9 +129,11 @@ def test_receptive_field_spans_about_130_pixels():
     # Gradient of one output pixel w.r.t. the input: non-zero over the receptive field.
     torch.manual_seed(0)
     net = randomise(SemiDenseNet(SemiDenseArchitecture(dilations=(1, 2, 4, 8), dropout=0.0)))
-    x = torch.rand(1, 2, 200, 200, requires_grad=True)
+    # No known pixel, and the mask channel left out: the frame's mean log depth c (the only
+    # global term) passes no gradient to the depths and distances then.
+    x = fill_input(2, (200, 200), channels=3, density=0.0).requires_grad_(True)
     net(x)[0, 0, 100, 100].backward()
-    columns = torch.nonzero(x.grad[0].abs().sum(dim=(0, 1))).flatten()
+    columns = torch.nonzero(x.grad[0, [0, 2]].abs().sum(dim=(0, 1))).flatten()
     width = int(columns.max() - columns.min() + 1)
     assert 125 <= width <= 140
 
@@ -117,3 +166,24 @@ def test_vgg16_layout_matches_torchvision_and_loads_a_state_dict(tmp_path):
         load_vgg16_features(tmp_path / 'partial.pth')
     with pytest.raises(FileNotFoundError, match='nowhere.pth'):
         load_vgg16_features(tmp_path / 'nowhere.pth')
+
+
+def test_push_pull_fill_is_exact_on_constants_and_keeps_dense_samples():
+    from training.networks.semidense_net import push_pull_fill
+    mask = torch.zeros(1, 1, 30, 46)
+    mask[0, 0, 5, 5] = mask[0, 0, 20, 40] = 1.0
+    values = torch.zeros(1, 1, 30, 46)
+    values[0, 0, 5, 5], values[0, 0, 20, 40] = 2.0, -1.0
+    filled = push_pull_fill(values, mask, levels=5)
+    assert filled.shape == (1, 1, 30, 46)                 # padded inside, cropped back
+    # Normalised averages: never outside the known values; one known value -> constant.
+    assert filled.min() >= -1.0 - 1e-6 and filled.max() <= 2.0 + 1e-6
+    assert torch.allclose(push_pull_fill(torch.full_like(values, 3.0), mask, 5),
+                          torch.tensor(3.0))
+    # Where every pixel is known (w = 1 >= 1/k), level 0 trusts itself: the input.
+    dense = torch.rand(1, 1, 16, 16)
+    assert torch.allclose(push_pull_fill(dense, torch.ones_like(dense), 3), dense)
+    net = SemiDenseNet(SemiDenseArchitecture(in_channels=3, smooth_levels=4))
+    assert net.stem[0].in_channels == 4                   # the push-pull fill is one more
+    with pytest.raises(ValueError, match='smooth_levels'):
+        SemiDenseArchitecture(smooth_levels=11)

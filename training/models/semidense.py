@@ -1,16 +1,24 @@
 """Makarov et al., "Depth Map Interpolation using Perceptual Loss": semi-dense (LSD-SLAM) or
-sparse (LiDAR-like) depth + its mask [+ intensity] -> dense depth, trained with a VGG16
-perceptual loss plus alpha * total variation, Adam at 1e-4 then 1e-5.
+sparse (LiDAR-like) depth + its mask [+ intensity] -> dense depth, here as a learnt
+correction of the nearest-neighbour fill in scale-free log depth
+(training/networks/semidense_net.py), Adam at 1e-4 then 1e-5 as in the paper.
 
-Training masks as in the paper: the pixels a semi-dense SLAM would reconstruct (adaptive
-threshold of the intensity gradient, 10-15 % of the pixels), and uniform random samples at
-a given density for LiDAR-like input; ``mask_kind`` picks one or mixes both. The network
-works on depth divided by a per-frame scale (depth_nodes.core.semidense.semidense_to_tensor,
-the node's own pre-processing), so one model serves rooms, streets and scale-free SLAM maps.
+Training masks: the pixels a semi-dense SLAM would reconstruct (adaptive threshold of the
+intensity gradient, as the paper simulates LSD-SLAM), uniform random samples, and LiDAR-like
+scan lines; ``mask_kind`` picks one or mixes all three. Batches are made with the node's own
+pre-processing (depth_nodes.core.semidense.semidense_fill_tensor) on the whole image and then
+cropped (``crop_height`` x ``crop_width``), so the crops see the fill, the distances and the
+gaps between samples that the node sees at the full resolution.
 
-Perceptual loss needs ImageNet VGG16 weights, which this project cannot download: give a
-torchvision-format file in ``vgg16_weights``. Without one, training uses masked L1 + alpha *
-TV instead and says so in the log, the model spec (extras.loss) and the checkpoints' config.
+Loss, in log depth on the pixels that were not given (known pixels pass through exactly):
+
+    L = 1/n sum_i |log d_i - log d*_i|  +  beta L_grad  +  alpha TV(log d - c)
+
+L_grad is multi-scale gradient matching (training/losses/gradient_matching.py), which takes
+the place of the paper's VGG16 perceptual loss: no ImageNet weights can be downloaded here.
+With a torchvision-format file in ``vgg16_weights`` the perceptual loss on depth relative to
+the frame's geometric mean replaces the L1 term, as in the paper. The loss used is recorded
+in the model spec (extras.loss) and the checkpoints' config.
 """
 from __future__ import annotations
 
@@ -25,17 +33,33 @@ from torch import nn
 
 from depth_nodes.core.model_spec import ModelSpec
 from depth_nodes.core.preprocess import resize_image
-from depth_nodes.core.semidense import (DEFAULT_SCALE_PERCENTILE, DEPTH_NORMALIZATION,
-                                        SEMIDENSE_CHANNELS, random_sample_mask,
-                                        semidense_mask_from_gradient, semidense_to_tensor)
+from depth_nodes.core.semidense import (FILL_CHANNELS, FILL_NORMALIZATION, random_sample_mask,
+                                        semidense_fill_tensor, semidense_mask_from_gradient)
+from training.losses.gradient_matching import GradientMatchingLoss
 from training.losses.total_variation import TotalVariationLoss
 from training.models.base import DepthMethod, TrainContext, require_keys, resize_depth
-from training.networks.semidense_net import SemiDenseArchitecture, SemiDenseNet
+from training.networks.semidense_net import (SemiDenseArchitecture, SemiDenseNet,
+                                             frame_log_mean)
 
-MASK_KINDS = ('gradient', 'random', 'mixed')
-LOSS_PERCEPTUAL = 'perceptual+tv'
-LOSS_FALLBACK = 'l1+tv (no VGG16 weights)'
+MASK_KINDS = ('gradient', 'random', 'scanlines', 'mixed')
 log = logging.getLogger(__name__)
+
+
+def scanline_mask(shape: tuple[int, int], lines: int, step: int, rng: np.random.Generator
+                  ) -> np.ndarray:
+    """(H, W) bool mask of a LiDAR-like scan: ``lines`` gently curved rows over a random band
+    of the image, a sample every ``step`` pixels along each (random phase)."""
+    height, width = shape
+    mask = np.zeros(shape, dtype=bool)
+    top, bottom = sorted(rng.uniform(0.0, 1.0, 2) * height)
+    bottom = max(bottom, top + 0.3 * height)
+    u = np.arange(rng.integers(step), width, step)
+    bend = rng.uniform(-0.15, 0.15) * height * ((u - width / 2) / width) ** 2 * 4
+    for row in np.linspace(top, bottom, lines):
+        v = np.round(row + bend).astype(int)
+        inside = (v >= 0) & (v < height)
+        mask[v[inside], u[inside]] = True
+    return mask
 
 
 @dataclass(frozen=True)
@@ -44,24 +68,31 @@ class SemiDenseConfig:
     configs (training/configs/semidense_*.yaml) set their resolutions."""
     input_height: int = 240
     input_width: int = 320
-    use_intensity: bool = False         # intensity image as a third input channel
+    use_intensity: bool = True          # intensity image as the fourth input channel
     stem_channels: int = 16
     channels: int = 32
     dilations: tuple[int, ...] = (1, 2, 4, 8)
     dropout: float = 0.5
-    # Training masks: 'gradient' (LSD-SLAM-like), 'random' (LiDAR-like) or 'mixed'.
+    activation: str = 'elu'             # the paper's ELU, or 'relu' (faster on the CPU)
+    smooth_levels: int = 0              # > 0: push-pull fill as an extra network input
+    # Training crops of the model-size image (0 = the whole image).
+    crop_height: int = 0
+    crop_width: int = 0
+    # Training masks: 'gradient' (LSD-SLAM-like), 'random', 'scanlines' (LiDAR) or 'mixed'.
     mask_kind: str = 'mixed'
-    gradient_density: tuple[float, float] = (0.10, 0.15)   # drawn uniformly per sample
+    gradient_density: tuple[float, float] = (0.10, 0.15)   # drawn log-uniformly per sample
     random_density: tuple[float, float] = (0.01, 0.10)
-    gradient_probability: float = 0.5                      # 'mixed': share of gradient masks
+    scanlines: tuple[int, int] = (16, 64)                  # lines per scan
+    mixed_weights: tuple[float, float, float] = (0.6, 0.2, 0.2)   # gradient, random, lines
     depth_noise: float = 0.0            # relative std of multiplicative noise on the samples
-    scale_percentile: float = DEFAULT_SCALE_PERCENTILE
     min_depth: float = 0.1              # metres: ground truth outside is masked, and the
     max_depth: float = 100.0            # model spec's valid output range
-    # Loss: perceptual (VGG16 features up to perceptual_layer) + tv_weight * TV.
-    vgg16_weights: str = ''             # torchvision vgg16 state dict file; '' = L1 fallback
+    # Loss: log L1 (or perceptual) + grad_weight * gradient matching + tv_weight * TV.
+    grad_weight: float = 0.5            # beta
+    grad_scales: int = 4
+    vgg16_weights: str = ''             # torchvision vgg16 state dict file; '' = log L1
     perceptual_layer: str = 'relu2_2'
-    tv_weight: float = 0.01             # alpha
+    tv_weight: float = 0.0              # alpha
     lr: float = 1e-4                    # stage high_lr (the paper's first 40k iterations)
     lr_decayed: float = 1e-5            # stage low_lr (the last 30k)
     adam_betas: tuple[float, float] = (0.9, 0.999)
@@ -73,21 +104,24 @@ class SemiDenseConfig:
                                                                 self.input_width) < 2:
             raise ValueError(f'input size must be even (one 2x downsampling), got '
                              f'{self.input_width}x{self.input_height}')
+        if self.crop_height % 2 or self.crop_width % 2 or self.crop_height > \
+                self.input_height or self.crop_width > self.input_width:
+            raise ValueError('crop size must be even and inside the input size')
         for name in ('gradient_density', 'random_density'):
             lo, hi = getattr(self, name)
             if not 0.0 < lo <= hi < 1.0:
                 raise ValueError(f'{name} must be (low, high) with 0 < low <= high < 1')
-        if not 0.0 <= self.gradient_probability <= 1.0:
-            raise ValueError('gradient_probability must be in [0, 1]')
+        if len(self.mixed_weights) != 3 or min(self.mixed_weights) < 0 or \
+                sum(self.mixed_weights) <= 0:
+            raise ValueError('mixed_weights: three non-negative weights, not all 0')
         if not 0 < self.min_depth < self.max_depth:
             raise ValueError('need 0 < min_depth < max_depth')
-        if not 0 < self.scale_percentile <= 100:
-            raise ValueError('scale_percentile must be in (0, 100]')
 
     @property
     def architecture(self) -> SemiDenseArchitecture:
-        return SemiDenseArchitecture(3 if self.use_intensity else 2, self.stem_channels,
-                                     self.channels, tuple(self.dilations), self.dropout)
+        return SemiDenseArchitecture(4 if self.use_intensity else 3, self.stem_channels,
+                                     self.channels, tuple(self.dilations), self.dropout,
+                                     self.activation, self.smooth_levels)
 
 
 class SemiDenseMethod(DepthMethod):
@@ -102,18 +136,17 @@ class SemiDenseMethod(DepthMethod):
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.lr,
                                           betas=config.adam_betas)
         self.tv_loss = TotalVariationLoss()
+        self.gradient_loss = GradientMatchingLoss(config.grad_scales)
         self.perceptual_loss = None
+        data = 'log_l1'
         if config.vgg16_weights:
             from training.losses.perceptual import PerceptualLoss
             from training.networks.vgg16 import load_vgg16_features
             features = load_vgg16_features(config.vgg16_weights, config.perceptual_layer)
             self.perceptual_loss = PerceptualLoss(features).to(context.device)
-            self.loss_name = LOSS_PERCEPTUAL
-        else:
-            self.loss_name = LOSS_FALLBACK
-            log.warning('semidense: no VGG16 weights (method.options.vgg16_weights), so no '
-                        'perceptual loss; training with masked L1 + %g * TV instead',
-                        config.tv_weight)
+            data = 'perceptual'
+        self.loss_name = '+'.join([data] + [name for name, w in (
+            ('gradient_matching', config.grad_weight), ('tv', config.tv_weight)) if w > 0])
         self._trained: nn.Module = self.network
         self.begin_stage(self.stages[0])
 
@@ -134,15 +167,24 @@ class SemiDenseMethod(DepthMethod):
     # --- data ------------------------------------------------------------------------
     def draw_mask(self, gray: np.ndarray, known: np.ndarray, rng: np.random.Generator
                   ) -> np.ndarray:
-        """The training mask of one sample: gradient (SLAM-like) or uniform (LiDAR-like),
-        restricted to pixels with ground truth."""
+        """The training mask of one sample: gradient (SLAM-like), uniform or scan lines
+        (LiDAR-like), restricted to pixels with ground truth. Densities are drawn
+        log-uniformly, so 1 % inputs are trained as often as 10 % ones."""
         c = self.config
-        gradient = c.mask_kind == 'gradient' or (
-            c.mask_kind == 'mixed' and rng.random() < c.gradient_probability)
-        if gradient:
-            mask = semidense_mask_from_gradient(gray, float(rng.uniform(*c.gradient_density)))
+        kind = c.mask_kind
+        if kind == 'mixed':
+            weights = np.asarray(c.mixed_weights, dtype=float)
+            kind = MASK_KINDS[int(rng.choice(3, p=weights / weights.sum()))]
+        if kind == 'gradient':
+            density = float(np.exp(rng.uniform(*np.log(c.gradient_density))))
+            mask = semidense_mask_from_gradient(gray, density)
+        elif kind == 'random':
+            density = float(np.exp(rng.uniform(*np.log(c.random_density))))
+            mask = random_sample_mask(gray.shape, density, rng)
         else:
-            mask = random_sample_mask(gray.shape, float(rng.uniform(*c.random_density)), rng)
+            mask = scanline_mask(gray.shape, int(rng.integers(c.scanlines[0],
+                                                              c.scanlines[1] + 1)),
+                                 int(rng.integers(1, 5)), rng)
         mask &= known
         if not mask.any():   # a textureless image: keep one known pixel so a scale exists
             v, u = np.nonzero(known)
@@ -152,13 +194,14 @@ class SemiDenseMethod(DepthMethod):
 
     def make_batch(self, samples: Sequence[Mapping[str, Any]],
                    rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Samples -> network inputs (the node's pre-processing) and targets at the model
-        size. Masks are drawn from ``rng`` (default: numpy's global generator, which the
-        trainer seeds and checkpoints)."""
+        """Samples -> network inputs (the node's pre-processing at the model size, then
+        cropped) and log-depth targets. Masks and crops are drawn from ``rng`` (default:
+        numpy's global generator, which the trainer seeds and checkpoints)."""
         c = self.config
         spec = self.model_spec()
         rng = rng if rng is not None else np.random.default_rng(np.random.randint(2 ** 31))
-        inputs, targets, scales = [], [], []
+        crop_h, crop_w = c.crop_height or c.input_height, c.crop_width or c.input_width
+        inputs, targets = [], []
         for sample in samples:
             require_keys(sample, self.sample_keys, self.name)
             depth = resize_depth(sample['depth'], c.input_height, c.input_width)
@@ -174,43 +217,56 @@ class SemiDenseMethod(DepthMethod):
             if c.depth_noise > 0:
                 noise = rng.normal(1.0, c.depth_noise, sparse.shape).astype(np.float32)
                 sparse = np.where(mask, sparse * np.maximum(noise, 0.1), sparse)
-            tensor, scale = semidense_to_tensor(sparse, spec, gray)
-            inputs.append(tensor)
-            targets.append(np.where(known, depth, np.float32(np.nan)))
-            scales.append(scale)
+            tensor = semidense_fill_tensor(sparse, spec, gray)
+            top = int(rng.integers(c.input_height - crop_h + 1))
+            left = int(rng.integers(c.input_width - crop_w + 1))
+            window = np.s_[top:top + crop_h, left:left + crop_w]
+            inputs.append(tensor[(0, slice(None)) + window])
+            targets.append(np.where(known, depth, np.float32(np.nan))[window])
         target = np.stack(targets)[:, None]
         valid = np.isfinite(target)
         log_depth = np.zeros_like(target)
         log_depth[valid] = np.log(target[valid])
-        return {'input': torch.from_numpy(np.concatenate(inputs)),
-                'scale': torch.tensor(scales, dtype=torch.float32),
+        return {'input': torch.from_numpy(np.stack(inputs)),
                 'log_depth': torch.from_numpy(log_depth), 'valid': torch.from_numpy(valid)}
 
     # --- training and inference ------------------------------------------------------
-    def loss_terms(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
-                   ) -> dict[str, torch.Tensor]:
-        """Loss on normalised depth (depth / frame scale): the paper's perceptual + alpha TV,
-        or the fallback masked L1 + alpha TV."""
-        terms = {'tv_loss': self.tv_loss(pred)}
+    def loss_terms(self, relative: torch.Tensor, log_target: torch.Tensor,
+                   valid: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss on log depth relative to the frame's geometric mean (``relative`` =
+        log d - c, ``log_target`` = log d* - c) over the ``valid`` pixels (the unknown ones
+        with ground truth)."""
+        c = self.config
+        terms = {}
         if self.perceptual_loss is not None:
-            terms['perceptual_loss'] = self.perceptual_loss(pred, target, valid)
+            terms['perceptual_loss'] = self.perceptual_loss(relative.exp(), log_target.exp(),
+                                                            valid)
             data = terms['perceptual_loss']
         else:
-            # 1/n sum_i |y_i - y*_i| over the n pixels with ground truth
-            diff = torch.where(valid, (pred - target).abs(), torch.zeros_like(pred))
-            terms['l1_loss'] = diff.sum() / valid.sum().clamp(min=1)
-            data = terms['l1_loss']
-        # L = L_data + alpha * TV(y)
-        terms['loss'] = data + self.config.tv_weight * terms['tv_loss']
+            # 1/n sum_i |log d_i - log d*_i| over the n pixels with ground truth
+            diff = torch.where(valid, (relative - log_target).abs(),
+                               torch.zeros_like(relative))
+            terms['log_l1_loss'] = diff.sum() / valid.sum().clamp(min=1)
+            data = terms['log_l1_loss']
+        loss = data
+        if c.grad_weight > 0:
+            terms['gradient_loss'] = self.gradient_loss(relative, log_target, valid)
+            loss = loss + c.grad_weight * terms['gradient_loss']
+        if c.tv_weight > 0:
+            terms['tv_loss'] = self.tv_loss(relative)
+            loss = loss + c.tv_weight * terms['tv_loss']
+        # L = L_data + beta L_grad + alpha TV
+        terms['loss'] = loss
         return terms
 
     def training_step(self, batch: Mapping[str, torch.Tensor], step: int) -> dict[str, float]:
-        scale = batch['scale'].view(-1, 1, 1, 1)
-        valid = batch['valid']
-        target = torch.where(valid, batch['log_depth'].exp() / scale,
-                             torch.zeros_like(batch['log_depth']))
-        pred = self._trained(batch['input'])
-        terms = self.loss_terms(pred, target, valid)
+        known = batch['input'][:, 1:2] > 0.5
+        valid = batch['valid'] & ~known
+        c = frame_log_mean(batch['input'])
+        relative = torch.log(self._trained(batch['input'])) - c
+        log_target = torch.where(batch['valid'], batch['log_depth'] - c,
+                                 torch.zeros_like(relative))
+        terms = self.loss_terms(relative, log_target, valid)
         self.optimizer.zero_grad(set_to_none=True)
         terms['loss'].backward()
         self.optimizer.step()
@@ -221,23 +277,33 @@ class SemiDenseMethod(DepthMethod):
         was_training = self.network.training
         self.network.eval()
         try:
-            return self.network(batch['input'])[:, 0] * batch['scale'].view(-1, 1, 1)
+            return self.network(batch['input'])[:, 0]
         finally:
             self.network.train(was_training)
 
     def model_spec(self) -> ModelSpec:
         c = self.config
-        channels = 3 if c.use_intensity else 2
+        channels = 4 if c.use_intensity else 3
         return ModelSpec(method=self.name, input_kind='semidense', input_names=('semidense',),
                          input_height=c.input_height, input_width=c.input_width,
                          input_channels=channels, mean=(0.0,) * channels,
-                         std=(1.0,) * channels, output_name='normalized_depth',
+                         std=(1.0,) * channels, output_name='depth',
                          output_kind='metric_depth', min_depth=c.min_depth,
                          max_depth=c.max_depth,
-                         extras={'channels': list(SEMIDENSE_CHANNELS[:channels]),
-                                 'depth_normalization': DEPTH_NORMALIZATION,
-                                 'scale_percentile': c.scale_percentile,
+                         extras={'channels': list(FILL_CHANNELS[:channels]),
+                                 'depth_normalization': FILL_NORMALIZATION,
                                  'loss': self.loss_name})
+
+    def example_inputs(self) -> tuple[torch.Tensor, ...]:
+        """A valid input (positive depths, a 0/1 mask, distances >= 0) of the spec's size."""
+        spec = self.model_spec()
+        generator = torch.Generator().manual_seed(0)
+        shape = (1, spec.input_channels, spec.input_height, spec.input_width)
+        x = torch.rand(shape, generator=generator)
+        x[:, 0] = 0.5 + 10 * x[:, 0]
+        x[:, 1] = (x[:, 1] < 0.1).float()
+        x[:, 2] = 20 * x[:, 2]
+        return (x,)
 
     def export_module(self) -> nn.Module:
         return self.network

@@ -1,8 +1,21 @@
 """Makarov et al., "Depth Map Interpolation using Perceptual Loss": a compact residual CNN that
 turns semi-dense depth (LSD-SLAM: 10-15 % of the pixels, along intensity edges) into dense
-depth.
+depth, here as a correction of the nearest-neighbour fill in scale-free log depth.
 
-The paper's building blocks, all filters 3x3 except the projections' 1x1, ELU after every
+Input (depth_nodes.core.semidense.semidense_fill_tensor): the nearest known depth of every
+pixel n (metres), the known mask m, the distance to that known pixel (pixels) [, intensity].
+Inside the graph, with c the frame's mean log known depth (its geometric mean depth),
+
+    c = sum(m log n) / sum(m)                      scale: c -> c + log k when depths x k
+    x = log n - c                                  the fill, scale-free
+    log d = c + x + f([x, m, log(1 + dist) / 4 [, I]])
+    d_out = n where m, else d                      known depths pass through exactly
+
+so a room at 0.5 m and a street at 50 m look alike to f, doubling every known depth doubles
+the output, and f = 0 (its head starts at zero) is exactly the nearest fill: training only
+has to add what the fill gets wrong (slopes between samples, edges the intensity shows).
+
+f is the paper's network, all filters 3x3 except the projections' 1x1, ELU after every
 convolution but the last:
 
     stem        conv 3x3 (C_in -> stem)                             full resolution
@@ -18,8 +31,7 @@ the 4 channels of each half-resolution pixel into a 2x2 block of output pixels, 
 network is fully convolutional for any input whose height and width are even.
 
 Receptive field with the defaults: 3 (stem) + 2 x 2 (down, at 1:2) + 2 x 2 x (1+2+4+8) x 2
-(body, at 1:2) + 2 x 2 (head) = 131 pixels: gaps between semi-dense edges of ~60 pixels
-are filled from both sides.
+(body, at 1:2) + 2 x 2 (head) = 131 pixels.
 """
 from __future__ import annotations
 
@@ -29,24 +41,38 @@ import torch
 from torch import nn
 
 UPSCALE = 2   # the single downsampling stage, undone by the pixel shuffle
+MIN_DEPTH = 1e-6      # metres: floor before the log (known depths are > 0)
+LOG_RANGE = 20.0      # |log d - c| is clamped here: exp stays finite whatever f says
+DISTANCE_SCALE = 4.0  # log(1 + distance) / 4: about 1 at 50 pixels from the nearest sample
+PUSH_PULL_CONFIDENCE = 16.0   # k: a block with 1/16 of its pixels known trusts itself fully
+# The paper's ELU, or ReLU: ONNX Runtime's CPU provider fuses ReLU into the convolution
+# before it, while its ELU is a separate pass over every feature map (the model card times
+# both).
+ACTIVATIONS = {'elu': nn.ELU, 'relu': nn.ReLU}
 
 
 @dataclass(frozen=True)
 class SemiDenseArchitecture:
-    in_channels: int = 2                          # depth + mask (+ intensity: 3)
+    in_channels: int = 3                 # nearest depth, mask, distance (+ intensity: 4)
     stem_channels: int = 16                       # full-resolution features
     channels: int = 32                            # half-resolution features
     dilations: tuple[int, ...] = (1, 2, 4, 8)     # one residual block per rate
     dropout: float = 0.5
+    activation: str = 'elu'              # the paper's; 'relu' fuses into ONNX Runtime's Conv
+    smooth_levels: int = 0               # > 0: add a push-pull fill over 2^levels pixels
 
     def __post_init__(self) -> None:
-        if self.in_channels not in (2, 3):
-            raise ValueError(f'in_channels must be 2 (depth, mask) or 3 (+ intensity), got '
-                             f'{self.in_channels}')
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation '{self.activation}' not in {sorted(ACTIVATIONS)}")
+        if self.in_channels not in (3, 4):
+            raise ValueError(f'in_channels must be 3 (nearest depth, mask, distance) or 4 '
+                             f'(+ intensity), got {self.in_channels}')
         if self.stem_channels < 1 or self.channels < 1:
             raise ValueError('stem_channels and channels must be positive')
         if not self.dilations or any(int(d) < 1 for d in self.dilations):
             raise ValueError(f'dilations must be positive integers, got {self.dilations}')
+        if not 0 <= self.smooth_levels <= 10:
+            raise ValueError(f'smooth_levels must be in [0, 10], got {self.smooth_levels}')
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f'dropout must be in [0, 1), got {self.dropout}')
 
@@ -67,14 +93,53 @@ def zero_init(conv: nn.Conv2d) -> nn.Conv2d:
     return conv
 
 
+def push_pull_fill(values: torch.Tensor, mask: torch.Tensor, levels: int,
+                   confidence: float = PUSH_PULL_CONFIDENCE) -> torch.Tensor:
+    """Normalised convolution on a pyramid (push-pull): the known ``values`` averaged over
+    2x2, 4x4, ... 2^levels blocks (push), then each level filled from the next coarser one
+    where it has few samples (pull):
+
+        est_l = a_l v_l / w_l + (1 - a_l) up(est_{l+1}),   a_l = min(1, k w_l)
+
+    w_l is the fraction of known pixels in a block of level l, v_l the block mean of the
+    known values (unknown ones count 0). Smooth and edge-blind: far from any sample it holds
+    the large-scale trend that the network's 131-pixel receptive field cannot see; next to
+    samples the nearest fill is better, and the network weighs the two. The input is padded
+    with unknown pixels to a multiple of 2^levels, so every pooling window is whole.
+    """
+    height, width = values.shape[-2:]
+    block = 2 ** levels
+    pad = (0, (-width) % block, 0, (-height) % block)
+    v, w = [nn.functional.pad(values * mask, pad)], [nn.functional.pad(mask, pad)]
+    for _ in range(levels):
+        v.append(nn.functional.avg_pool2d(v[-1], 2))
+        w.append(nn.functional.avg_pool2d(w[-1], 2))
+    estimate = v[-1] / w[-1].clamp(min=1e-6)
+    for level in range(levels - 1, -1, -1):
+        up = nn.functional.interpolate(estimate, scale_factor=2.0, mode='bilinear',
+                                       align_corners=False)
+        a = (confidence * w[level]).clamp(max=1.0)
+        estimate = a * v[level] / w[level].clamp(min=1e-6) + (1.0 - a) * up
+    return estimate[..., :height, :width]
+
+
+def frame_log_mean(x: torch.Tensor) -> torch.Tensor:
+    """c = sum(m log n) / sum(m), (B, 1, 1, 1): the log of each frame's geometric mean known
+    depth, from an input batch (nearest depth n in channel 0, mask m in channel 1)."""
+    log_nearest = torch.log(x[:, 0:1].clamp(min=MIN_DEPTH))
+    mask = x[:, 1:2]
+    return (mask * log_nearest).sum(dim=(2, 3), keepdim=True) / \
+        mask.sum(dim=(2, 3), keepdim=True).clamp(min=1.0)
+
+
 class ResidualBlock(nn.Module):
     """y = ELU(x + conv_d(ELU(conv_d(x)))), conv_d a 3x3 convolution with dilation d."""
 
-    def __init__(self, channels: int, dilation: int = 1):
+    def __init__(self, channels: int, dilation: int = 1, activation: str = 'elu'):
         super().__init__()
         self.conv1 = conv3x3(channels, channels, dilation=dilation)
         self.conv2 = zero_init(conv3x3(channels, channels, dilation=dilation))
-        self.elu = nn.ELU()
+        self.elu = ACTIVATIONS[activation]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.elu(x + self.conv2(self.elu(self.conv1(x))))
@@ -85,37 +150,59 @@ class ProjectionBlock(nn.Module):
     y = ELU(P x + conv(ELU(conv_s(x)))), P the 1x1 projection with the same stride s."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1,
-                 dilation: int = 1):
+                 dilation: int = 1, activation: str = 'elu'):
         super().__init__()
         self.conv1 = conv3x3(in_channels, out_channels, stride=stride,
                              dilation=1 if stride > 1 else dilation)
         self.conv2 = zero_init(conv3x3(out_channels, out_channels, dilation=dilation))
         self.projection = nn.Conv2d(in_channels, out_channels, 1, stride=stride)
-        self.elu = nn.ELU()
+        self.elu = ACTIVATIONS[activation]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.elu(self.projection(x) + self.conv2(self.elu(self.conv1(x))))
 
 
 class SemiDenseNet(nn.Module):
-    """(B, C_in, H, W) normalised semi-dense depth, mask [, intensity] -> (B, 1, H, W)
-    normalised dense depth (the scale of the input's depth channel); H and W even."""
+    """(B, C_in, H, W) nearest depth (metres), mask, distance (pixels) [, intensity in
+    [0, 1]] -> (B, 1, H, W) dense depth in metres; H and W even."""
 
     def __init__(self, arch: SemiDenseArchitecture = SemiDenseArchitecture()):
         super().__init__()
         self.arch = arch
-        self.stem = nn.Sequential(conv3x3(arch.in_channels, arch.stem_channels), nn.ELU())
-        self.down = ProjectionBlock(arch.stem_channels, arch.channels, stride=UPSCALE)
-        self.body = nn.Sequential(*[ResidualBlock(arch.channels, int(d))
+        features = arch.in_channels + (1 if arch.smooth_levels else 0)
+        self.stem = nn.Sequential(conv3x3(features, arch.stem_channels),
+                                  ACTIVATIONS[arch.activation]())
+        self.down = ProjectionBlock(arch.stem_channels, arch.channels, stride=UPSCALE,
+                                    activation=arch.activation)
+        self.body = nn.Sequential(*[ResidualBlock(arch.channels, int(d), arch.activation)
                                     for d in arch.dilations])
         self.dropout = nn.Dropout(arch.dropout)
-        # The last convolution is linear: depth may take any value, ELU would floor it at -1.
-        self.head = conv3x3(arch.channels, UPSCALE * UPSCALE)
+        # The last convolution is linear (a correction of either sign) and starts at zero:
+        # the untrained network is the nearest fill.
+        self.head = zero_init(conv3x3(arch.channels, UPSCALE * UPSCALE))
         self.shuffle = nn.PixelShuffle(UPSCALE)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def correction(self, features: torch.Tensor) -> torch.Tensor:
+        """f: the log-depth correction of the fill, (B, C_in, H, W) -> (B, 1, H, W)."""
+        hidden = self.body(self.down(self.stem(features)))
+        return self.shuffle(self.head(self.dropout(hidden)))
+
+    def forward_log(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log d - c, c): the prediction relative to the frame's mean log known depth."""
         if x.shape[-2] % UPSCALE or x.shape[-1] % UPSCALE:
             raise ValueError(f'input height and width must be divisible by {UPSCALE}, got '
                              f'{tuple(x.shape[-2:])}')
-        features = self.body(self.down(self.stem(x)))
-        return self.shuffle(self.head(self.dropout(features)))
+        mask, distance = x[:, 1:2], x[:, 2:3]
+        c = frame_log_mean(x)
+        fill = torch.log(x[:, 0:1].clamp(min=MIN_DEPTH)) - c
+        features = [fill, mask, torch.log1p(distance) / DISTANCE_SCALE]
+        if self.arch.smooth_levels:
+            features.append(push_pull_fill(fill, mask, self.arch.smooth_levels))
+        if self.arch.in_channels == 4:
+            features.append(x[:, 3:4])
+        relative = fill + self.correction(torch.cat(features, dim=1))
+        return relative.clamp(-LOG_RANGE, LOG_RANGE), c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        relative, c = self.forward_log(x)
+        return torch.where(x[:, 1:2] > 0.5, x[:, 0:1], torch.exp(relative + c))
