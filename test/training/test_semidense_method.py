@@ -156,3 +156,22 @@ def test_demo_config_runs_both_stages(tmp_path):
     assert result.step == 3 and result.method.stage == 'low_lr'
     assert result.method.optimizer.param_groups[0]['lr'] == 1e-4
     assert (tmp_path / 'checkpoints' / 'high_lr.pt').is_file()   # export: see test_onnx_*
+
+
+@pytest.mark.parametrize('config', ['semidense_nyu', 'semidense_scenenet'])
+def test_paper_size_configs_train_and_export(tmp_path, config):
+    from depth_nodes.runtime.model import open_model
+    from training.export import export_onnx
+    method_config = load_config(f'training/configs/{config}.yaml').method_config()
+    assert (method_config.stem_channels, method_config.channels, method_config.dropout,
+            method_config.activation) == (16, 32, 0.5, 'elu')     # the paper's network
+    method = SemiDenseMethod(method_config)
+    batch = method.make_batch([textured_sample(i, 240, 320) for i in range(2)],
+                              rng=np.random.default_rng(0))
+    assert batch['input'].shape == (2, 3, 240, 320)
+    logs = method.training_step(batch, 0)
+    assert np.isfinite(logs['loss']) and logs['loss'] > 0
+    report = export_onnx(method, tmp_path / f'{config}.onnx', write_program=False)
+    assert report['max_abs_error'] < 1e-3
+    model = open_model(str(tmp_path / f'{config}.onnx'), 'onnxruntime')
+    assert model.spec.input_size == (240, 320) and model.spec.input_channels == 3

@@ -93,11 +93,12 @@ def test_layer_table_of_the_paper():
         net.head.weight.zero_()
         net.head.bias.fill_(-5.0)
         assert torch.equal(net.shuffle(net.head(features)), torch.full((1, 1, 10, 10), -5.0))
-    # The fast variant swaps every ELU for a ReLU and nothing else.
-    fast = SemiDenseNet(SemiDenseArchitecture(in_channels=4, activation='relu'))
-    assert sum(isinstance(m, nn.ReLU) for m in fast.modules()) == 1 + 1 + 4
-    assert not any(isinstance(m, nn.ELU) for m in fast.modules())
-    assert [p.shape for p in fast.parameters()] == [p.shape for p in net.parameters()]
+    # The fast variants swap every ELU for a (leaky) ReLU and nothing else.
+    for activation, module in (('relu', nn.ReLU), ('leaky_relu', nn.LeakyReLU)):
+        fast = SemiDenseNet(SemiDenseArchitecture(in_channels=4, activation=activation))
+        assert sum(isinstance(m, module) for m in fast.modules()) == 1 + 1 + 4
+        assert not any(isinstance(m, nn.ELU) for m in fast.modules())
+        assert [p.shape for p in fast.parameters()] == [p.shape for p in net.parameters()]
 
 
 def randomise(module):

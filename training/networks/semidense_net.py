@@ -40,15 +40,18 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+LEAKY_SLOPE = 0.1
 UPSCALE = 2   # the single downsampling stage, undone by the pixel shuffle
 MIN_DEPTH = 1e-6      # metres: floor before the log (known depths are > 0)
 LOG_RANGE = 20.0      # |log d - c| is clamped here: exp stays finite whatever f says
 DISTANCE_SCALE = 4.0  # log(1 + distance) / 4: about 1 at 50 pixels from the nearest sample
 PUSH_PULL_CONFIDENCE = 16.0   # k: a block with 1/16 of its pixels known trusts itself fully
-# The paper's ELU, or ReLU: ONNX Runtime's CPU provider fuses ReLU into the convolution
-# before it, while its ELU is a separate pass over every feature map (the model card times
-# both).
-ACTIVATIONS = {'elu': nn.ELU, 'relu': nn.ReLU}
+# The paper's ELU, or (leaky) ReLU: ONNX Runtime's CPU provider fuses ReLU and LeakyReLU
+# into the convolution before it, while its ELU is a separate pass over every feature map
+# (the model card times them). Leaky, because a ReLU network that starts as the fill can die
+# before it learns (every unit negative, no gradient).
+ACTIVATIONS = {'elu': nn.ELU, 'relu': nn.ReLU,
+               'leaky_relu': lambda: nn.LeakyReLU(LEAKY_SLOPE)}
 
 
 @dataclass(frozen=True)
