@@ -112,3 +112,33 @@ def test_evaluation_cli_compares_a_semidense_model_with_the_baselines(tmp_path):
         assert report['baselines']['nearest'][key] == pytest.approx(
             np.mean([m[key] for m in nearest_metrics]), rel=1e-5)
     assert report['protocol']['median_scaling'] is False
+
+
+def test_evaluation_cli_tables_several_densities(tmp_path, capsys):
+    model = semidense_model(tmp_path / 'semidense.onnx')
+    out = tmp_path / 'report.json'
+    rc = evaluate_cli.main(['--model', str(model), '--dataset', fake_depth_scenes.NAME,
+                            '--dataset-option', 'size=2', '--dataset-option', 'height=60',
+                            '--dataset-option', 'width=80', '--semidense-mask', 'random',
+                            '--semidense-density', '0.02', '0.1', '--baseline', 'nearest',
+                            '--output', str(out), '--no-progress'])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    assert report['semidense_input'] == {'mask': 'random', 'density': [0.02, 0.1]}
+    assert set(report['by_density']) == {'0.02', '0.1'}
+    assert report['metrics'] == report['by_density']['0.02']['model']
+    # Each density gets its own inputs: the same numbers as a single-density run.
+    inputs = SemiDenseInputs(fake_depth_scenes.FakeRooms('test', size=2, height=60, width=80),
+                             'random', 0.1)
+    expected = np.mean([interpolation_metrics(nearest_fill(inputs[i]['semidense_depth']),
+                                              inputs[i]['depth'])['mape'] for i in range(2)])
+    assert report['by_density']['0.1']['nearest']['mape'] == pytest.approx(expected, rel=1e-6)
+    summary = capsys.readouterr().out.split('input           predictor')[1].splitlines()
+    rows = [line.split() for line in summary[1:5]]
+    assert [r[:4] for r in rows] == [['random', '2', '%', 'model'],
+                                     ['random', '2', '%', 'nearest'],
+                                     ['random', '10', '%', 'model'],
+                                     ['random', '10', '%', 'nearest']]
+    best = min(report['by_density']['0.1'][p]['mape'] for p in ('model', 'nearest'))
+    marked = [r for r in rows[2:] if r[4].endswith('*')]
+    assert [float(r[4].rstrip('*')) for r in marked] == [pytest.approx(best, abs=1e-3)]

@@ -96,6 +96,18 @@ def zero_init(conv: nn.Conv2d) -> nn.Conv2d:
     return conv
 
 
+def pad_bottom_right(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Zeros appended below and right of (B, C, H, W) up to multiples of ``multiple``
+    (concatenation rather than F.pad, whose ONNX export needs opset 18)."""
+    batch, channels, height, width = x.shape
+    rows, cols = (-height) % multiple, (-width) % multiple
+    if cols:
+        x = torch.cat([x, x.new_zeros(batch, channels, height, cols)], dim=3)
+    if rows:
+        x = torch.cat([x, x.new_zeros(batch, channels, rows, width + cols)], dim=2)
+    return x
+
+
 def push_pull_fill(values: torch.Tensor, mask: torch.Tensor, levels: int,
                    confidence: float = PUSH_PULL_CONFIDENCE) -> torch.Tensor:
     """Normalised convolution on a pyramid (push-pull): the known ``values`` averaged over
@@ -112,8 +124,7 @@ def push_pull_fill(values: torch.Tensor, mask: torch.Tensor, levels: int,
     """
     height, width = values.shape[-2:]
     block = 2 ** levels
-    pad = (0, (-width) % block, 0, (-height) % block)
-    v, w = [nn.functional.pad(values * mask, pad)], [nn.functional.pad(mask, pad)]
+    v, w = [pad_bottom_right(values * mask, block)], [pad_bottom_right(mask, block)]
     for _ in range(levels):
         v.append(nn.functional.avg_pool2d(v[-1], 2))
         w.append(nn.functional.avg_pool2d(w[-1], 2))
