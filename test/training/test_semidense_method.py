@@ -52,6 +52,8 @@ def test_scanline_masks_are_lines_of_samples():
     method = SemiDenseMethod(SemiDenseConfig(**SMALL, mask_kind='scanlines'))
     drawn = method.draw_mask(np.zeros((60, 80), np.uint8), np.ones((60, 80), bool), rng)
     assert 0 < drawn.mean() < 0.5
+    # Older configs' gradient_probability p: gradient p, uniform 1 - p, no scan lines.
+    assert SemiDenseConfig(**SMALL, gradient_probability=0.3).mixed_weights == (0.3, 0.7, 0.0)
 
 
 def test_batch_is_the_nodes_input_cropped_and_targets_are_metres():

@@ -84,6 +84,9 @@ class SemiDenseConfig:
     random_density: tuple[float, float] = (0.01, 0.10)
     scanlines: tuple[int, int] = (16, 64)                  # lines per scan
     mixed_weights: tuple[float, float, float] = (0.6, 0.2, 0.2)   # gradient, random, lines
+    # Older configs' share of gradient masks in 'mixed' (the rest uniform, no scan lines):
+    # when set, it replaces mixed_weights by (p, 1 - p, 0).
+    gradient_probability: float | None = None
     depth_noise: float = 0.0            # relative std of multiplicative noise on the samples
     min_depth: float = 0.1              # metres: ground truth outside is masked, and the
     max_depth: float = 100.0            # model spec's valid output range
@@ -111,6 +114,11 @@ class SemiDenseConfig:
             lo, hi = getattr(self, name)
             if not 0.0 < lo <= hi < 1.0:
                 raise ValueError(f'{name} must be (low, high) with 0 < low <= high < 1')
+        if self.gradient_probability is not None:
+            if not 0.0 <= self.gradient_probability <= 1.0:
+                raise ValueError('gradient_probability must be in [0, 1]')
+            object.__setattr__(self, 'mixed_weights', (self.gradient_probability,
+                                                       1.0 - self.gradient_probability, 0.0))
         if len(self.mixed_weights) != 3 or min(self.mixed_weights) < 0 or \
                 sum(self.mixed_weights) <= 0:
             raise ValueError('mixed_weights: three non-negative weights, not all 0')
