@@ -4,7 +4,7 @@
   python tools/make_sample_bags.py rgb OUTPUT_DIR [--frames N] [--scene indoor|outdoor] ...
 
 The camera moves smoothly through one procedural scene (training.datasets.synthetic); header
-stamps start at --start-time and frames are --rate apart, in the optical frame
+stamps start at 1700000000 s (unix time) and frames are --rate apart, in the optical frame
 'camera_optical_frame'. Ground-truth depth rides along on its own topic for evaluation.
 
 rgb:   /camera/image (rgb8), /camera/camera_info, /camera/depth_ground_truth (32FC1 m)
