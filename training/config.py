@@ -45,8 +45,18 @@ class MethodConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
+DATA_SOURCES = ('dataset', 'rosbag')
+
+
 @dataclass(frozen=True)
 class DataConfig:
+    # 'dataset': a training.datasets loader (dataset, root, options); 'rosbag': recordings
+    # (bags, topics: {role: topic}, holdout; training/datasets/rosbag.py)
+    source: str = 'dataset'
+    bags: tuple[str, ...] = ()                   # rosbag2 directories / ROS 1 .bag files
+    topics: Mapping[str, str] = field(default_factory=dict)    # role -> topic
+    holdout: float = 0.1         # the last part of each bag in time: the val / test split
+    sync_tolerance: float = 0.02                 # s: largest stamp difference of a pair
     dataset: str = 'synthetic'                   # training.datasets registry name
     root: str | None = None                      # dataset directory (None: the default)
     options: Mapping[str, Any] = field(default_factory=dict)     # dataset keyword arguments
@@ -58,6 +68,14 @@ class DataConfig:
     # Training-split augmentation: fields of training.datasets.augment.AugmentConfig
     # (flip_probability, max_rotation_degrees, crop, brightness, ...); None = none.
     augment: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.source not in DATA_SOURCES:
+            raise ValueError(f"source '{self.source}' not in {DATA_SOURCES}")
+        if not 0 <= self.holdout < 1:
+            raise ValueError(f'holdout must be in [0, 1), got {self.holdout}')
+        if self.sync_tolerance < 0:
+            raise ValueError(f'sync_tolerance must be >= 0 s, got {self.sync_tolerance}')
 
 
 @dataclass(frozen=True)

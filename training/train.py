@@ -67,8 +67,8 @@ class StopRequest:
     leaves a half-stepped model (GANs step several optimizers per iteration). A second
     Ctrl-C raises KeyboardInterrupt at once. Only the main thread may install handlers."""
 
-    def __init__(self):
-        self.requested = False
+    def __init__(self, announce: bool = True):
+        self.requested, self.announce = False, announce
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> 'StopRequest':
@@ -85,8 +85,10 @@ class StopRequest:
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
-        print(f'\n{signal.Signals(signum).name}: stopping after this iteration and saving a '
-              'checkpoint (Ctrl-C again to quit without saving)', file=sys.stderr, flush=True)
+        if self.announce:
+            print(f'\n{signal.Signals(signum).name}: stopping after this iteration and saving '
+                  'a checkpoint (Ctrl-C again to quit without saving)', file=sys.stderr,
+                  flush=True)
 
 
 @dataclass
@@ -196,13 +198,26 @@ def open_dataset(config: ExperimentConfig, split: str, options: Mapping[str, Any
     """A dataset of the config (cached / augmented as configured; augmentation on request)."""
     from training.datasets import build_dataset
     data = config.data
-    try:
-        dataset = build_dataset(data.dataset, split, data.root,
-                                **dict(data.options if options is None else options))
-    except FileNotFoundError as exc:     # a missing dataset directory or file
-        raise ConfigError(f'data.root: {exc}') from None
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f'data ({data.dataset}, split {split}): {exc}') from None
+    if data.source == 'rosbag':
+        from training.datasets.rosbag import RosbagDataset
+        try:
+            dataset = RosbagDataset(split, data.root, bags=data.bags, topics=data.topics,
+                                    method=config.method.name, holdout=data.holdout,
+                                    sync_tolerance=data.sync_tolerance)
+        except ValueError as exc:
+            raise ConfigError(f'data (rosbag): {exc}') from None
+        if split == data.train_split and len(dataset) == 0:
+            raise ConfigError(f'data (rosbag): no {split} samples in {list(data.bags)} with '
+                              f'topics {dict(data.topics)} (stamps within '
+                              f'{data.sync_tolerance} s?)')
+    else:
+        try:
+            dataset = build_dataset(data.dataset, split, data.root,
+                                    **dict(data.options if options is None else options))
+        except FileNotFoundError as exc:     # a missing dataset directory or file
+            raise ConfigError(f'data.root: {exc}') from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f'data ({data.dataset}, split {split}): {exc}') from None
     if data.cache:
         dataset = CachedDataset(dataset)
     if augment and data.augment is not None:
@@ -328,7 +343,7 @@ class Trainer:
         checkpoint = self.checkpoint_dir / 'last.pt'
         started, started_step = time.perf_counter(), self.step
         try:
-            with StopRequest() as stop:
+            with StopRequest(announce=self.is_main) as stop:
                 for stage, _begin, end in self.schedule:
                     if self.step >= end:
                         continue
@@ -489,6 +504,8 @@ def run_training(config: ExperimentConfig, *, dataset: Sequence | None = None,
             dataset = open_dataset(config, config.data.train_split, augment=True)
         if val_dataset is None and config.data.val_split and env.rank == 0:
             val_dataset = open_dataset(config, config.data.val_split, config.data.val_options)
+            if len(val_dataset) == 0:      # e.g. a bag with holdout 0
+                val_dataset = None
         trainer = Trainer(config, method, dataset, val_dataset, context, progress)
         trainer.resume(resume)
         return trainer.run(until_step)
@@ -513,7 +530,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--until-step', type=int,
                         help='stop after this many iterations in total (resumable later)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    parser.add_argument('--bag', action='append', metavar='PATH',
+                        help='train from this recording (repeatable; sets data.source=rosbag '
+                             'and data.bags; python -m training.inspect_bag BAG)')
+    parser.add_argument('--topic', action='append', metavar='ROLE:=TOPIC',
+                        help='the topic of a role (repeatable), e.g. image:=/camera/image')
     return parser.parse_intermixed_args(argv)
+
+
+def bag_overrides(bags: Sequence[str] | None, topics: Sequence[str] | None) -> list[str]:
+    """--bag / --topic as config overrides (values in JSON, which YAML reads)."""
+    import json
+    out = []
+    if bags:
+        out += ['data.source=rosbag', f'data.bags={json.dumps(list(bags))}']
+    for item in topics or ():
+        role, sep, topic = item.partition(':=')
+        if not sep or not role or not topic:
+            raise ConfigError(f"--topic '{item}' is not of the form ROLE:=TOPIC")
+        out.append(f'data.topics.{role}={json.dumps(topic)}')
+    return out
 
 
 def resume_command(argv: Sequence[str], world_size: int) -> str:
@@ -541,6 +577,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.run_dir:
         overrides.append(f'trainer.run_dir={args.run_dir}')
     try:
+        overrides += bag_overrides(args.bag, args.topic)
         config = load_config(args.config, overrides)
         result = run_training(config, resume=args.resume, until_step=args.until_step,
                               progress=not args.no_progress)
