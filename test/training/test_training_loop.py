@@ -12,7 +12,7 @@ import fake_depth_scenes
 from training import export as export_cli
 from training import train as train_cli
 from training.checkpoint import load_checkpoint, save_checkpoint
-from training.config import ConfigError, load_config
+from training.config import load_config
 from training.models.eigen import EigenMethod
 from training.train import resume_command, run_training
 
