@@ -360,8 +360,7 @@ class UnpairedDomains:
     sample i with a Y sample drawn at random on each read (numpy's global generator: seeded
     and checkpointed by the trainer, per worker in DataLoader workers). With ``disjoint``
     false both domains use all samples, shuffled independently. ``flip``: each domain's
-    sample is mirrored with probability 1/2,
-    independently (CycleGAN's default augmentation).
+    sample is mirrored with probability 1/2, independently (CycleGAN's default augmentation).
     """
 
     def __init__(self, dataset: Sequence, seed: int, disjoint: bool = True,
