@@ -93,6 +93,9 @@ class TrainerConfig:
     run_dir: str = ''                            # '' = runs/<experiment>
     export_onnx: bool = True                     # write <run_dir>/model.onnx at the end
     deterministic: bool = False                  # torch.use_deterministic_algorithms
+    # Network weights to start from when not resuming (fine-tuning): a training checkpoint
+    # (.pt) or an exported model's torch program (.pt2, e.g. models/dpn_synthetic.pt2).
+    init_weights: str = ''
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:

@@ -467,6 +467,32 @@ def _progress_losses(logs: Mapping[str, float], most: int = 4) -> dict[str, str]
     return {k: f'{logs[k]:.4g}' for k in keys}
 
 
+def init_weights(method: DepthMethod, path: Path) -> None:
+    """Load network weights (not optimizers) from a training checkpoint (.pt) or from the
+    torch program of an exported model (.pt2, whose parameters are named
+    '<export module attribute>.<network key>')."""
+    if not path.is_file():
+        raise ConfigError(f"trainer.init_weights: '{path}' does not exist")
+    if path.suffix == '.pt2':
+        weights = torch.export.load(str(path)).state_dict
+        for name, network in method.networks().items():
+            own = network.state_dict()
+            for prefix in {k.split('.', 1)[0] + '.' for k in weights}:
+                found = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+                if set(own) <= set(found):
+                    network.load_state_dict({k: found[k] for k in own})
+                    break
+            else:
+                raise ConfigError(f"trainer.init_weights: '{path}' has no weights for network "
+                                  f'{name} of {method.name}')
+        return
+    checkpoint = load_checkpoint(path)
+    if checkpoint['method'] != method.name:
+        raise ConfigError(f"trainer.init_weights: '{path}' is a {checkpoint['method']} "
+                          f'checkpoint, not {method.name}')
+    method.load_state_dict(checkpoint['state'], with_optimizers=False)
+
+
 def run_training(config: ExperimentConfig, *, dataset: Sequence | None = None,
                  val_dataset: Sequence | None = None, resume: str | Path = 'auto',
                  until_step: int | None = None, progress: bool = True) -> TrainResult:
@@ -507,7 +533,9 @@ def run_training(config: ExperimentConfig, *, dataset: Sequence | None = None,
             if len(val_dataset) == 0:      # e.g. a bag with holdout 0
                 val_dataset = None
         trainer = Trainer(config, method, dataset, val_dataset, context, progress)
-        trainer.resume(resume)
+        if not trainer.resume(resume) and t.init_weights:
+            init_weights(method, Path(t.init_weights))
+            trainer._log(f'network weights from {t.init_weights}')
         return trainer.run(until_step)
     finally:
         if owns_group:

@@ -12,7 +12,7 @@ import fake_depth_scenes
 from training import export as export_cli
 from training import train as train_cli
 from training.checkpoint import load_checkpoint, save_checkpoint
-from training.config import load_config
+from training.config import ConfigError, load_config
 from training.models.eigen import EigenMethod
 from training.train import resume_command, run_training
 
@@ -163,3 +163,23 @@ def test_validation_leaves_the_random_states_as_it_found_them(tmp_path):
     torch.manual_seed(3)
     assert trainer.validate()
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_init_weights_from_an_exported_program_and_from_a_checkpoint(tmp_path):
+    """Fine-tuning starts from the weights of a .pt2 (e.g. models/dpn_synthetic.pt2) or a
+    .pt; a resumed run ignores init_weights (its own checkpoint wins)."""
+    from training import export
+    first = run_training(load_config(CONFIG, overrides(tmp_path / 'a', 1, 0)
+                                     + ['data.val_split=']), progress=False)
+    export.export_onnx(first.method, tmp_path / 'a.onnx')
+    trained = first.method.networks()['coarse'].state_dict()
+    for source in (tmp_path / 'a.pt2', tmp_path / 'a' / 'checkpoints' / 'last.pt'):
+        config = load_config(CONFIG, overrides(tmp_path / source.stem, 0, 0)
+                             + ['data.val_split=', 'trainer.stage_steps.fine=0',
+                                'trainer.stage_steps.coarse=0', f'trainer.init_weights={source}'])
+        method = train_cli.get_method_class('eigen')(config.method_config())
+        train_cli.init_weights(method, source)
+        for key, value in method.networks()['coarse'].state_dict().items():
+            assert torch.equal(value, trained[key]), key
+    with pytest.raises(ConfigError, match='init_weights'):
+        train_cli.init_weights(method, tmp_path / 'missing.pt2')
