@@ -41,10 +41,6 @@ class EngineOptions:
     force_engine_update: bool = False
     intra_op_threads: int = 0        # ONNX Runtime / torch CPU threads (0 = library default)
     device_id: int = 0               # CUDA device
-    # ONNX Runtime CPU: run ELU / LeakyReLU / residual Adds in the blocked NCHWc layout of
-    # the convolutions around them instead of reordering to NCHW and back (ort_nchwc.py).
-    # The environment variable DEPTH_NODES_ORT_NCHWC=0 turns it off.
-    nchwc_elementwise: bool = True
     # ONNX Runtime's OpenVINO provider on the CPU when the installed ONNX Runtime is the
     # OpenVINO build (onnxruntime-openvino); DEPTH_NODES_ORT_OPENVINO=0 turns it off too.
     openvino: bool = True
@@ -62,4 +58,3 @@ class Engine(Protocol):
 
     def describe(self) -> str:
         """One line for logs and diagnostics, e.g. 'onnxruntime 1.31 (CPUExecutionProvider)'."""
-

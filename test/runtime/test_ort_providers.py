@@ -52,8 +52,8 @@ def test_a_gpu_comes_first():
 
 def test_a_model_openvino_cannot_compile_runs_on_the_cpu_provider(tmp_path, monkeypatch,
                                                                   caplog):
-    """OpenVINO offered but failing: the engine loads on the CPU provider (NCHWc rewrite
-    included), says why in describe() and the log, and computes the right values."""
+    """OpenVINO offered but failing: the engine loads on the CPU provider, says why in
+    describe() and the log, and computes the right values."""
     path = residual_elu_model(tmp_path / 'm.onnx')
     real_session = ort.InferenceSession
     tried = []
