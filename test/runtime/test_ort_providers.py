@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from depth_nodes.runtime import onnxruntime_engine
 from depth_nodes.runtime.engine import EngineOptions
 from depth_nodes.runtime.onnxruntime_engine import (OPENVINO_ENV, OPENVINO_PROVIDER,
                                                     OnnxRuntimeEngine, choose_providers)
@@ -57,6 +58,9 @@ def test_a_model_openvino_cannot_compile_runs_on_the_cpu_provider(tmp_path, monk
     path = residual_elu_model(tmp_path / 'm.onnx')
     real_session = ort.InferenceSession
     tried = []
+    # launch_testing's pytest plugin makes new loggers LaunchLoggers that do not propagate to
+    # the root logger, where caplog listens.
+    monkeypatch.setattr(onnxruntime_engine.log, 'propagate', True)
 
     def session(model, options=None, providers=None, **kwargs):
         names = [p[0] if isinstance(p, tuple) else p for p in providers or []]
