@@ -312,6 +312,11 @@ def _attach_timing_cache(config, path: Path) -> None:
 
 
 # -- INT8 calibration ------------------------------------------------------------------------
+def _cuda_device(torch, device_id: int):
+    """The torch device of CUDA ``device_id`` (one place, so tests can stand a CPU in)."""
+    return torch.device('cuda', device_id)
+
+
 def calibration_cache_candidates(onnx_path: Path, cache_dir: Path) -> list[Path]:
     """Where the CLI and the nodes look for an INT8 calibration table, in this order: the
     engine cache (a table calibrated on this machine, which build_engine writes), then beside
@@ -419,7 +424,7 @@ def make_entropy_calibrator(batches: Iterable[Mapping[str, np.ndarray]],
     dynamic = {n: tuple(s) for n, s in input_shapes.items() if any(d < 0 for d in s)}
     if dynamic:
         raise ValueError(f'INT8 calibration needs static input shapes; dynamic: {dynamic}')
-    device = torch.device('cuda', device_id) if device is None else torch.device(device)
+    device = _cuda_device(torch, device_id) if device is None else torch.device(device)
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2, CalibrationFeed):
         def __init__(self):
@@ -461,10 +466,6 @@ def make_entropy_calibrator(batches: Iterable[Mapping[str, np.ndarray]],
 # -- the runtime engine ----------------------------------------------------------------------
 def _torch_dtype(torch, numpy_dtype) -> Any:
     return torch.from_numpy(np.zeros(0, dtype=numpy_dtype)).dtype
-
-
-def _cuda_device(torch, device_id: int):
-    return torch.device('cuda', device_id)
 
 
 def numpy_dtype(trt, tensor_dtype, name: str) -> np.dtype:
