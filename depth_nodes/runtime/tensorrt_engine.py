@@ -146,6 +146,14 @@ def engine_key(onnx_path: Path, precision: str, gpu: GpuIdentity, settings: Buil
                            else None)
 
 
+def timing_cache_path(cache_dir: Path, version: str, gpu: GpuIdentity) -> Path:
+    """The kernel timing cache in an engine cache directory: timings depend on the GPU and
+    TensorRT only, so all models' builds share it."""
+    return Path(cache_dir) / (f'trt{version}.{safe_file_name(gpu.name)}.sm'
+                              f"{'.'.join(map(str, gpu.capability))}.{gpu.sm_count}sms"
+                              f'{TIMING_CACHE_SUFFIX}')
+
+
 _LOGGER_SINGLETON = None
 
 
@@ -540,10 +548,7 @@ class TensorRTEngine:
                         self.model_path, cache.directory))) + ')'))
         key = engine_key(self.model_path, self.precision, self.gpu, settings, calibration,
                          self.tensorrt_version)
-        # Kernel timings depend on the GPU and TensorRT only: shared by all models' builds.
-        timing_cache = cache.directory / (
-            f'trt{self.tensorrt_version}.{safe_file_name(self.gpu_name)}.sm'
-            f'{self.compute_capability}.{self.gpu.sm_count}sms{TIMING_CACHE_SUFFIX}')
+        timing_cache = timing_cache_path(cache.directory, self.tensorrt_version, self.gpu)
         # Kept as long as the engine: an ICudaEngine must not outlive its IRuntime.
         self._runtime = runtime = trt.Runtime(default_logger())
 
