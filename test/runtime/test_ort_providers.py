@@ -59,8 +59,9 @@ def test_a_model_openvino_cannot_compile_runs_on_the_cpu_provider(tmp_path, monk
     real_session = ort.InferenceSession
     tried = []
     # launch_testing's pytest plugin makes new loggers LaunchLoggers that do not propagate to
-    # the root logger, where caplog listens.
-    monkeypatch.setattr(onnxruntime_engine.log, 'propagate', True)
+    # the root logger, where caplog listens: listen on the engine's logger itself.
+    log = onnxruntime_engine.log
+    monkeypatch.setattr(log, 'handlers', log.handlers + [caplog.handler])
 
     def session(model, options=None, providers=None, **kwargs):
         names = [p[0] if isinstance(p, tuple) else p for p in providers or []]
