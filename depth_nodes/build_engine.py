@@ -196,7 +196,8 @@ def build(args: argparse.Namespace, dataset_feeds: Callable | None = None) -> Pa
     if calibrator is not None and args.calibration_output is not None:
         trt_engine.save_calibration_table(calibrator, args.calibration_output)
         table = args.calibration_output
-        print(f'INT8 calibration table: {table} ({calibrator.batches_used} images used)')
+        print(f'INT8 calibration table: {table} ({calibrator.feed.batches_used} images '
+              'used)')
         in_cache = trt_engine.calibration_cache_candidates(args.onnx, args.engine_cache_dir)[0]
         if not args.no_engine_cache and table != in_cache:
             in_cache.parent.mkdir(parents=True, exist_ok=True)

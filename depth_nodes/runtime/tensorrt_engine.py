@@ -290,7 +290,8 @@ def build_serialized_engine(onnx_path: Path, precision: str = 'fp32',
     if precision == 'int8':
         config.set_flag(trt.BuilderFlag.INT8)
         config.int8_calibrator = calibrator
-        config.set_calibration_profile(profile)
+        if hasattr(config, 'set_calibration_profile'):   # deprecated with implicit INT8
+            config.set_calibration_profile(profile)
     if timing_cache is not None:
         _attach_timing_cache(config, Path(timing_cache))
     serialized = builder.build_serialized_network(network, config)
@@ -390,8 +391,9 @@ class CalibrationFeed:
         self.table = bytes(cache)
 
 
-def calibration_failure(feed: CalibrationFeed) -> str:
-    """Why a calibration cannot be trusted ('' when it can)."""
+def calibration_failure(calibrator) -> str:
+    """Why a calibration cannot be trusted ('' when it can); a calibrator or its feed."""
+    feed = getattr(calibrator, 'feed', calibrator)
     if feed.error is not None:
         return feed.error
     if feed.asked and feed.batches_used == 0:
@@ -402,9 +404,10 @@ def calibration_failure(feed: CalibrationFeed) -> str:
     return ''
 
 
-def save_calibration_table(feed: CalibrationFeed, path: Path) -> bool:
+def save_calibration_table(calibrator, path: Path) -> bool:
     """Write the table of a complete calibration to ``path`` atomically; False when there is
     nothing new to write (the table was read, not made). Never writes a partial table."""
+    feed = getattr(calibrator, 'feed', calibrator)
     failure = calibration_failure(feed)
     if failure:
         raise TensorRTBuildError(f'INT8 calibration failed: {failure}')
@@ -420,12 +423,13 @@ def make_entropy_calibrator(batches: Iterable[Mapping[str, np.ndarray]],
                             input_shapes: Mapping[str, tuple[int, ...]],
                             table_to_read: Path | None = None, device_id: int = 0,
                             device: Any = None):
-    """An ``trt.IInt8EntropyCalibrator2`` fed by ``batches``.
+    """An ``trt.IInt8EntropyCalibrator2`` fed by ``batches``; its ``feed`` (CalibrationFeed)
+    says what happened.
 
     ``table_to_read``: a calibration table TensorRT uses instead of calibrating (pass it only
     when no batches are given: new calibration data means a new table). The table TensorRT
-    writes stays in memory (``.table``) until save_calibration_table. ``device``: the torch
-    device of the input buffers (default CUDA ``device_id``).
+    writes stays in memory (``feed.table``) until save_calibration_table. ``device``: the
+    torch device of the input buffers (default CUDA ``device_id``).
     """
     import tensorrt as trt
     import torch
@@ -434,10 +438,10 @@ def make_entropy_calibrator(batches: Iterable[Mapping[str, np.ndarray]],
         raise ValueError(f'INT8 calibration needs static input shapes; dynamic: {dynamic}')
     device = _cuda_device(torch, device_id) if device is None else torch.device(device)
 
-    class EntropyCalibrator(trt.IInt8EntropyCalibrator2, CalibrationFeed):
+    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self):
             trt.IInt8EntropyCalibrator2.__init__(self)
-            CalibrationFeed.__init__(self, batches, table_to_read)
+            self.feed = CalibrationFeed(batches, table_to_read)
             self._buffers = {name: torch.empty(tuple(shape), dtype=torch.float32,
                                                device=device)
                              for name, shape in input_shapes.items()}
@@ -446,7 +450,7 @@ def make_entropy_calibrator(batches: Iterable[Mapping[str, np.ndarray]],
             return 1   # explicit-batch networks: the batch dimension is in the input shape
 
         def get_batch(self, names):
-            batch = self.next_feeds()
+            batch = self.feed.next_feeds()
             if batch is None:
                 return None
             try:
@@ -456,17 +460,17 @@ def make_entropy_calibrator(batches: Iterable[Mapping[str, np.ndarray]],
                         self._buffers[name].shape))
                 if device.type == 'cuda':
                     torch.cuda.current_stream(device).synchronize()
-            except Exception as exc:  # noqa: BLE001
-                self.error = f'{type(exc).__name__}: {exc}'
+            except Exception as exc:  # noqa: BLE001  reported after the build
+                self.feed.error = f'{type(exc).__name__}: {exc}'
                 return None
-            self.batches_used += 1
+            self.feed.batches_used += 1
             return [self._buffers[name].data_ptr() for name in names]
 
         def read_calibration_cache(self):
-            return self.read_table()
+            return self.feed.read_table()
 
         def write_calibration_cache(self, cache) -> None:
-            self.keep_table(cache)
+            self.feed.keep_table(cache)
 
     return EntropyCalibrator()
 

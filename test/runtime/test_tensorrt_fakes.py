@@ -255,6 +255,20 @@ def test_new_calibration_data_replaces_an_existing_table_with_a_warning(
     assert status == 0 and f'INT8 calibration table read from {table}' in out
 
 
+def test_a_table_tensorrt_refuses_is_a_failure_and_nothing_is_written(tmp_path):
+    table = tmp_path / 'old.int8.calib'
+    table.write_bytes(b'TRT-8601-EntropyCalibration2\n')
+    feed = tensorrt_engine.CalibrationFeed((), table)
+    assert feed.read_table() == table.read_bytes()
+    assert feed.next_feeds() is None             # TensorRT asked for images after all
+    assert tensorrt_engine.calibration_failure(feed) == (
+        f"TensorRT did not accept the calibration table '{table}' (another TensorRT or "
+        'model?) and no calibration images were given')
+    with pytest.raises(tensorrt_engine.TensorRTBuildError):
+        tensorrt_engine.save_calibration_table(feed, tmp_path / 'new.int8.calib')
+    assert not (tmp_path / 'new.int8.calib').exists()
+
+
 def test_the_node_int8_remedy_is_a_working_command(monkeypatch, gpu, onnx_model, tmp_path,
                                                    capsys):
     """Before: the command in the node's error lacked --output (the CLI exited 2) and

@@ -142,10 +142,10 @@ def test_int8_calibrates_on_images_then_reuses_the_table(affine_onnx, tmp_path):
                                                            calibrator=calibrator)
     assert not table.exists()               # written only when the caller saves it
     assert tensorrt_engine.save_calibration_table(calibrator, table)
-    assert calibrator.batches_used == 16 and table.stat().st_size > 0
+    assert calibrator.feed.batches_used == 16 and table.stat().st_size > 0
     again = tensorrt_engine.make_entropy_calibrator((), {'image': (1, 3, 48, 64)}, table)
     tensorrt_engine.build_serialized_engine(affine_onnx, 'int8', calibrator=again)
-    assert again.batches_used == 0 and again.table_read   # the table was read, no images
+    assert again.feed.batches_used == 0 and again.feed.table_read   # table read, no images
     assert len(engine_bytes) > 0
     # A node finds a table beside the model and runs int8: 8-bit steps over the output range.
     model_table = affine_onnx.with_suffix('.int8.calib')
