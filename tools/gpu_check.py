@@ -108,8 +108,12 @@ def open_on_tensorrt(model: str, precision: str, cache: str):
 
 
 def cmd_open(args) -> dict:
+    from depth_nodes.runtime.engine import ModelLoadError
     start = time.perf_counter()
-    loaded = open_on_tensorrt(args.model, args.precision, args.cache)
+    try:
+        loaded = open_on_tensorrt(args.model, args.precision, args.cache)
+    except ModelLoadError as exc:
+        return {'model': Path(args.model).name, 'precision': args.precision, 'error': str(exc)}
     cached = loaded.engine.cached
     return {'model': Path(args.model).name, 'precision': args.precision, 'status': cached.status,
             'build_s': cached.build_s, 'deserialise_s': round(cached.load_s, 4),

@@ -8,10 +8,16 @@
 #   6. the same engine built from two processes at once (one builds, the other waits and hits)
 #   7. node end-to-end latency at 640x480 on TensorRT (mono_depth_node, eigen_synthetic)
 #   8. every model and precision through a node start (backend:=tensorrt, its own cache)
-# Everything goes to one JSON (--output, default gpu_check.json). Steps past the time budget
-# are recorded as skipped. --dry-run prints what would run, without a GPU or TensorRT.
+# Everything goes to one JSON (--output, default gpu_check.json). Each step's time limit is cut
+# to what is left of the budget (default 450 s) and steps past it are recorded as skipped, so
+# a run ends within the budget. --dry-run prints what would run, without a GPU or TensorRT.
 #
 #   bash tools/gpu_check.sh [--dry-run] [--output FILE] [--budget SECONDS]
+#
+# Before it, in this checkout's environment: bash tools/bootstrap.sh, then a supported
+# TensorRT and PyTorch's CUDA build (docs/tensorrt.md), e.g.
+#   .venv/bin/pip install "tensorrt-cu12==10.16.1.11"
+#   .venv/bin/pip install torch==<the pinned version> --index-url https://download.pytorch.org/whl/cu12X
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dry_run=0
@@ -22,7 +28,7 @@ while [ $# -gt 0 ]; do
     --dry-run) dry_run=1 ;;
     --output) output="$(realpath -m "$2")"; shift ;;
     --budget) budget="$2"; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
@@ -41,6 +47,18 @@ py=(python3 tools/gpu_check.py)
 precisions=(fp32 fp16 int8)
 mapfile -t models < <(ls models/*.onnx)
 
+# within_budget NAME LIMIT: the step's time limit cut to what is left of the budget (so the
+# whole run ends within it); records the step as skipped and fails when under 10 s are left.
+within_budget() {
+  local left=$(( budget - SECONDS ))
+  if [ "$left" -lt 10 ]; then
+    printf '{"skipped": "time budget of %s s used up"}\n' "$budget" > "$steps/$1.json"
+    echo "skip $1 (budget)" >&2
+    return 1
+  fi
+  echo $(( $2 < left ? $2 : left ))
+}
+
 # step NAME TIMEOUT -- COMMAND...: run it timed into steps/NAME.json (skipped past the budget)
 step() {
   local name="$1" limit="$2"; shift 3
@@ -48,11 +66,7 @@ step() {
     printf '  %-34s (<= %ss) %s\n' "$name" "$limit" "$*"
     return
   fi
-  if [ "$SECONDS" -ge "$budget" ]; then
-    printf '{"skipped": "time budget of %s s used up"}\n' "$budget" > "$steps/$name.json"
-    echo "skip $name (budget)"
-    return
-  fi
+  limit="$(within_budget "$name" "$limit")" || return 0
   echo "run  $name"
   "${py[@]}" timed --timeout "$limit" -- "$@" > "$steps/$name.json"
 }
@@ -64,11 +78,7 @@ measure() {
     printf '  %-34s (<= %ss) python3 tools/gpu_check.py %s\n' "$name" "$limit" "$*"
     return
   fi
-  if [ "$SECONDS" -ge "$budget" ]; then
-    printf '{"skipped": "time budget of %s s used up"}\n' "$budget" > "$steps/$name.json"
-    echo "skip $name (budget)"
-    return
-  fi
+  limit="$(within_budget "$name" "$limit")" || return 0
   echo "run  $name"
   timeout "$limit" "${py[@]}" "$@" > "$steps/$name.json" 2> "$steps/$name.log" || \
     printf '{"error": "exit %s", "log_tail": %s}\n' "$?" \
@@ -110,22 +120,23 @@ measure 06_cache_hit 60 -- open --cache "$work/hit_miss" --model models/eigen_sy
   --precision fp16
 if [ "$dry_run" = 1 ]; then
   echo "  07_two_processes                   (<= 150s) two 'open' at once on one fresh cache"
-else
+elif limit="$(within_budget 07_two_processes 150)"; then
   echo "run  07_two_processes"
   for i in 1 2; do
-    timeout 150 "${py[@]}" open --cache "$work/concurrent" --model models/eigen_synthetic.onnx \
-      --precision fp32 > "$steps/07_two_processes.$i.json" 2> "$steps/07_two_processes.$i.log" &
+    timeout "$limit" "${py[@]}" open --cache "$work/concurrent" \
+      --model models/eigen_synthetic.onnx --precision fp32 \
+      > "$steps/07_two_processes.$i.json" 2> "$steps/07_two_processes.$i.log" &
   done
   wait
 fi
 measure 08_latency_640x480 150 -- latency --cache "$cli_cache" \
   --model models/eigen_synthetic.onnx --precision fp16 --frames 100
 # Node starts build in their own cache; the CLI's kernel timings make those builds quicker.
-if [ "$dry_run" = 0 ]; then
+if [ "$dry_run" = 0 ] && [ $(( budget - SECONDS )) -ge 10 ]; then
   mkdir -p "$node_cache"
-  timing="$("${py[@]}" timing-cache --cache "$node_cache" | \
-            python3 -c 'import json,sys; print(json.load(sys.stdin)["path"])')"
-  cp "$work/cli.eigen_synthetic.timing" "$timing" 2>/dev/null || true
+  timing="$("${py[@]}" timing-cache --cache "$node_cache" 2>/dev/null | \
+            python3 -c 'import json,sys; print(json.load(sys.stdin)["path"])' 2>/dev/null)"
+  [ -n "$timing" ] && cp "$work/cli.eigen_synthetic.timing" "$timing" 2>/dev/null
   # int8: the table the CLI calibrated, where the node looks for it (the engine cache).
   cp "$cli_cache"/*.int8.calib "$node_cache"/ 2>/dev/null || true
 fi

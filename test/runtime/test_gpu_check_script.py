@@ -36,3 +36,15 @@ def test_dry_run_lists_every_check_and_writes_the_plan(tmp_path):
     assert sorted(Path(m['model']).stem for m in plan['00_plan']['models']) == MODELS
     assert {m['node'] for m in plan['00_plan']['models']} == {
         'mono_depth_node', 'nir_depth_node', 'semidense_depth_node'}
+
+
+def test_steps_past_the_budget_are_recorded_as_skipped(tmp_path):
+    output = tmp_path / 'result.json'
+    proc = subprocess.run(['bash', str(SCRIPT), '--budget', '0', '--output', str(output)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(output.read_text())
+    assert result.pop('00_run')['budget_s'] == 0
+    assert len(result) == 3 + 2 * 3 * len(MODELS) + 5      # every step, none of them run
+    assert set(json.dumps(v) for v in result.values()) == {
+        '{"skipped": "time budget of 0 s used up"}'}
