@@ -36,11 +36,20 @@ def load_launch_file(path: Path):
     return module
 
 
-def test_every_method_has_a_params_file_for_its_node():
+@pytest.mark.parametrize('path', sorted((REPO / 'config').glob('*.yaml')),
+                         ids=lambda p: p.name)
+def test_params_files_apply_to_their_node_in_any_namespace(path):
+    """The only root key is `/**` (every node, any namespace, as nav2 and image_pipeline
+    configs do): a bare node-name key matches only a node in the root namespace, and the
+    node in namespace:=robot1 then silently ran its defaults (issue 16)."""
+    params = yaml.safe_load(path.read_text())
+    assert list(params) == ['/**'], path.name
+    assert isinstance(params['/**']['ros__parameters'], dict)
+
+
+def test_every_method_has_a_params_file():
     for method in METHODS.values():
-        params = yaml.safe_load((REPO / 'config' / method.params_file).read_text())
-        assert method.executable in params, method.name
-        assert 'ros__parameters' in params[method.executable]
+        assert (REPO / 'config' / method.params_file).is_file(), method.name
 
 
 def test_plan_for_eigen_with_remaps_and_overrides(tmp_path):
@@ -123,7 +132,7 @@ def test_dof_adds_dof_node_on_the_methods_image_and_depth(tmp_path):
     assert [p.executable for p in launch_plan('eigen', dof=True, share=tmp_path)] == \
         ['mono_depth_node', 'dof_node']
     params = yaml.safe_load((REPO / 'config' / 'dof.yaml').read_text())
-    assert params['dof_node']['ros__parameters']['focus_distance'] > 0
+    assert params['/**']['ros__parameters']['focus_distance'] > 0
 
 
 def test_dof_refuses_methods_without_rgb_images(tmp_path):
