@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from depth_nodes.methods import OUTPUT_TOPICS, bag_replay_plan, get_method
+from depth_nodes.methods import (OUTPUT_TOPICS, bag_replay_plan, choose_bag_tool,
+                                 get_method, ros2_bag_available)
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / 'tools'))
@@ -30,8 +31,8 @@ def bag(tmp_path):
 def test_plays_with_clock_and_runs_the_method_on_sim_time(bag, tmp_path):
     processes, nodes = bag_replay_plan(
         str(bag), 'eigen', rate=0.5, loop=True, rviz=True, model='/m.onnx',
-        remaps={'image': RGB_TOPICS['image'][0], 'camera_info': ''}, share=tmp_path,
-        environ={})
+        remaps={'image': RGB_TOPICS['image'][0], 'camera_info': ''}, player='ros2',
+        share=tmp_path, environ={})
     (play,) = processes
     assert play.cmd == ['ros2', 'bag', 'play', str(bag), '--clock', '--rate', '0.5', '--loop']
     assert play.env == {'FASTDDS_DEFAULT_PROFILES_FILE':
@@ -46,7 +47,8 @@ def test_plays_with_clock_and_runs_the_method_on_sim_time(bag, tmp_path):
 
 def test_record_takes_every_depth_output_in_the_namespace(bag, tmp_path):
     processes, _ = bag_replay_plan(str(bag), 'eigen', record=str(tmp_path / 'out'),
-                                   namespace='front', share=tmp_path, environ={})
+                                   namespace='front', ros2_bag=True, share=tmp_path,
+                                   environ={})
     play, record = processes
     assert play.cmd[-2:] == ['--rate', '1']
     assert record.cmd == ['ros2', 'bag', 'record', '--use-sim-time', '-o',
@@ -58,8 +60,8 @@ def test_record_takes_every_depth_output_in_the_namespace(bag, tmp_path):
 
 def test_dof_adds_the_node_and_its_output_to_the_recording(bag, tmp_path):
     processes, nodes = bag_replay_plan(str(bag), 'eigen', dof=True, record=str(tmp_path / 'o'),
-                                       remaps={'image': '/camera/image'}, share=tmp_path,
-                                       environ={})
+                                       remaps={'image': '/camera/image'}, recorder='ros2',
+                                       share=tmp_path, environ={})
     assert [n.executable for n in nodes] == ['mono_depth_node', 'dof_node']
     assert nodes[1].parameters[1] == {'use_sim_time': True}
     assert nodes[1].remappings == [('image', '/camera/image')]
@@ -69,7 +71,8 @@ def test_dof_adds_the_node_and_its_output_to_the_recording(bag, tmp_path):
 @pytest.mark.parametrize('name', ['file.mcap', 'file.db3', 'old.bag'])
 def test_bag_files_are_accepted(tmp_path, name):
     (tmp_path / name).write_bytes(b'x')
-    processes, _ = bag_replay_plan(str(tmp_path / name), 'eigen', share=tmp_path, environ={})
+    processes, _ = bag_replay_plan(str(tmp_path / name), 'eigen', player='ros2',
+                                   share=tmp_path, environ={})
     assert processes[0].cmd[3] == str(tmp_path / name)
 
 
@@ -94,6 +97,36 @@ def test_paths_and_rate_are_checked_with_clear_errors(bag, tmp_path):
         bag_replay_plan(str(bag), 'eigen', rate=0.0, share=tmp_path, environ={})
     with pytest.raises(ValueError, match="unknown method 'midas'"):
         bag_replay_plan(str(bag), 'midas', share=tmp_path, environ={})
+    with pytest.raises(ValueError, match="player/recorder must be one of auto, ros2, builtin"):
+        bag_replay_plan(str(bag), 'eigen', player='rosbag', share=tmp_path, environ={})
+
+
+def test_builtin_player_waits_for_the_remapped_inputs_in_the_namespace(bag, tmp_path):
+    """player:=builtin: depth_nodes.dds_bag publishes /clock at the rate asked, waits for the
+    node's inputs (remapped bag topics as given, the others in the namespace) and records
+    every depth output with its message type."""
+    processes, nodes = bag_replay_plan(
+        str(bag), 'stereo', rate=2.0, loop=True, record=str(tmp_path / 'out'),
+        namespace='robot1', remaps={'left_image': '/stereo/left/image_rect'},
+        player='builtin', recorder='builtin', share=tmp_path, environ={})
+    play, record = processes
+    tool = [sys.executable, '-m', 'depth_nodes.dds_bag']
+    assert play.cmd == tool + ['play', str(bag), '--clock', '--rate', '2', '--wait-for',
+                               '/stereo/left/image_rect', '/robot1/left/camera_info',
+                               '/robot1/right/image_rect', '/robot1/right/camera_info',
+                               '--wait-timeout', '60', '--loop']
+    assert record.cmd == tool + ['record', str(tmp_path / 'out'), '--use-sim-time',
+                                 '--topics'] + [f'/robot1/{t}:={m}'
+                                                for t, m in OUTPUT_TOPICS.items()]
+    assert nodes[0].remappings == [('left/image_rect', '/stereo/left/image_rect')]
+
+
+def test_auto_is_ros2_bag_where_it_exists_else_builtin(bag, tmp_path):
+    for ros2_bag, first in ((True, 'ros2'), (False, sys.executable)):
+        processes, _ = bag_replay_plan(str(bag), 'eigen', record=str(tmp_path / 'o'),
+                                       ros2_bag=ros2_bag, share=tmp_path, environ={})
+        assert [p.cmd[0] for p in processes] == [first, first]
+    assert choose_bag_tool('auto') == ('ros2' if ros2_bag_available() else 'builtin')
 
 
 # -- the real launch (ROS 2 install only) ---------------------------------------------------

@@ -21,9 +21,10 @@ LAUNCH_ARGUMENTS = {
                         ('use_sim_time', 'false'), ('rviz', 'false'), ('dof', 'false')]
     + REMAPS,
     'bag_replay.launch.py': [('bag', None), ('method', 'eigen'), ('rate', '1.0'),
-                             ('loop', 'false'), ('rviz', 'false'), ('dof', 'false'),
-                             ('record', ''), ('shutdown_at_end', 'true'), ('model', ''),
-                             ('backend', ''), ('namespace', '')] + REMAPS,
+                             ('loop', 'false'), ('player', 'auto'), ('rviz', 'false'),
+                             ('dof', 'false'), ('record', ''), ('recorder', 'auto'),
+                             ('shutdown_at_end', 'true'), ('model', ''), ('backend', ''),
+                             ('namespace', '')] + REMAPS,
 }
 
 
