@@ -67,17 +67,21 @@ class BagPlayer:
 
     def wait_for_subscribers(self, topics: Iterable[str], timeout: float,
                              stop: threading.Event | None = None) -> bool:
-        """Create the publishers of ``topics`` (bag topics; those not in the bag are
-        ignored) now and wait until each has a subscriber."""
+        """Wait until each of ``topics`` has a subscriber: a bag topic (its publisher is
+        created now, remapped) or any other topic of the graph (e.g. a recorder's)."""
         topics = list(topics)
         with open_bag(self.bag) as reader:
             for conn in reader.connections:
                 if conn.topic in topics:
                     self._publisher(conn)
+
+        def subscribed(topic: str) -> bool:
+            if topic in self.publishers:
+                return self.publishers[topic].get_subscription_count() > 0
+            return self.node.count_subscribers(topic) > 0
         deadline = time.monotonic() + timeout
-        wanted = [self.publishers[t] for t in topics if t in self.publishers]
         while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
-            if all(p.get_subscription_count() > 0 for p in wanted):
+            if all(subscribed(t) for t in topics):
                 return True
             time.sleep(0.05)
         return False
@@ -228,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument('--remap', nargs='+', default=[], metavar='FROM:=TO',
                       help='publish bag topic FROM on TO (as ros2 bag play --remap)')
     play.add_argument('--wait-for', nargs='+', default=[], metavar='TOPIC',
-                      help='bag topics that must have a subscriber before playing starts')
+                      help='topics (bag topics before --remap, or any other) that must have '
+                           'a subscriber before playing starts')
     play.add_argument('--wait-timeout', type=float, default=30.0,
                       help='seconds to wait for those subscribers (then play anyway)')
     rec = sub.add_parser('record', help='record topics into a new rosbag2')

@@ -215,7 +215,8 @@ def bag_replay_plan(bag: str, method: str, *, rate: float = 1.0, loop: bool = Fa
 
     ``player`` / ``recorder``: 'ros2' runs `ros2 bag play/record`; 'builtin' runs
     depth_nodes.dds_bag (rosbags + rclpy, for installs without the rosbag2 CLI), whose player
-    also waits (up to a minute) for the method's node to subscribe before it starts; 'auto'
+    also waits (up to a minute) for the method's node and the recorder to subscribe before it
+    starts, so that a short bag is replayed whole; 'auto'
     is 'ros2' where `ros2 bag` exists (``ros2_bag``: None asks the machine). ``remaps`` maps
     node inputs to the bag's camera topics, as in launch_plan(). Paths are checked here: the
     bag must exist, the record output must not (and its folder must).
@@ -236,6 +237,8 @@ def bag_replay_plan(bag: str, method: str, *, rate: float = 1.0, loop: bool = Fa
                   **{REMAP_ARGUMENTS[k]: v for k, v in (remaps or {}).items()
                      if v and k in REMAP_ARGUMENTS}}
         waits = [resolve_topic(inputs[topic], namespace) for topic in get_method(method).inputs]
+        # The node's inputs that are in the bag, and the recorder's depth/image.
+        waits += [resolve_topic('depth/image', namespace)] if record else []
         play = builtin + ['play', str(path), '--clock', '--rate', f'{rate:g}',
                           '--wait-for', *waits, '--wait-timeout', '60']
     processes = [ProcessPlan('bag_play', play + (['--loop'] if loop else []), env)]

@@ -81,11 +81,12 @@ def frames_of(bag: Path, topics: set[str]) -> list[list[tuple[str, str, bytes]]]
     return [sorted(f, key=lambda m: 'camera_info' not in m[0]) for _, f in sorted(frames.items())]
 
 
-def offline_depth(bag: Path, method: Method, remaps: dict[str, str], out: Path) -> dict:
+def offline_depth(bag: Path, method: Method, remaps: dict[str, str], out: Path,
+                  frames: int = FRAMES) -> dict:
     """Stamp -> depth of the method run offline on the bag (its params file, no ROS graph)."""
     report = process_bag(bag, out, method.name, progress=False,
                          topics={REMAP_ARGUMENTS[a]: t for a, t in remaps.items()})
-    assert report.depth_images == FRAMES, report
+    assert report.depth_images == frames, report
     with open_bag(out) as reader:
         conns = [c for c in reader.connections if c.topic == '/depth/image']
         return {stamp_of(m): ros_io.image_to_array(m) for m in (
