@@ -176,3 +176,39 @@ def test_method_runs_its_params_file_in_the_root_namespace_and_in_robot1(name, b
                 np.testing.assert_allclose(depth, expected[stamp], rtol=1e-5, atol=1e-6,
                                            err_msg=f'{output} ({method.name})')
                 assert np.isfinite(depth).any(), output
+
+
+def test_multi_camera_example_runs_one_node_per_camera_namespace(bags, tmp_path):
+    """launch/multi_camera.launch.py: cameras 'front' and 'rear' each get their own node,
+    which turns that camera's image (a different frame per camera here) into the depth the
+    method computes offline from it, on <camera>/depth/image."""
+    method = METHODS['eigen']
+    bag = sample_bag('rgb', bags, frames=FRAMES, height=48, width=64)
+    remaps = bag_topics(method)
+    expected = offline_depth(bag, method, remaps, tmp_path / 'offline')
+    frames = frames_of(bag, set(remaps.values()))
+    cameras = {'front': frames[0], 'rear': frames[1]}
+    log = tmp_path / 'launch.log'
+    with launched([(share_launch_file('multi_camera.launch.py'), {'method': 'eigen'})],
+                  log) as process, ros_graph() as (probe, _):
+        inputs = {(camera, topic): probe.publisher(
+            message_class(msgtype), f'/{camera}/{topic.rsplit("/", 1)[-1]}')
+            for camera, frame in cameras.items() for topic, msgtype, _ in frame}
+        for camera in cameras:
+            probe.record(Image, f'/{camera}/depth/image')
+
+        def done():
+            assert process.poll() is None, f'launch ended:\n{output_tail(log)}'
+            for (camera, topic), publisher in inputs.items():
+                if not probe.messages(f'/{camera}/depth/image'):
+                    publisher.publish(next(r for t, _, r in cameras[camera] if t == topic))
+            return all(probe.messages(f'/{c}/depth/image') for c in cameras)
+        assert probe.wait_for(done, START_TIMEOUT_S, period=0.5), \
+            f'no depth from every camera within {START_TIMEOUT_S:g} s:\n{output_tail(log)}'
+    for camera, frame in cameras.items():
+        msg = probe.messages(f'/{camera}/depth/image')[0]
+        image = ros_io.image_from_cdr(next(r for t, _, r in frame if t == remaps['image']))
+        assert stamp_of(msg) == stamp_of(image), camera
+        np.testing.assert_allclose(ros_io.image_to_array(msg), expected[stamp_of(image)],
+                                   rtol=1e-5, atol=1e-6, err_msg=camera)
+    assert stamp_of(image) != stamp_of(probe.messages('/front/depth/image')[0])
