@@ -141,3 +141,30 @@ def test_command_line_errors_exit_1_without_aborting(tmp_path):
     process = dds_bag('record', tmp_path / 'n', '--topics', '/x')
     out, _ = process.communicate(timeout=60)
     assert process.returncode == 2 and "expects NAME:=VALUE, got '/x'" in out
+
+
+def test_command_line_loop_and_rate(camera_bag, tmp_path):
+    """`play --loop --rate 0.25` plays the bag again and again, four times slower than
+    recorded (20 Hz frames 200 ms apart), until SIGINT, then exits 0."""
+    topic = RGB_TOPICS['image'][0]
+    recorder = dds_bag('record', tmp_path / 'loops', '--topics', f'{topic}:=sensor_msgs/msg/Image')
+    player = dds_bag('play', camera_bag, '--loop', '--rate', '0.25', '--topics', topic,
+                     '--wait-for', topic)
+    try:
+        time.sleep(4.0)
+    finally:
+        player.send_signal(signal.SIGINT)
+        finish(player)
+        time.sleep(0.5)
+        recorder.send_signal(signal.SIGINT)
+        finish(recorder)
+    source = read_raw(camera_bag, topic)
+    copy = read_raw(tmp_path / 'loops', topic)
+    assert len(copy) > len(source), 'the bag was not played again'
+    assert copy == (source * (len(copy) // len(source) + 1))[:len(copy)]
+    with open_bag(tmp_path / 'loops') as reader:
+        received = np.array([t for _, t, _ in reader.messages()])
+    # Within one pass the frames are 50 ms / 0.25 = 200 ms apart: never faster.
+    gaps = np.diff(received)[[i % len(source) != len(source) - 1
+                              for i in range(len(received) - 1)]]
+    assert gaps.mean() >= 150_000_000, gaps
