@@ -1,6 +1,6 @@
 """In CI with the ROS 2 launch wheels at hand, a skipped launch test is a failed one.
 
-The launch tests skip where `launch` / `launch_ros` / `launch_pytest` are missing (a machine
+The launch tests skip where `launch` / `launch_ros` are missing (a machine
 with neither ROS 2 nor the wheels). CI installs the wheels from ../shared/ros2-launch
 (tools/bootstrap.sh), so there a skip can only mean a broken install or a broken test, and it
 must not pass silently as it did before issue 16.
