@@ -1,4 +1,5 @@
 """Bag replay over DDS and recording (depth_nodes.dds_bag): payloads and stamps survive."""
+import queue
 import signal
 import subprocess
 import sys
@@ -150,17 +151,21 @@ def test_command_line_loop_and_rate(camera_bag, tmp_path):
     recorder = dds_bag('record', tmp_path / 'loops', '--topics', f'{topic}:=sensor_msgs/msg/Image')
     player = dds_bag('play', camera_bag, '--loop', '--rate', '0.25', '--topics', topic,
                      '--wait-for', topic)
-    try:
-        time.sleep(4.0)
+    passes = queue.Queue()
+    threading.Thread(target=lambda: [passes.put(line) for line in player.stdout],
+                     daemon=True).start()
+    try:    # the player prints a line after each pass (started once the recorder listens)
+        for _ in range(2):
+            assert 'published 4 messages' in passes.get(timeout=60)
     finally:
         player.send_signal(signal.SIGINT)
-        finish(player)
+        assert player.wait(timeout=30) == 0
         time.sleep(0.5)
         recorder.send_signal(signal.SIGINT)
         finish(recorder)
     source = read_raw(camera_bag, topic)
     copy = read_raw(tmp_path / 'loops', topic)
-    assert len(copy) > len(source), 'the bag was not played again'
+    assert len(copy) >= 2 * len(source), 'the bag was not played again'
     assert copy == (source * (len(copy) // len(source) + 1))[:len(copy)]
     with open_bag(tmp_path / 'loops') as reader:
         received = np.array([t for _, t, _ in reader.messages()])
