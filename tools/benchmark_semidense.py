@@ -18,12 +18,7 @@ not depend on the values), then times
   grid and resizes the dense result back).
 
 - ``engine_cpu_provider`` (with ``--cpu-provider``, when the engine runs on the OpenVINO
-  provider of ONNX Runtime's OpenVINO build): run() on ONNX Runtime's CPU provider instead,
-  with the NCHWc rewrite below;
-- ``engine_plain`` (with ``--plain``): run() on ONNX Runtime's CPU provider and its own
-  optimised graph, without depth_nodes' NCHWc rewrite (depth_nodes/runtime/ort_nchwc.py: the
-  ELUs and residual Adds read the blocked convolution outputs directly instead of reordering
-  them to NCHW and back).
+  provider of ONNX Runtime's OpenVINO build): run() on ONNX Runtime's CPU provider instead.
 
 Prints min / median / p90 in ms and writes them as JSON with ``--output``. ``--onnx-out``
 keeps the exported model and its .pt2 (e.g. to evaluate a checkpoint at a camera's resolution).
@@ -100,8 +95,6 @@ def main(argv=None) -> int:
     parser.add_argument('--threads', type=int, default=2, help='ONNX Runtime intra-op threads')
     parser.add_argument('--runs', type=int, default=10, help='timed runs (0: export only)')
     parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument('--plain', action='store_true',
-                        help="also time ONNX Runtime's own graph, without the NCHWc rewrite")
     parser.add_argument('--cpu-provider', action='store_true',
                         help="with ONNX Runtime's OpenVINO build: also time its CPU provider")
     parser.add_argument('--onnx-out', type=Path, help='keep the exported model here')
@@ -157,15 +150,10 @@ def main(argv=None) -> int:
             results['engine_cpu_provider'] = timings(lambda: cpu.engine.run({name: tensor}),
                                                      args.runs, args.warmup)
             cpu = None
-        if args.plain:
-            plain = open_model(str(path), 'onnxruntime', EngineOptions(
-                intra_op_threads=args.threads, nchwc_elementwise=False, openvino=False))
-            results['engine_plain'] = timings(lambda: plain.engine.run({name: tensor}),
-                                              args.runs, args.warmup)
     print(f'model {args.width}x{args.height}, estimator input {in_w}x{in_h}, '
           f'{args.threads} ONNX Runtime thread(s)')
     print(f"engine: {results['onnxruntime']}")
-    for key in ('engine', 'estimator', 'engine_cpu_provider', 'engine_plain'):
+    for key in ('engine', 'estimator', 'engine_cpu_provider'):
         if key not in results:
             continue
         t = results[key]

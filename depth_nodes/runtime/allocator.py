@@ -6,9 +6,8 @@ back to the kernel once more than M_TRIM_THRESHOLD is free. A depth node allocat
 megabyte buffers every frame: the received CDR (0.9 MB for 640x480 rgb8), which Fast DDS
 also reassembles into buffers of that size, the NumPy tensor and depth arrays, the serialized
 reply (1.2 MB for 640x480 32FC1). Each buffer that comes back from the kernel is paid again in
-page faults, one per 4 KiB page, which in a virtual machine is the larger part of moving a
-message: on this 2-core VM a do-nothing rclpy echo of a 640x480 image took 4.5 ms round trip,
-2.9 ms with the setting below in both processes (tools/benchmark_node.py).
+page faults, one per 4 KiB page, which in a virtual machine can be the larger part of moving
+a message (tools/benchmark_node.py measures it; DEPTH_NODES_MALLOPT=0 for the comparison).
 
 keep_large_buffers() sets M_MMAP_THRESHOLD to 32 MiB (glibc's maximum; setting it also stops
 the adjustment) and M_TRIM_THRESHOLD to 256 MiB, so freed buffers stay in the process and are

@@ -21,9 +21,12 @@ LAUNCH_ARGUMENTS = {
                         ('use_sim_time', 'false'), ('rviz', 'false'), ('dof', 'false')]
     + REMAPS,
     'bag_replay.launch.py': [('bag', None), ('method', 'eigen'), ('rate', '1.0'),
-                             ('loop', 'false'), ('rviz', 'false'), ('dof', 'false'),
-                             ('record', ''), ('shutdown_at_end', 'true'), ('model', ''),
-                             ('backend', ''), ('namespace', '')] + REMAPS,
+                             ('loop', 'false'), ('player', 'auto'), ('rviz', 'false'),
+                             ('dof', 'false'), ('record', ''), ('recorder', 'auto'),
+                             ('shutdown_at_end', 'true'), ('model', ''), ('backend', ''),
+                             ('namespace', '')] + REMAPS,
+    'multi_camera.launch.py': [('cameras', 'front rear'), ('method', 'eigen'), ('model', ''),
+                               ('backend', ''), ('use_sim_time', 'false')],
 }
 
 
@@ -36,11 +39,20 @@ def load_launch_file(path: Path):
     return module
 
 
-def test_every_method_has_a_params_file_for_its_node():
+@pytest.mark.parametrize('path', sorted((REPO / 'config').glob('*.yaml')),
+                         ids=lambda p: p.name)
+def test_params_files_apply_to_their_node_in_any_namespace(path):
+    """The only root key is `/**` (every node, any namespace, as nav2 and image_pipeline
+    configs do): a bare node-name key matches only a node in the root namespace, and the
+    node in namespace:=robot1 then silently ran its defaults (issue 16)."""
+    params = yaml.safe_load(path.read_text())
+    assert list(params) == ['/**'], path.name
+    assert isinstance(params['/**']['ros__parameters'], dict)
+
+
+def test_every_method_has_a_params_file():
     for method in METHODS.values():
-        params = yaml.safe_load((REPO / 'config' / method.params_file).read_text())
-        assert method.executable in params, method.name
-        assert 'ros__parameters' in params[method.executable]
+        assert (REPO / 'config' / method.params_file).is_file(), method.name
 
 
 def test_plan_for_eigen_with_remaps_and_overrides(tmp_path):
@@ -96,8 +108,10 @@ def test_launch_arguments_keep_their_names_defaults_and_descriptions(path):
     described = dict((name, text) for name, _, text in arguments)
     assert all(text.strip() for text in described.values())
     assert all(f'{m.name} ({m.summary})' in described['method'] for m in METHODS.values())
-    source = 'bag topic' if path.name == 'bag_replay.launch.py' else 'topic'
-    assert described['left_image'] == f"{source} remapped to the node's 'left/image_rect' input"
+    if 'left_image' in described:
+        source = 'bag topic' if path.name == 'bag_replay.launch.py' else 'topic'
+        assert described['left_image'] == \
+            f"{source} remapped to the node's 'left/image_rect' input"
 
 
 def test_boolean_launch_arguments():
@@ -123,7 +137,7 @@ def test_dof_adds_dof_node_on_the_methods_image_and_depth(tmp_path):
     assert [p.executable for p in launch_plan('eigen', dof=True, share=tmp_path)] == \
         ['mono_depth_node', 'dof_node']
     params = yaml.safe_load((REPO / 'config' / 'dof.yaml').read_text())
-    assert params['dof_node']['ros__parameters']['focus_distance'] > 0
+    assert params['/**']['ros__parameters']['focus_distance'] > 0
 
 
 def test_dof_refuses_methods_without_rgb_images(tmp_path):
