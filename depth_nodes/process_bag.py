@@ -32,15 +32,15 @@ from typing import Any, Callable
 import yaml
 
 from depth_nodes.core.encodings import ImageFormatError
-from depth_nodes.frames import (DepthFramePath, DepthMessages, MonoDepthFramePath,
-                                NirDepthFramePath, SemiDenseFramePath, StereoFramePath,
-                                engine_options, parameter_defaults)
+from depth_nodes.frames import (DepthFramePath, MonoDepthFramePath, NirDepthFramePath,
+                                SemiDenseFramePath, StereoFramePath, engine_options,
+                                parameter_defaults)
 from depth_nodes.methods import (METHODS, OUTPUT_TOPICS, REMAP_ARGUMENTS, Method, get_method,
                                  share_directory)
 from depth_nodes.runtime.engine import ModelLoadError
 from depth_nodes.runtime.model import LoadedModel, open_model
 
-# Node-relative output topics (DepthOutputs in depth_nodes/nodes/depth_node.py) and types.
+# Node-relative output topics of every depth node and their types.
 OUTPUTS = OUTPUT_TOPICS
 
 
@@ -189,10 +189,8 @@ def process_bag(input_bag: Path, output_bag: Path, method: str | Method = 'eigen
         raise ProcessBagError(f"method '{method}' has no input(s) {sorted(unknown)} "
                               f'(inputs: {", ".join(inputs)})')
     wanted = {name: resolve_topic((topics or {}).get(name) or '/' + name) for name in inputs}
-    output_types = {**OUTPUTS, **frame_path.extra_outputs}
+    output_types = frame_path.outputs()
     outputs = {name: resolve_topic(name, namespace) for name in output_types}
-    to_messages = DepthMessages()
-    switches = {'depth/colored': colored, 'depth/points': points}
     partial = output_bag.parent / f'.{output_bag.name}.partial-{os.getpid()}'
     shutil.rmtree(partial, ignore_errors=True)
     plugin = {'sqlite3': StoragePlugin.SQLITE3, 'mcap': StoragePlugin.MCAP}[storage]
@@ -242,16 +240,14 @@ def process_bag(input_bag: Path, output_bag: Path, method: str | Method = 'eigen
                     dropped.at = f'on {conn.topic} at {bag_ns} ns'
                     try:
                         job = frame_path.accept(name, message)
-                        frame = None if job is None else frame_path.process(job)
+                        out = None if job is None else frame_path.process(job)
                     except ImageFormatError as exc:
                         dropped.count(exc.kind, 1, f'dropped input {dropped.at}: {exc}')
                         continue
-                    if frame is not None:
-                        for kind, text in frame.hints:
+                    if out is not None:
+                        for kind, text in out.hints:
                             dropped.once(kind, text)
-                        for out_name, payload in to_messages(
-                                frame, lambda topic: switches.get(topic, True),
-                                params['points_stride']):
+                        for out_name, payload in out.messages:
                             write_output(out_name, bag_ns, _serialized(payload))
                         report.depth_images += 1
                     bar.set_postfix(depth=report.depth_images, refresh=False)

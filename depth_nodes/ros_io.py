@@ -1,14 +1,15 @@
 """The one place that converts ROS messages <-> numpy arrays and camera intrinsics.
 
-Images and point clouds (megabytes per message) also travel as serialized CDR: the nodes
-subscribe with ``raw=True`` and publish bytes, decoded and encoded here with rosbags' CDR
-serde, which views pixel data in place. rclpy's own conversion of a 640x480 image to and from
-Python objects copies element buffers and cost 0.1-3 ms per message on this 2-core machine;
-the CDR path costs 0.03 ms to decode and 0.1 ms to encode (see tools/benchmark_node.py).
+Images and point clouds (megabytes per message) travel as serialized CDR: the nodes subscribe
+with ``raw=True`` and publish bytes, decoded and encoded here with rosbags' CDR serde, which
+views pixel data in place instead of converting element buffers to and from Python objects
+as rclpy's message classes do (tools/benchmark_node.py measures the node end to end).
+Small messages (CameraInfo) stay message objects.
 """
 from __future__ import annotations
 
 import functools
+import importlib
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -102,8 +103,15 @@ def pointcloud2_to_xyz(msg: PointCloud2) -> np.ndarray:
 
 # -- serialized (CDR) messages ---------------------------------------------------------------
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
+CAMERA_INFO_TYPE = 'sensor_msgs/msg/CameraInfo'
 POINTCLOUD2_TYPE = 'sensor_msgs/msg/PointCloud2'
 DISPARITY_TYPE = 'stereo_msgs/msg/DisparityImage'
+
+
+def message_class(msgtype: str):
+    """The rclpy message class of 'package/msg/Name'."""
+    package, _, name = msgtype.split('/')
+    return getattr(importlib.import_module(f'{package}.msg'), name)
 
 
 def prepare_cdr() -> None:
