@@ -214,8 +214,7 @@ class DepthFramePath:
             return None
         if name not in self.streams:
             return None
-        if name not in self.message_inputs:
-            message = ros_io.image_from_cdr(message)
+        message = self.decode(name, message)
         if self.sync is None:
             return (message,)
         stamp = message.header.stamp
@@ -229,6 +228,13 @@ class DepthFramePath:
                          f'{", ".join(self.streams)} (newest spread '
                          f'{self.sync.stats.last_spread_s:.3f} s)', dropped)
         return group
+
+    def decode(self, name: str, message):
+        """A stream message as estimate() reads it: a serialized image -> ros_io's decoded
+        message (header, encoding, pixels viewing the bytes); other types as they came."""
+        if name in self.message_inputs:
+            return message
+        return ros_io.image_from_cdr(message)
 
     def process(self, job: tuple, wants: Callable[[str], bool] = everything) -> FrameOutput:
         """The output messages of one job from accept(). ``wants(topic)``: whether anyone
