@@ -12,8 +12,9 @@ input's bag time, so the processed bag lines up with the original one. The outpu
 is the input's (MCAP in, MCAP out; sqlite3 for a ROS 1 bag) unless --storage says otherwise.
 
 Image inputs may be sensor_msgs/Image or sensor_msgs/CompressedImage (image_transport's
-'compressed' jpeg/png and 'compressedDepth' topics, e.g. --image /camera/image_raw/compressed),
-chosen by each topic's type; a topic of any other type is an error before anything is written.
+'compressed' jpeg/png and 'compressedDepth' topics, e.g. --image /camera/image_raw/compressed,
+or -p image_transport:=compressed, which reads <topic>/compressed), decoded as each topic's type
+says; a topic of any other type is an error before anything is written.
 Recorders often store a camera_info just after the image of the same stamp: an image waits
 (up to INFO_LOOKAHEAD_S of bag time) for the camera_info of its stamp, within sync_slop (or
 INFO_SLOP_S), and is paired with it; the node, live, would use the newest one before it.
@@ -42,18 +43,17 @@ import yaml
 
 from depth_nodes import ros_io
 from depth_nodes.core.encodings import ImageFormatError
-from depth_nodes.frames import (DepthFramePath, DepthMessages, MonoDepthFramePath,
-                                NirDepthFramePath, SemiDenseFramePath, StereoFramePath,
-                                engine_options, parameter_defaults)
+from depth_nodes.frames import (DepthFramePath, MonoDepthFramePath, NirDepthFramePath,
+                                SemiDenseFramePath, StereoFramePath, engine_options,
+                                parameter_defaults)
 from depth_nodes.methods import (METHODS, OUTPUT_TOPICS, REMAP_ARGUMENTS, Method, get_method,
                                  share_directory)
 from depth_nodes.runtime.engine import ModelLoadError
 from depth_nodes.runtime.model import LoadedModel, open_model
 
-# Node-relative output topics (DepthOutputs in depth_nodes/nodes/depth_node.py) and types.
+# Node-relative output topics of every depth node and their types.
 OUTPUTS = OUTPUT_TOPICS
-CAMERA_INFO_TYPE = 'sensor_msgs/msg/CameraInfo'
-POINTCLOUD2_TYPE = ros_io.POINTCLOUD2_TYPE
+CAMERA_INFO_TYPE = ros_io.CAMERA_INFO_TYPE
 IMAGE_TYPES = (ros_io.IMAGE_TYPE, ros_io.COMPRESSED_IMAGE_TYPE)
 STORAGES = ('sqlite3', 'mcap')
 # An image waits this long (bag time) for the camera_info of its stamp stored after it; the
@@ -209,10 +209,12 @@ def process_bag(input_bag: Path, output_bag: Path, method: str | Method = 'eigen
         raise ProcessBagError(f"method '{method}' has no input(s) {sorted(unknown)} "
                               f'(inputs: {", ".join(inputs)})')
     wanted = {name: resolve_topic((topics or {}).get(name) or '/' + name) for name in inputs}
-    output_types = {**OUTPUTS, **frame_path.extra_outputs}
+    for name in frame_path.streams:            # image_transport:=compressed: T/compressed
+        suffix = frame_path.topic_suffix(name)
+        if suffix and not wanted[name].endswith(suffix):
+            wanted[name] += suffix
+    output_types = frame_path.outputs()
     outputs = {name: resolve_topic(name, namespace) for name in output_types}
-    to_messages = DepthMessages()
-    switches = {'depth/colored': colored, 'depth/points': points}
     # The bag is written as staging/OUTPUT_NAME, so its files are named after the output.
     staging = output_bag.parent / f'.{output_bag.name}.partial-{os.getpid()}'
     shutil.rmtree(staging, ignore_errors=True)
@@ -226,6 +228,10 @@ def process_bag(input_bag: Path, output_bag: Path, method: str | Method = 'eigen
     try:
         by_topic = {c.topic: c for c in reader.connections}
         _check_topics(m, frame_path, wanted, outputs, by_topic, input_bag, warn)
+        for name in frame_path.transports:     # each image topic decoded as its type says
+            if name in frame_path.streams and wanted[name] in by_topic:
+                frame_path.use_transport(name, 'raw' if by_topic[wanted[name]].msgtype ==
+                                         ros_io.IMAGE_TYPE else 'compressed')
         staging.mkdir()
         writer = Writer(partial, version=9, storage_plugin=plugin)
         writer.open()
@@ -239,14 +245,11 @@ def process_bag(input_bag: Path, output_bag: Path, method: str | Method = 'eigen
                         outputs[name], output_types[name], typestore=_jazzy_store())
                 writer.write(out_conns[name], bag_ns, payload)
             input_of = {topic: name for name, topic in wanted.items()}
-            # Images go to the frame path serialized, as the node subscribes them;
-            # CompressedImage topics are decoded into the Image they were made from.
+            # Images go to the frame path serialized, as the node subscribes them.
             deserializers = {name: _message_class(by_topic[topic].msgtype)
                              for name, topic in wanted.items() if topic in by_topic and (
                                  name in frame_path.latest_inputs or
                                  name in frame_path.message_inputs)}
-            compressed = {name for name, topic in wanted.items() if topic in by_topic and
-                          by_topic[topic].msgtype == ros_io.COMPRESSED_IMAGE_TYPE}
             slop = params.get('sync_slop', INFO_SLOP_S)
             pairing = CameraInfoPairing(
                 [n for n in frame_path.latest_inputs if wanted[n] in by_topic],
@@ -258,22 +261,18 @@ def process_bag(input_bag: Path, output_bag: Path, method: str | Method = 'eigen
                     for info_name, info in held.infos.items():
                         frame_path.accept(info_name, info)
                     message = held.message
-                    if held.name in compressed:
-                        message = ros_io.compressed_to_image_cdr(message)
-                    elif held.name in deserializers:
+                    if held.name in deserializers:
                         from rclpy.serialization import deserialize_message
                         message = deserialize_message(message, deserializers[held.name])
                     job = frame_path.accept(held.name, message)
-                    frame = None if job is None else frame_path.process(job)
+                    out = None if job is None else frame_path.process(job)
                 except ImageFormatError as exc:
                     dropped.count(exc.kind, 1, f'dropped input {held.at}: {exc}')
                     return
-                if frame is not None:
-                    for kind, text in frame.hints:
+                if out is not None:
+                    for kind, text in out.hints:
                         dropped.once(kind, text)
-                    for out_name, payload in to_messages(
-                            frame, lambda topic: switches.get(topic, True),
-                            params['points_stride']):
+                    for out_name, payload in out.messages:
                         write_output(out_name, held.bag_ns, _serialized(payload))
                     report.depth_images += 1
             total = sum(c.msgcount for c in reader.connections)
@@ -436,7 +435,8 @@ def input_types(frame_path) -> dict[str, tuple[str, ...]]:
     """The message types each input of a frame path takes (as a bag topic)."""
     types = {name: (CAMERA_INFO_TYPE,) for name in frame_path.latest_inputs}
     for name in frame_path.streams:
-        types[name] = (POINTCLOUD2_TYPE,) if name in frame_path.message_inputs else IMAGE_TYPES
+        types[name] = (frame_path.message_inputs[name],) if name in frame_path.message_inputs \
+            else IMAGE_TYPES
     return types
 
 

@@ -1,14 +1,15 @@
 """The one place that converts ROS messages <-> numpy arrays and camera intrinsics.
 
-Images and point clouds (megabytes per message) also travel as serialized CDR: the nodes
-subscribe with ``raw=True`` and publish bytes, decoded and encoded here with rosbags' CDR
-serde, which views pixel data in place. rclpy's own conversion of a 640x480 image to and from
-Python objects copies element buffers and cost 0.1-3 ms per message on this 2-core machine;
-the CDR path costs 0.03 ms to decode and 0.1 ms to encode (see tools/benchmark_node.py).
+Images and point clouds (megabytes per message) travel as serialized CDR: the nodes subscribe
+with ``raw=True`` and publish bytes, decoded and encoded here with rosbags' CDR serde, which
+views pixel data in place instead of converting element buffers to and from Python objects
+as rclpy's message classes do (tools/benchmark_node.py measures the node end to end).
+Small messages (CameraInfo) stay message objects.
 """
 from __future__ import annotations
 
 import functools
+import importlib
 import struct
 
 import numpy as np
@@ -17,6 +18,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from depth_nodes.core.camera import CameraIntrinsics
+from depth_nodes.core.compressed import decode_compressed
 from depth_nodes.core.encodings import (ImageFormatError, decode_image, encode_image,
                                         lookup_encoding)
 from depth_nodes.core.pointcloud import XYZRGB_FIELDS, XYZRGB_POINT_STEP
@@ -103,8 +105,15 @@ def pointcloud2_to_xyz(msg: PointCloud2) -> np.ndarray:
 
 # -- serialized (CDR) messages ---------------------------------------------------------------
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
+CAMERA_INFO_TYPE = 'sensor_msgs/msg/CameraInfo'
 POINTCLOUD2_TYPE = 'sensor_msgs/msg/PointCloud2'
 DISPARITY_TYPE = 'stereo_msgs/msg/DisparityImage'
+
+
+def message_class(msgtype: str):
+    """The rclpy message class of 'package/msg/Name'."""
+    package, _, name = msgtype.split('/')
+    return getattr(importlib.import_module(f'{package}.msg'), name)
 
 
 def prepare_cdr() -> None:
@@ -217,13 +226,17 @@ def compressed_image_to_cdr(fmt: str, data: bytes, header: Header) -> bytes:
     return bytes(store.serialize_cdr(msg, COMPRESSED_IMAGE_TYPE))
 
 
-def compressed_to_image_cdr(raw: bytes) -> bytes:
-    """Serialized CompressedImage -> the serialized sensor_msgs/Image it was made from (same
-    header), decoded by core.compressed; ImageFormatError for a bad message or payload."""
-    from depth_nodes.core.compressed import decode_compressed
+def image_from_compressed_cdr(raw: bytes):
+    """Serialized CompressedImage (image_transport 'compressed' or 'compressedDepth') -> the
+    decoded image as image_from_cdr() gives it (fields of sensor_msgs/Image, its header),
+    decoded by core.compressed; ImageFormatError for a bad message or payload."""
     msg = compressed_image_from_cdr(raw)
     array, encoding = decode_compressed(msg.format, msg.data)
-    return image_to_cdr(array, encoding, header_from(msg))
+    step, _ = encode_image(array[:1], encoding)    # checks shape against the encoding
+    return _typestore().types[IMAGE_TYPE](
+        header=msg.header, height=int(array.shape[0]), width=int(array.shape[1]),
+        encoding=encoding, is_bigendian=0, step=step,
+        data=np.ascontiguousarray(array).reshape(-1).view(np.uint8))
 
 
 def cdr_stamp_ns(raw: bytes) -> int:
