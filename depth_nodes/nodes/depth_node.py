@@ -34,6 +34,10 @@ from depth_nodes.parameters import RELOAD
 from depth_nodes.runtime.engine import ModelLoadError
 from depth_nodes.runtime.model import LoadedModel, open_model
 
+# Largest best-effort frame measured to arrive under config/fastdds_large_data.xml (4000x3000
+# rgb8; docs/recordings.md).
+LARGE_FRAME_BYTES = 36_000_000
+
 
 class DepthNodeBase(Node):
     """Base of the depth nodes; a subclass sets ``frame_path``."""
@@ -203,7 +207,20 @@ class DepthNodeBase(Node):
                     f'{self.silent_input_s:.0f} s. If it is sending,'
                     ' best-effort images over Fast DDS need FASTDDS_DEFAULT_PROFILES_FILE='
                     '<share>/depth_nodes/config/fastdds_large_data.xml for the publisher too, or'
-                    f' set qos_overrides.{sub.topic_name}.subscription.reliability:=reliable')
+                    f' set qos_overrides.{sub.topic_name}.subscription.reliability:=reliable'
+                    + self._frame_size_note())
+
+    def _frame_size_note(self) -> str:
+        """The frame size a received camera_info announces, when above what the shipped
+        Fast DDS profile was measured to deliver (docs/recordings.md)."""
+        info = next((i for i in self.frames.latest.values() if i is not None), None)
+        if info is None or info.width * info.height * 3 <= LARGE_FRAME_BYTES:
+            return ''
+        megabytes = info.width * info.height * 3 / 1e6
+        return (f'. camera_info says {info.width}x{info.height}: {megabytes:.0f} MB per rgb8 '
+                f'frame, above the {LARGE_FRAME_BYTES / 1e6:.0f} MB '
+                'measured to arrive under the shipped profile: raise <segment_size> in the '
+                "publisher's profile, or use image_transport:=compressed")
 
     def _status(self):
         self._check_silent_inputs()
