@@ -113,10 +113,12 @@ def node_environment(share: Path, environ=None) -> dict[str, str]:
 
 def launch_plan(method: str, *, model: str = '', backend: str = '', use_sim_time: bool = False,
                 remaps: dict[str, str] | None = None, rviz: bool = False, dof: bool = False,
-                share: Path | None = None, environ=None) -> list[NodePlan]:
+                image_transport: str = '', share: Path | None = None,
+                environ=None) -> list[NodePlan]:
     """Nodes to start for ``method``: the method's node with its config, plus options.
 
-    ``model`` / ``backend`` left empty keep the values of the method's params file;
+    ``model`` / ``backend`` / ``image_transport`` left empty keep the values of the method's
+    params file;
     ``remaps`` maps node input names (see REMAP_ARGUMENTS) to the user's topics. ``dof``
     adds dof_node (RGB methods only), reading the method's image and its depth/image.
     """
@@ -128,6 +130,8 @@ def launch_plan(method: str, *, model: str = '', backend: str = '', use_sim_time
         overrides['model'] = model
     if backend:
         overrides['backend'] = backend
+    if image_transport:
+        overrides['image_transport'] = image_transport
     remappings = [(REMAP_ARGUMENTS[k], v) for k, v in (remaps or {}).items()
                   if v and k in REMAP_ARGUMENTS and REMAP_ARGUMENTS[k] in m.inputs
                   and v != REMAP_ARGUMENTS[k]]
@@ -176,7 +180,7 @@ def check_bag_path(bag: str) -> Path:
 
 def bag_replay_plan(bag: str, method: str, *, rate: float = 1.0, loop: bool = False,
                     record: str = '', rviz: bool = False, dof: bool = False, model: str = '',
-                    backend: str = '', namespace: str = '',
+                    backend: str = '', namespace: str = '', image_transport: str = '',
                     remaps: dict[str, str] | None = None, share: Path | None = None,
                     environ=None
                     ) -> tuple[list[ProcessPlan], list[NodePlan]]:
@@ -191,7 +195,8 @@ def bag_replay_plan(bag: str, method: str, *, rate: float = 1.0, loop: bool = Fa
     path = check_bag_path(bag)
     share = share or share_directory()
     nodes = launch_plan(method, model=model, backend=backend, use_sim_time=True, remaps=remaps,
-                        rviz=rviz, dof=dof, share=share, environ=environ)
+                        rviz=rviz, dof=dof, image_transport=image_transport, share=share,
+                        environ=environ)
     env = node_environment(share, environ)     # the player publishes camera-size images too
     play = ['ros2', 'bag', 'play', str(path), '--clock', '--rate', f'{rate:g}']
     processes = [ProcessPlan('bag_play', play + (['--loop'] if loop else []), env)]

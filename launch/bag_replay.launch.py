@@ -26,6 +26,8 @@ ARGUMENTS = [
     MODEL_ARGUMENT,
     BACKEND_ARGUMENT,
     ('namespace', '', 'namespace for the depth node(s) and their outputs'),
+    ('image_transport', '', "how the image inputs arrive: raw, or compressed (subscribes "
+     "<topic>/compressed); empty: the params file's (raw)"),
 ] + remap_arguments('bag topic')
 
 
@@ -36,6 +38,7 @@ def _setup(context):
         record=value['record'], rviz=is_true(value['rviz']), dof=is_true(value['dof']),
         model=value['model'],
         backend=value['backend'], namespace=value['namespace'],
+        image_transport=value['image_transport'],
         remaps={arg: value[arg] for arg in REMAP_ARGUMENTS})
     commands = process_actions(processes)
     actions = node_actions(plans, value['namespace']) + list(commands.values())

@@ -34,9 +34,11 @@ from depth_nodes.parameters import RELOAD
 from depth_nodes.runtime.engine import ModelLoadError
 from depth_nodes.runtime.model import LoadedModel, open_model
 
-# Largest best-effort frame measured to arrive under config/fastdds_large_data.xml (4000x3000
-# rgb8; docs/recordings.md).
-LARGE_FRAME_BYTES = 36_000_000
+# Best-effort frames above this were lost at times under config/fastdds_large_data.xml
+# (2592x1944 rgb8, 15 MB, all arrived; 4000x3000, 36 MB, not all), reliable ones up to
+# RELIABLE_FRAME_BYTES all arrived (6000x4000 rgb8); docs/recordings.md.
+LARGE_FRAME_BYTES = 16_000_000
+RELIABLE_FRAME_BYTES = 72_000_000
 
 
 class DepthNodeBase(Node):
@@ -212,15 +214,16 @@ class DepthNodeBase(Node):
 
     def _frame_size_note(self) -> str:
         """The frame size a received camera_info announces, when above what the shipped
-        Fast DDS profile was measured to deliver (docs/recordings.md)."""
+        Fast DDS profile was measured to deliver best-effort (docs/recordings.md)."""
         info = next((i for i in self.frames.latest.values() if i is not None), None)
         if info is None or info.width * info.height * 3 <= LARGE_FRAME_BYTES:
             return ''
         megabytes = info.width * info.height * 3 / 1e6
         return (f'. camera_info says {info.width}x{info.height}: {megabytes:.0f} MB per rgb8 '
-                f'frame, above the {LARGE_FRAME_BYTES / 1e6:.0f} MB '
-                'measured to arrive under the shipped profile: raise <segment_size> in the '
-                "publisher's profile, or use image_transport:=compressed")
+                f'frame; best-effort frames above {LARGE_FRAME_BYTES / 1e6:.0f} MB are lost '
+                f'at times: make the input reliable (up to {RELIABLE_FRAME_BYTES / 1e6:.0f} MB '
+                'with the shipped profile; beyond, <segment_size> 134217728 in the '
+                "publisher's profile) or use image_transport:=compressed")
 
     def _status(self):
         self._check_silent_inputs()
