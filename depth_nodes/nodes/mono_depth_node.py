@@ -1,6 +1,7 @@
 """mono_depth_node: one camera image in, dense metric depth out (RGB, gray or NIR models).
 
-Subscribes: image (sensor_msgs/Image), camera_info (optional, sensor_msgs/CameraInfo)
+Subscribes: image (sensor_msgs/Image; image_transport:=compressed: image/compressed,
+            sensor_msgs/CompressedImage), camera_info (optional, sensor_msgs/CameraInfo)
 Publishes:  depth/image (32FC1 m), depth/camera_info, depth/colored, depth/points, /diagnostics
 The frame path (estimator, checks, outputs) is depth_nodes.frames.MonoDepthFramePath.
 """

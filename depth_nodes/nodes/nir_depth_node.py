@@ -2,7 +2,8 @@
 (``model``) turns NIR into pseudo-RGB, an RGB depth model (``depth_model``, e.g. the DPN)
 turns that into depth (depth_nodes.runtime.nir_estimator).
 
-Subscribes: nir/image (sensor_msgs/Image mono8 / mono16), nir/camera_info (optional)
+Subscribes: nir/image (sensor_msgs/Image mono8 / mono16; or nir/image/compressed with
+            image_transport:=compressed), nir/camera_info (optional)
 Publishes:  nir/pseudo_rgb (rgb8, the input's header and size; publish_pseudo_rgb),
             depth/image (32FC1 m), depth/camera_info, depth/colored, depth/points, /diagnostics
 The frame path is depth_nodes.frames.NirDepthFramePath.

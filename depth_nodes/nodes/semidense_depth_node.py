@@ -3,7 +3,8 @@ dense metric depth out (Makarov et al.'s interpolation network).
 
 Subscribes (parameter ``input``):
   depth:  semidense/depth (sensor_msgs/Image 32FC1 metres, or inverse depth with
-          input_is_inverse_depth; 0 / NaN / Inf = unknown; 16UC1 millimetres also accepted),
+          input_is_inverse_depth; 0 / NaN / Inf = unknown; 16UC1 millimetres also accepted;
+          semidense/depth/compressedDepth with depth_image_transport:=compressedDepth),
           semidense/variance (32FC1, with use_variance; filtered by max_variance),
           camera_info (optional: depth/camera_info and points)
   points: semidense/points (sensor_msgs/PointCloud2 with x, y, z) + camera_info (required),

@@ -3,7 +3,8 @@ out: OpenCV StereoSGBM (``model`` empty, method:=sgbm) or a disparity network su
 al.'s DPN on the left image (``model`` set, method:=stereo).
 
 Subscribes: left/image_rect, right/image_rect (sensor_msgs/Image, approximate-time
-            synchronised within sync_slop), left/camera_info, right/camera_info (the newest
+            synchronised within sync_slop; <topic>/compressed with
+            image_transport:=compressed), left/camera_info, right/camera_info (the newest
             of each; the right P[0, 3] = -fx B gives the baseline unless ``baseline`` is set)
 Publishes:  depth/image (32FC1 m, the left image's header), depth/camera_info, disparity
             (stereo_msgs/DisparityImage: pixels, Z = f T / d), depth/colored, depth/points,
