@@ -1,9 +1,9 @@
 """The model spec: everything the runtime needs to know about a depth network.
 
 It travels inside the ONNX file as one metadata entry, key ``depth_nodes.model_spec``, whose
-value is the JSON of :class:`ModelSpec` (schema documented in README, "Model spec"). A model
-without that entry (a user's own export) gets a spec inferred from its graph plus defaults,
-and node parameters ``spec.<field>`` override any field.
+value is the JSON of :class:`ModelSpec` (schema documented in docs/nodes.md, "Model spec").
+A model without that entry (a user's own export) gets a spec inferred from its graph plus
+defaults, and node parameters ``spec.<field>`` override any field.
 """
 from __future__ import annotations
 
