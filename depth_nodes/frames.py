@@ -249,20 +249,30 @@ class DepthFramePath:
         return group
 
     def decode(self, name: str, message):
-        """A stream message as estimate() reads it: a serialized image -> ros_io's decoded
-        message (header, encoding, pixels viewing the bytes; a CompressedImage's decoded
-        with OpenCV); other types as they came."""
+        """A stream message as accept() keeps it: a serialized image -> ros_io's decoded
+        message (header, encoding, pixels viewing the bytes); a CompressedImage -> its
+        message (header, format, data), its pixels decoded by process(); other types as
+        they came."""
         if name in self.message_inputs:
             return message
         if self.transport.get(name, 'raw') != 'raw':
-            return ros_io.image_from_compressed_cdr(message)
+            return ros_io.compressed_image_from_cdr(message)
         return ros_io.image_from_cdr(message)
+
+    def decompressed(self, job: tuple) -> tuple:
+        """A job with its CompressedImages decoded, as estimate() reads images. Here, on the
+        node's worker, not in accept(): decoding a jpeg takes milliseconds (a 4000x3000 one
+        far more), which would hold up the subscription callbacks, and only the jobs the
+        keep-newest worker runs are decoded."""
+        return tuple(ros_io.decompress_image(message)
+                     if self.transport.get(name, 'raw') != 'raw' else message
+                     for name, message in zip(self.streams, job))
 
     def process(self, job: tuple, wants: Callable[[str], bool] = everything) -> FrameOutput:
         """The output messages of one job from accept(). ``wants(topic)``: whether anyone
         takes an optional output (depth/colored, depth/points, extra outputs); those not
         wanted, or switched off by their parameter, are not computed."""
-        frame = self.estimate(job)
+        frame = self.estimate(self.decompressed(job))
         return FrameOutput(frame.header, self.encode(frame, wants), frame.result.inference_s,
                            frame.hints)
 

@@ -226,11 +226,11 @@ def compressed_image_to_cdr(fmt: str, data: bytes, header: Header) -> bytes:
     return bytes(store.serialize_cdr(msg, COMPRESSED_IMAGE_TYPE))
 
 
-def image_from_compressed_cdr(raw: bytes):
-    """Serialized CompressedImage (image_transport 'compressed' or 'compressedDepth') -> the
-    decoded image as image_from_cdr() gives it (fields of sensor_msgs/Image, its header),
-    decoded by core.compressed; ImageFormatError for a bad message or payload."""
-    msg = compressed_image_from_cdr(raw)
+def decompress_image(msg):
+    """A CompressedImage (image_transport 'compressed' or 'compressedDepth'; a message object
+    or compressed_image_from_cdr()'s) -> the image as image_from_cdr() gives it (fields of
+    sensor_msgs/Image, the same header), decoded by core.compressed; ImageFormatError for a
+    payload that does not decode."""
     array, encoding = decode_compressed(msg.format, msg.data)
     step, _ = encode_image(array[:1], encoding)    # checks shape against the encoding
     return _typestore().types[IMAGE_TYPE](
