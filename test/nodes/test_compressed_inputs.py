@@ -143,3 +143,22 @@ def test_semidense_node_compressed_depth_keeps_the_input_depth(tmp_path):
     error = dense[known] - sparse[known]
     assert (error >= -1e-5).all() and (error <= sparse[known] ** 2 / 10100 + 1e-5).all()
     assert np.isfinite(dense).all()
+
+
+def test_frame_path_with_compressed_transport_without_a_graph(model_path):
+    from depth_nodes.frames import MonoDepthFramePath, parameter_defaults
+    params = {**parameter_defaults(MonoDepthFramePath), 'image_transport': 'compressed'}
+    model = open_model(str(model_path), 'onnxruntime')
+    path = MonoDepthFramePath(MonoDepthFramePath.build_estimator(model, params), params)
+    assert path.inputs == {'image': 'sensor_msgs/msg/CompressedImage',
+                           'camera_info': 'sensor_msgs/msg/CameraInfo'}
+    assert path.topic_suffix('image') == '/compressed' and path.topic_suffix('camera_info') == ''
+    image = smooth_image()
+    fmt, data = encode_compressed(image, 'rgb8', 'png')
+    job = path.accept('image', ros_io.compressed_image_to_cdr(fmt, data, header(4)))
+    assert job[0].format == 'rgb8; png compressed bgr8'     # pixels not decoded yet
+    (topic, depth), *_ = path.process(job).messages
+    assert topic == 'depth/image'
+    expected = MonoDepthEstimator(model).estimate(image, 'rgb8').depth
+    np.testing.assert_array_equal(ros_io.image_to_array(ros_io.image_from_cdr(depth)),
+                                  expected)
