@@ -94,7 +94,31 @@ def decode_compressed(text: str, data) -> tuple[np.ndarray, str]:
     return _to_channels(image, encoding, enc.channels, fmt.stored_bgr), encoding
 
 
+def declared_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) a png (IHDR) or jpeg (SOF segment) header declares, read before
+    decoding so that a forged size cannot make OpenCV allocate gigabytes; None if not found."""
+    if data[:8] == b'\x89PNG\r\n\x1a\n' and len(data) >= 24:
+        return struct.unpack('>II', data[16:24])
+    i = 2 if data[:2] == b'\xff\xd8' else len(data)
+    while i + 9 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF:                       # fill byte
+            i += 1
+        elif 0xD0 <= marker <= 0xD9 or marker == 0x01:   # no length
+            i += 2
+        elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):   # SOFn
+            height, width = struct.unpack('>HH', data[i + 5:i + 9])
+            return width, height
+        else:
+            i += 2 + struct.unpack('>H', data[i + 2:i + 4])[0]
+    return None
+
+
 def _imdecode(buffer: np.ndarray, text: str) -> np.ndarray:
+    size = declared_size(buffer[:65536].tobytes())
+    if size and size[0] * size[1] > MAX_PIXELS:
+        raise ImageFormatError(f'image of {size[0]}x{size[1]} exceeds the {MAX_PIXELS}-pixel '
+                               'limit', 'too_large')
     image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
     if image is None:
         raise ImageFormatError(f'CompressedImage ({text!r}) data of {buffer.size} bytes do not '

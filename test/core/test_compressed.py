@@ -135,3 +135,16 @@ def test_an_eight_bit_png_labelled_compressed_depth_is_refused():
     with pytest.raises(ImageFormatError, match='16-bit') as caught:
         decode_compressed('16UC1; compressedDepth png', b'\x00' * 12 + png.tobytes())
     assert caught.value.kind == 'compressed_data'
+
+
+def test_a_forged_size_is_refused_before_decoding():
+    from depth_nodes.core.compressed import declared_size
+    ok, jpeg = cv2.imencode('.jpg', smooth_rgb())
+    ok, png = cv2.imencode('.png', smooth_rgb())
+    assert declared_size(jpeg.tobytes()) == (64, 48) == declared_size(png.tobytes())
+    forged = bytearray(jpeg.tobytes())
+    sof = forged.index(b'\xff\xc0')
+    forged[sof + 5:sof + 9] = (40000).to_bytes(2, 'big') * 2       # 40000 x 40000
+    with pytest.raises(ImageFormatError, match='40000x40000 exceeds') as caught:
+        decode_compressed('bgr8; jpeg compressed bgr8', bytes(forged))
+    assert caught.value.kind == 'too_large'
