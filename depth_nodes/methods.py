@@ -114,10 +114,12 @@ def node_environment(share: Path, environ=None) -> dict[str, str]:
 
 def launch_plan(method: str, *, model: str = '', backend: str = '', use_sim_time: bool = False,
                 remaps: dict[str, str] | None = None, rviz: bool = False, dof: bool = False,
-                share: Path | None = None, environ=None) -> list[NodePlan]:
+                image_transport: str = '', share: Path | None = None,
+                environ=None) -> list[NodePlan]:
     """Nodes to start for ``method``: the method's node with its config, plus options.
 
-    ``model`` / ``backend`` left empty keep the values of the method's params file;
+    ``model`` / ``backend`` / ``image_transport`` left empty keep the values of the method's
+    params file;
     ``remaps`` maps node input names (see REMAP_ARGUMENTS) to the user's topics. ``dof``
     adds dof_node (RGB methods only), reading the method's image and its depth/image.
     """
@@ -129,6 +131,8 @@ def launch_plan(method: str, *, model: str = '', backend: str = '', use_sim_time
         overrides['model'] = model
     if backend:
         overrides['backend'] = backend
+    if image_transport:
+        overrides['image_transport'] = image_transport
     remappings = [(REMAP_ARGUMENTS[k], v) for k, v in (remaps or {}).items()
                   if v and k in REMAP_ARGUMENTS and REMAP_ARGUMENTS[k] in m.inputs
                   and v != REMAP_ARGUMENTS[k]]
@@ -176,6 +180,8 @@ def check_bag_path(bag: str) -> Path:
 
 
 BAG_TOOLS = ('auto', 'ros2', 'builtin')
+# Last name of the node inputs that image_transport applies to.
+IMAGE_INPUT_NAMES = ('image', 'image_rect')
 
 
 def ros2_bag_available() -> bool:
@@ -205,7 +211,7 @@ def resolve_topic(name: str, namespace: str = '') -> str:
 
 def bag_replay_plan(bag: str, method: str, *, rate: float = 1.0, loop: bool = False,
                     record: str = '', rviz: bool = False, dof: bool = False, model: str = '',
-                    backend: str = '', namespace: str = '',
+                    backend: str = '', namespace: str = '', image_transport: str = '',
                     remaps: dict[str, str] | None = None, player: str = 'auto',
                     recorder: str = 'auto', ros2_bag: bool | None = None,
                     share: Path | None = None, environ=None
@@ -227,7 +233,8 @@ def bag_replay_plan(bag: str, method: str, *, rate: float = 1.0, loop: bool = Fa
     player, recorder = choose_bag_tool(player, ros2_bag), choose_bag_tool(recorder, ros2_bag)
     share = share or share_directory()
     nodes = launch_plan(method, model=model, backend=backend, use_sim_time=True, remaps=remaps,
-                        rviz=rviz, dof=dof, share=share, environ=environ)
+                        rviz=rviz, dof=dof, image_transport=image_transport, share=share,
+                        environ=environ)
     env = node_environment(share, environ)     # the player publishes camera-size images too
     builtin = [sys.executable, '-m', 'depth_nodes.dds_bag']
     if player == 'ros2':
@@ -237,6 +244,9 @@ def bag_replay_plan(bag: str, method: str, *, rate: float = 1.0, loop: bool = Fa
                   **{REMAP_ARGUMENTS[k]: v for k, v in (remaps or {}).items()
                      if v and k in REMAP_ARGUMENTS}}
         waits = [resolve_topic(inputs[topic], namespace) for topic in get_method(method).inputs]
+        if image_transport == 'compressed':     # the node subscribes <image topic>/compressed
+            waits = [f'{t}/compressed' if t.rsplit('/', 1)[-1] in IMAGE_INPUT_NAMES else t
+                     for t in waits]
         # The node's inputs that are in the bag, and the recorder's depth/image.
         waits += [resolve_topic('depth/image', namespace)] if record else []
         play = builtin + ['play', str(path), '--clock', '--rate', f'{rate:g}',

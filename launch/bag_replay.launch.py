@@ -33,6 +33,8 @@ ARGUMENTS = [
     MODEL_ARGUMENT,
     BACKEND_ARGUMENT,
     ('namespace', '', 'namespace for the depth node(s) and their outputs'),
+    ('image_transport', '', "how the image inputs arrive: raw, or compressed (subscribes "
+     "<topic>/compressed); empty: the params file's (raw)"),
 ] + remap_arguments('bag topic')
 
 
@@ -43,6 +45,7 @@ def _setup(context):
         record=value['record'], rviz=is_true(value['rviz']), dof=is_true(value['dof']),
         model=value['model'],
         backend=value['backend'], namespace=value['namespace'],
+        image_transport=value['image_transport'],
         remaps={arg: value[arg] for arg in REMAP_ARGUMENTS}, player=value['player'],
         recorder=value['recorder'])
     commands = process_actions(processes)

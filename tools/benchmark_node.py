@@ -1,18 +1,20 @@
 #!/usr/bin/env python3
-"""Benchmark mono_depth_node at 640x480: model-only time, node latency and its overhead.
+"""mono_depth_node against the rclpy node a user would write, and against doing nothing.
 
-Runs the installed node in its own process (as on a robot) and measures, over real DDS:
-  1. model-only inference time (the engine alone on the same input tensor, in this process);
-  2. end-to-end latency, publish -> receive, one frame at a time (p50 / p95);
-  3. the node's overhead = (2) - (1) at p50 (target: <= 3 ms);
-  4. latency p95 when frames arrive 3x faster than inference (target: <= 2x single-frame p50);
-  5. the transport floor: the same round trip through a do-nothing echo node (rclpy, raw
-     CDR in and out, same message sizes), so (3) can be split into the node's own work
-     and what rclpy + Fast DDS cost to move 0.9 MB in and 1.2 MB out.
+Three subjects run at the same time, each in its own process and namespace, over real DDS
+(Fast DDS with config/fastdds_large_data.xml in every process), and are measured in
+alternating rounds so that a busy machine slows all of them alike:
 
-Every process here (this probe, the echo, the node) keeps its megabyte buffers in the heap
-(depth_nodes/runtime/allocator.py, as the nodes do at start); DEPTH_NODES_MALLOPT=0 in the
-environment measures all three with glibc's default malloc instead.
+  echo   a do-nothing rclpy node: answers each 640x480 rgb8 image with a 640x480 32FC1 one of
+         the same stamp (raw CDR in and out): what moving these messages costs (the floor);
+  plain  the ~30-line node below (plain_node()): msg.data -> numpy, cv2.resize, normalise,
+         ONNX Runtime in the subscription callback, exp, resize back, Image(data=bytes);
+  ours   the installed mono_depth_node with the same model.
+
+Single frame: one frame in flight, publish -> depth/image received (p50 / p95).
+Overload: frames at 3x the rate ours completes single frames, for --overload-seconds, for
+plain and ours (p95 of the frames that came back; the plain node queues, ours keeps the
+newest). --variant NAME=VALUE adds "ours" run with that environment variable set.
 
 Usage (after tools/bootstrap.sh):  source tools/env.sh && python tools/benchmark_node.py
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import struct
 import subprocess
 import sys
 import threading
@@ -29,149 +32,175 @@ from pathlib import Path
 
 import numpy as np
 
-
-def percentile_ms(samples, q):
-    return float(np.percentile(np.asarray(samples) * 1e3, q))
-
-
-def model_only_seconds(model: str, image: np.ndarray, runs: int) -> list[float]:
-    from depth_nodes.core.preprocess import image_to_tensor
-    from depth_nodes.runtime.estimator import MonoDepthEstimator
-    from depth_nodes.runtime.model import open_model
-    estimator = MonoDepthEstimator(open_model(model, 'onnxruntime'))
-    tensor = image_to_tensor(image, 'rgb8', estimator.spec)
-    for _ in range(5):
-        estimator.infer(tensor)
-    return [estimator.infer(tensor)[1] for _ in range(runs)]
+ROOT = Path(__file__).resolve().parents[1]
+FASTDDS_PROFILE = ROOT / 'config' / 'fastdds_large_data.xml'
+WIDTH, HEIGHT = 640, 480
 
 
-def serve_echo() -> int:
-    """The floor: answer every image with a 640x480 32FC1 image of the same stamp, no work."""
-    import signal
-
+def plain_node(model_path: str) -> None:
+    """The node a user writes in an afternoon (MEAN / STD: the demo model's normalisation)."""
+    import cv2
+    import onnxruntime as ort
     import rclpy
-    from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+    from rclpy.node import Node
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    mean = np.array([0.485, 0.456, 0.406], np.float32)
+    std = np.array([0.229, 0.224, 0.225], np.float32)
+
+    class PlainDepthNode(Node):
+        def __init__(self):
+            super().__init__('plain_depth_node')
+            self.session = ort.InferenceSession(model_path, providers=['CPUExecutionProvider'])
+            self.input = self.session.get_inputs()[0]
+            self.pub = self.create_publisher(Image, 'depth/image', 10)
+            self.create_subscription(Image, 'image', self.on_image, qos_profile_sensor_data)
+
+        def on_image(self, msg):
+            rgb = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, 3)
+            h, w = self.input.shape[2:]
+            x = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+            x = ((x / 255.0 - mean) / std).transpose(2, 0, 1)[None].astype(np.float32)
+            log_depth = self.session.run(None, {self.input.name: x})[0][0, 0]
+            depth = cv2.resize(np.exp(log_depth), (msg.width, msg.height))
+            self.pub.publish(Image(header=msg.header, height=msg.height, width=msg.width,
+                                   encoding='32FC1', step=4 * msg.width,
+                                   data=depth.tobytes()))
+
+    rclpy.init(args=sys.argv)
+    try:
+        rclpy.spin(PlainDepthNode())
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+
+
+def echo_node() -> None:
+    """The floor: the same messages in and out, no work."""
+    import rclpy
+    from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
 
     from depth_nodes import ros_io
-    from depth_nodes.nodes.depth_node import input_qos
-    from depth_nodes.runtime.allocator import keep_large_buffers
-    keep_large_buffers()                 # as run_node does for every depth node
-    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
-    rclpy.init()
-    node = rclpy.create_node('depth_benchmark_echo')
-    pub = node.create_publisher(Image, 'depth/image', QoSProfile(
-        depth=5, reliability=QoSReliabilityPolicy.RELIABLE))
-    reply = bytearray(ros_io.image_to_cdr(np.zeros((480, 640), np.float32), '32FC1',
+    reply = bytearray(ros_io.image_to_cdr(np.zeros((HEIGHT, WIDTH), np.float32), '32FC1',
                                           Header()))
+    rclpy.init(args=sys.argv)
+    node = rclpy.create_node('echo_node')
+    pub = node.create_publisher(Image, 'depth/image', 10)
 
     def echo(raw):
         reply[4:12] = raw[4:12]          # header stamp (sec, nanosec) after the CDR header
         pub.publish(bytes(reply))
-    node.create_subscription(Image, 'image', echo, input_qos(), raw=True)
+    node.create_subscription(Image, 'image', echo, qos_profile_sensor_data, raw=True)
     try:
         rclpy.spin(node)
-    except Exception:  # shutdown by signal
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
-    return 0
 
 
-def echo_command() -> list[str]:
-    return [sys.executable, str(Path(__file__).resolve()), '--serve-echo']
+def subject_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, 'FASTDDS_DEFAULT_PROFILES_FILE': str(FASTDDS_PROFILE),
+            **(extra or {})}
 
 
-def node_command(model: str) -> list[str]:
+def ours_command(model: str, namespace: str) -> list[str]:
     workspace = os.environ.get('DEPTH_NODES_WORKSPACE')
     exe = Path(workspace or '') / 'depth_nodes' / 'lib' / 'depth_nodes' / 'mono_depth_node'
     base = [str(exe)] if workspace and exe.exists() else \
         [sys.executable, '-m', 'depth_nodes.nodes.mono_depth_node']
-    return base + ['--ros-args', '-p', f'model:={model}', '-p', 'backend:=onnxruntime',
-                   '-p', 'publish_colored:=false', '-p', 'publish_points:=false',
-                   '--log-level', 'warn']
+    return base + ['--ros-args', '-r', f'__ns:=/{namespace}', '-p', f'model:={model}',
+                   '-p', 'backend:=onnxruntime', '--log-level', 'warn']
 
 
-class LatencyProbe:
-    """Publishes stamped images and records publish -> receive latency per stamp.
+def own_command(role: str, namespace: str, model: str = '') -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), f'--serve-{role}', model,
+            '--ros-args', '-r', f'__ns:=/{namespace}']
 
-    It publishes and receives serialized messages, as a C++ camera driver and consumer would,
-    so the numbers measure the node, not Python message conversion in this harness.
-    """
 
-    def __init__(self):
+class Probe:
+    """Publishes stamped raw images to every subject and records publish -> depth latency.
+    One serialized image is built once; each frame only gets a new stamp (as a camera driver
+    publishing serialized messages would), so the probe's own cost stays small and equal."""
+
+    def __init__(self, subjects: list[str]):
         import rclpy
+        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, QoSReliabilityPolicy
         from sensor_msgs.msg import Image
+        from std_msgs.msg import Header
 
-        from depth_nodes.runtime.allocator import keep_large_buffers
-        _, self.malloc_note = keep_large_buffers()
+        from depth_nodes import ros_io
         rclpy.init()
         self.node = rclpy.create_node('depth_benchmark')
         qos = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
-        self.pub = self.node.create_publisher(Image, 'image', qos)
+        image = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+        self.frame = bytearray(ros_io.image_to_cdr(image, 'rgb8',
+                                                   Header(frame_id='camera_optical_frame')))
+        self.pubs = {s: self.node.create_publisher(Image, f'/{s}/image', qos)
+                     for s in subjects}
         self.sent: dict[int, float] = {}
         self.latencies: list[float] = []
         self.arrived = threading.Event()
-        self.node.create_subscription(Image, 'depth/image', self._on_depth, qos, raw=True)
-        self._thread = threading.Thread(target=rclpy.spin, args=(self.node,), daemon=True)
-        self._thread.start()
+        self._stamp = 1
+        for s in subjects:
+            self.node.create_subscription(Image, f'/{s}/depth/image', self._on_depth, qos,
+                                          raw=True)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        threading.Thread(target=self.executor.spin, daemon=True).start()
 
     def _on_depth(self, raw):
-        from depth_nodes import ros_io
         now = time.perf_counter()
-        stamp = ros_io.image_from_cdr(raw).header.stamp
-        key = stamp.sec * 10**9 + stamp.nanosec
-        sent = self.sent.pop(key, None)
+        sec, nanosec = struct.unpack_from('<iI', raw, 4)
+        sent = self.sent.pop(sec, None)
         if sent is not None:
             self.latencies.append(now - sent)
         self.arrived.set()
 
-    def publish(self, image: np.ndarray, index: int) -> None:
-        from std_msgs.msg import Header
+    def publish(self, subject: str) -> None:
+        stamp, self._stamp = self._stamp, self._stamp + 1
+        struct.pack_into('<iI', self.frame, 4, stamp, 0)
+        data = bytes(self.frame)
+        self.sent[stamp] = time.perf_counter()
+        self.pubs[subject].publish(data)
 
-        from depth_nodes import ros_io
-        header = Header(frame_id='camera_optical_frame')
-        header.stamp.sec = index
-        self.sent[index * 10**9] = time.perf_counter()
-        self.pub.publish(ros_io.image_to_cdr(image, 'rgb8', header))
+    def take(self) -> list[float]:
+        latencies, self.latencies = self.latencies, []
+        self.sent.clear()
+        return latencies
 
-    def close(self):
-        import rclpy
-        self.node.destroy_node()
-        rclpy.shutdown()
+    def wait_ready(self, subject: str, process: subprocess.Popen, timeout=60.0) -> None:
+        """Until the subject answers (discovery is asymmetric: retry until replies come)."""
+        deadline, replies = time.monotonic() + timeout, 0
+        while replies < 10:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f'{subject} did not answer within {timeout:.0f} s')
+            self.arrived.clear()
+            self.publish(subject)
+            replies += self.arrived.wait(0.2)
+        time.sleep(0.3)
+        self.take()
 
+    def single_frames(self, subject: str, frames: int) -> list[float]:
+        for _ in range(frames):
+            self.arrived.clear()
+            self.publish(subject)
+            if not self.arrived.wait(5.0):
+                raise RuntimeError(f'no depth from {subject} within 5 s')
+            time.sleep(0.005)
+        return self.take()
 
-def single_frame_latencies(probe: 'LatencyProbe', image, frames: int, first_index: int
-                           ) -> tuple[list[float], int]:
-    """Publish one frame at a time and wait for its depth; returns latencies, next index."""
-    index = first_index
-    # Warm-up: discovery is asymmetric (our publisher can see the node's subscription before
-    # the node's reader has matched us), so retry quickly until replies come, then 10 more.
-    deadline, replies = time.monotonic() + 30.0, 0
-    while replies < 10 and time.monotonic() < deadline:
-        probe.arrived.clear()
-        probe.publish(image, index)
-        index += 1
-        replies += probe.arrived.wait(0.2)
-    probe.latencies.clear()
-    for _ in range(frames):
-        probe.arrived.clear()
-        probe.publish(image, index)
-        index += 1
-        if not probe.arrived.wait(5.0):
-            raise RuntimeError('no depth within 5 s: is the node running?')
-        time.sleep(0.01)
-    latencies = list(probe.latencies)
-    probe.latencies.clear()
-    return latencies, index
-
-
-def wait_for_subscriber(probe: 'LatencyProbe', process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while probe.pub.get_subscription_count() == 0:
-        if time.monotonic() > deadline or process.poll() is not None:
-            raise RuntimeError('the node under test did not subscribe within 30 s')
-        time.sleep(0.05)
+    def overload(self, subject: str, period: float, seconds: float) -> tuple[list[float], int,
+                                                                             float]:
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            self.publish(subject)
+            count += 1
+            time.sleep(max(0.0, start + count * period - time.perf_counter()))
+        achieved = count / (time.perf_counter() - start)
+        time.sleep(1.0)                 # what the subject still had queued
+        return self.take(), count, achieved
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -183,83 +212,87 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def transport_floor(probe: 'LatencyProbe', image, frames: int) -> list[float]:
-    echo = subprocess.Popen(echo_command(), stdout=subprocess.DEVNULL)
-    try:
-        wait_for_subscriber(probe, echo)
-        latencies, _ = single_frame_latencies(probe, image, frames, 10**6)
-    finally:
-        stop(echo)
-    deadline = time.monotonic() + 10                # let the echo's subscription go away
-    while probe.pub.get_subscription_count() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return latencies
+def ms(samples, q) -> float:
+    return float(np.percentile(np.asarray(samples) * 1e3, q)) if len(samples) else float('nan')
 
 
-def run(model: str, frames: int, overload_s: float) -> dict:
+def run(model: str, frames: int, rounds: int, overload_s: float,
+        variants: dict[str, dict[str, str]]) -> dict:
     from depth_nodes.runtime.model import resolve_model_path
     model = str(resolve_model_path(model))
-    image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
-    model_s = model_only_seconds(model, image, max(frames, 50))
-    probe = LatencyProbe()
-    floor = transport_floor(probe, image, frames)
-    node = subprocess.Popen(node_command(model), stdout=subprocess.DEVNULL)
+    commands = {'echo': (own_command('echo', 'echo'), {}),
+                'plain': (own_command('plain', 'plain', model), {}),
+                'ours': (ours_command(model, 'ours'), {})}
+    for name, env in variants.items():
+        commands[name] = (ours_command(model, name), env)
+    os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(FASTDDS_PROFILE)
+    processes = {name: subprocess.Popen(cmd, env=subject_env(env), stdout=subprocess.DEVNULL)
+                 for name, (cmd, env) in commands.items()}
+    single = {name: [] for name in commands}
+    overloaded = {name: [] for name in commands if name != 'echo'}
+    sent = {name: 0 for name in overloaded}
+    rates = []
+    probe = Probe(list(commands))
     try:
-        wait_for_subscriber(probe, node)
-        single, index = single_frame_latencies(probe, image, frames, 1)
-        period = np.median(model_s) / 3.0           # 3x faster than inference
-        sent_before = index
-        started = time.perf_counter()
-        end = started + overload_s
-        next_t = time.perf_counter()
-        while time.perf_counter() < end:
-            probe.publish(image, index)
-            index += 1
-            next_t += period
-            time.sleep(max(0.0, next_t - time.perf_counter()))
-        achieved_hz = (index - sent_before) / (time.perf_counter() - started)
-        time.sleep(1.0)
-        overload = list(probe.latencies)
-        published = index - sent_before
+        for name, process in processes.items():
+            probe.wait_ready(name, process)
+        order = list(commands)
+        for r in range(rounds):                         # alternating, rotated each round
+            for name in order[r % len(order):] + order[:r % len(order)]:
+                single[name] += probe.single_frames(name, frames)
+        period = ms(single['ours'], 50) * 1e-3 / 3.0    # 3x what ours does one at a time
+        for r in range(rounds):
+            for name in list(overloaded)[::1 if r % 2 == 0 else -1]:
+                got, count, achieved = probe.overload(name, period, overload_s / rounds)
+                overloaded[name] += got
+                sent[name] += count
+                rates.append(achieved)
     finally:
-        probe.close()
-        stop(node)
-    single_p50 = percentile_ms(single, 50)
-    floor_p50 = percentile_ms(floor, 50)
-    return {
-        'input': '640x480 rgb8', 'model': Path(model).name, 'backend': 'onnxruntime (CPU)',
-        'malloc': probe.malloc_note,
-        'model_only_ms_p50': percentile_ms(model_s, 50),
-        'model_only_ms_p95': percentile_ms(model_s, 95),
-        'end_to_end_ms_p50': single_p50, 'end_to_end_ms_p95': percentile_ms(single, 95),
-        'overhead_ms_p50': single_p50 - percentile_ms(model_s, 50),
-        'transport_floor_ms_p50': floor_p50, 'transport_floor_ms_p95': percentile_ms(floor, 95),
-        'node_own_work_ms_p50': single_p50 - percentile_ms(model_s, 50) - floor_p50,
-        'overload_rate_hz': 1.0 / period, 'overload_achieved_hz': achieved_hz,
-        'overload_published': published,
-        'overload_delivered': len(overload),
-        'overload_end_to_end_ms_p95': percentile_ms(overload, 95) if overload else float('nan'),
-        'overload_p95_over_single_p50': (percentile_ms(overload, 95) / single_p50)
-        if overload else float('nan'),
-    }
+        for process in processes.values():
+            stop(process)
+    floor = ms(single['echo'], 50)
+    result = {'input': f'{WIDTH}x{HEIGHT} rgb8', 'model': Path(model).name,
+              'frames_per_subject': {n: len(v) for n, v in single.items()},
+              'overload_rate_hz': 1.0 / period, 'overload_achieved_hz': float(np.mean(rates))}
+    for name in commands:
+        result[f'{name}_p50_ms'] = ms(single[name], 50)
+        result[f'{name}_p95_ms'] = ms(single[name], 95)
+    for name in overloaded:
+        result[f'{name}_overload_p95_ms'] = ms(overloaded[name], 95)
+        result[f'{name}_overload_delivered'] = f'{len(overloaded[name])}/{sent[name]}'
+        result[f'{name}_over_floor_ms'] = result[f'{name}_p50_ms'] - floor
+    result['ours_p50_over_plain_p50'] = result['ours_p50_ms'] / result['plain_p50_ms']
+    result['ours_overload_p95_over_single_p50'] = \
+        result['ours_overload_p95_ms'] / result['ours_p50_ms']
+    result['ours_minus_plain_p50_ms'] = result['ours_p50_ms'] - result['plain_p50_ms']
+    return result
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ('--serve-echo', '--serve-plain'):
+        echo_node() if argv[0] == '--serve-echo' else plain_node(argv[1])
+        return 0
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--model', default='eigen_synthetic',
                         help='model path or name under models/ (default: the demo model)')
-    parser.add_argument('--frames', type=int, default=100, help='single-frame samples')
-    parser.add_argument('--overload-seconds', type=float, default=10.0)
+    parser.add_argument('--frames', type=int, default=60, help='single frames per round')
+    parser.add_argument('--rounds', type=int, default=3)
+    parser.add_argument('--overload-seconds', type=float, default=6.0,
+                        help='per subject, over all rounds')
+    parser.add_argument('--variant', action='append', default=[], metavar='NAME=VALUE',
+                        help='also run ours with this environment variable (repeatable)')
     parser.add_argument('--json', type=Path, help='also write the numbers to this file')
-    parser.add_argument('--serve-echo', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.serve_echo:
-        return serve_echo()
-    result = run(args.model, args.frames, args.overload_seconds)
+    variants = {}
+    for text in args.variant:
+        key, _, value = text.partition('=')
+        variants[f'ours_{key.lower()}_{value}'] = {key: value}
+    result = run(args.model, args.frames, args.rounds, args.overload_seconds, variants)
     width = max(len(k) for k in result)
     for key, value in result.items():
-        print(f'{key:<{width}}  {value:.2f}' if isinstance(value, float) else
+        print(f'{key:<{width}}  {value:.3f}' if isinstance(value, float) else
               f'{key:<{width}}  {value}')
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

@@ -18,13 +18,13 @@ LAUNCH_ACTIONS = REPO / 'depth_nodes' / 'launch_actions.py'
 REMAPS = list(REMAP_ARGUMENTS.items())      # default: the node's own input name
 LAUNCH_ARGUMENTS = {
     'depth.launch.py': [('method', 'eigen'), ('model', ''), ('backend', ''), ('namespace', ''),
-                        ('use_sim_time', 'false'), ('rviz', 'false'), ('dof', 'false')]
-    + REMAPS,
+                        ('use_sim_time', 'false'), ('rviz', 'false'), ('dof', 'false'),
+                        ('image_transport', '')] + REMAPS,
     'bag_replay.launch.py': [('bag', None), ('method', 'eigen'), ('rate', '1.0'),
                              ('loop', 'false'), ('player', 'auto'), ('rviz', 'false'),
                              ('dof', 'false'), ('record', ''), ('recorder', 'auto'),
                              ('shutdown_at_end', 'true'), ('model', ''), ('backend', ''),
-                             ('namespace', '')] + REMAPS,
+                             ('namespace', ''), ('image_transport', '')] + REMAPS,
     'multi_camera.launch.py': [('cameras', 'front rear'), ('method', 'eigen'), ('model', ''),
                                ('backend', ''), ('use_sim_time', 'false')],
 }
@@ -50,7 +50,14 @@ def test_params_files_apply_to_their_node_in_any_namespace(path):
     assert isinstance(params['/**']['ros__parameters'], dict)
 
 
-def test_every_method_has_a_params_file():
+def test_image_transport_argument_sets_the_node_parameter(tmp_path):
+    (node,) = launch_plan('eigen', image_transport='compressed', share=tmp_path, environ={})
+    assert node.parameters[1] == {'use_sim_time': False, 'image_transport': 'compressed'}
+    (node,) = launch_plan('eigen', share=tmp_path, environ={})
+    assert 'image_transport' not in node.parameters[1]       # empty: the params file's
+
+
+def test_every_method_has_a_params_file_for_its_node():
     for method in METHODS.values():
         assert (REPO / 'config' / method.params_file).is_file(), method.name
 

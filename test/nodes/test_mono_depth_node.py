@@ -186,7 +186,7 @@ def test_input_qos_is_sensor_data_and_overridable_by_parameters(model_path):
                        'qos_overrides./image.subscription.reliability': 'reliable'})
                    ) as (_, (default, overridden)):
         def reliability(node):
-            (sub,) = [s for s in node.input_subscriptions if s.topic_name == '/image']
+            (sub,) = [s for s in node.inputs.streams if s.topic_name == '/image']
             return sub.qos_profile.reliability, sub.qos_profile.depth
         assert reliability(default) == (QoSReliabilityPolicy.BEST_EFFORT, 1)
         assert reliability(overridden) == (QoSReliabilityPolicy.RELIABLE, 1)

@@ -21,6 +21,7 @@ from sensor_msgs.msg import Image
 
 from depth_nodes import ros_io
 from depth_nodes.core.model_spec import ModelSpec
+from depth_nodes.frames import MonoDepthFramePath
 from depth_nodes.nodes.mono_depth_node import MonoDepthNode
 
 SPEC = ModelSpec(method='affine', input_height=24, input_width=32, output_kind='log_depth',
@@ -33,21 +34,28 @@ LOAD_S = 8.0
 T0 = 1_700_000_000 * 10**9
 
 
-class SlowMonoDepthNode(MonoDepthNode):
-    """mono_depth_node whose engine takes INFERENCE_S longer; counts delivered inputs."""
+class SlowFramePath(MonoDepthFramePath):
+    """mono_depth_node's frame path with an engine that takes INFERENCE_S longer."""
 
-    def __init__(self, **kwargs):
-        self.delivered = 0
-        super().__init__(**kwargs)
-
-    def make_estimator(self, model, output_resolution):
+    @classmethod
+    def build_estimator(cls, model, values):
         run = model.engine.run
 
         def slow_run(feeds):
             time.sleep(INFERENCE_S)
             return run(feeds)
         model.engine.run = slow_run
-        return super().make_estimator(model, output_resolution)
+        return super().build_estimator(model, values)
+
+
+class SlowMonoDepthNode(MonoDepthNode):
+    """mono_depth_node on SlowFramePath; counts delivered inputs."""
+
+    frame_path = SlowFramePath
+
+    def __init__(self, **kwargs):
+        self.delivered = 0
+        super().__init__(**kwargs)
 
     def submit(self, item):
         self.delivered += 1
@@ -113,7 +121,7 @@ def test_sustained_overload_keeps_latency_bounded_memory_flat_and_counts_drops(m
         with lock:
             latencies = [received[s] - sent[s] for s in load_sent if s in received]
         processed = len(latencies)
-        lost = sum(g.lost for g in node.input_gaps)
+        lost = node.inputs.lost
         # Diagnostics report exactly the frames the node had to skip.
         assert probe.wait_for(lambda: diagnostics and diagnostics[-1]['frames dropped (busy)']
                               == str(node.worker.dropped) and diagnostics[-1][
