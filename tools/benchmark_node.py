@@ -111,7 +111,8 @@ def ours_command(model: str, namespace: str) -> list[str]:
     exe = Path(workspace or '') / 'depth_nodes' / 'lib' / 'depth_nodes' / 'mono_depth_node'
     base = [str(exe)] if workspace and exe.exists() else \
         [sys.executable, '-m', 'depth_nodes.nodes.mono_depth_node']
-    return base + ['--ros-args', '-r', f'__ns:=/{namespace}', '-p', f'model:={model}',
+    return base + ['--ros-args', '-r', f'__ns:=/{namespace}', '-r', f'__node:={namespace}',
+                   '-p', f'model:={model}',
                    '-p', 'backend:=onnxruntime', '--log-level', 'warn']
 
 
@@ -174,6 +175,7 @@ class Probe:
     def __init__(self, subjects: list[str]):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
+        from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import QoSProfile, QoSReliabilityPolicy
         from sensor_msgs.msg import Image
         rclpy.init()
@@ -187,9 +189,24 @@ class Probe:
         for s in subjects:
             self.node.create_subscription(Image, f'/{s}/depth/image', self._on_depth, qos,
                                           raw=True)
+        self.diagnostics: dict[str, dict[str, str]] = {}    # node name -> last values
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics,
+                                      10)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         threading.Thread(target=self.executor.spin, daemon=True).start()
+
+    def _on_diagnostics(self, msg):
+        for status in msg.status:
+            self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
+
+    def in_node(self) -> dict[str, dict[str, float]]:
+        """Each of our nodes' own latencies (diagnostics, last 200 frames): receive -> publish
+        inside the node, and the engine alone."""
+        time.sleep(1.5)                  # the next diagnostics, once a second
+        keys = ('end-to-end p50 (ms)', 'end-to-end p95 (ms)', 'inference p50 (ms)')
+        return {name.split(':')[0]: {k: float(values[k]) for k in keys}
+                for name, values in self.diagnostics.items() if name.startswith('ours')}
 
     def _on_depth(self, raw):
         now = time.monotonic_ns()
@@ -274,6 +291,7 @@ def run(model: str, frames: int, rounds: int, overload_s: float,
         for r in range(rounds):                         # alternating, rotated each round
             for name in order[r % len(order):] + order[:r % len(order)]:
                 single[name] += probe.single_frames(name, frames)
+        in_node = {'single': probe.in_node()}
         period = ms(single['ours'], 50) * 1e-3 / 3.0    # 3x what ours does one at a time
         for r in range(rounds):
             for name in list(overloaded)[::1 if r % 2 == 0 else -1]:
@@ -281,6 +299,8 @@ def run(model: str, frames: int, rounds: int, overload_s: float,
                 overloaded[name] += got
                 sent[name] += count
                 rates.append(achieved)
+                if name.startswith('ours'):
+                    in_node[f'overload {name}'] = probe.in_node()[name]
     finally:
         for process in processes.values():
             stop(process)
@@ -295,6 +315,8 @@ def run(model: str, frames: int, rounds: int, overload_s: float,
         result[f'{name}_overload_p95_ms'] = ms(overloaded[name], 95)
         result[f'{name}_overload_delivered'] = f'{len(overloaded[name])}/{sent[name]}'
         result[f'{name}_over_floor_ms'] = result[f'{name}_p50_ms'] - floor
+    for phase, values in in_node.items():     # ours' own diagnostics: inside the node
+        result[f'in node, {phase}'] = values
     result['ours_p50_over_plain_p50'] = result['ours_p50_ms'] / result['plain_p50_ms']
     result['ours_overload_p95_over_single_p50'] = \
         result['ours_overload_p95_ms'] / result['ours_p50_ms']
