@@ -13,8 +13,9 @@ alternating rounds so that a busy machine slows all of them alike:
 
 Single frame: one frame in flight, publish -> depth/image received (p50 / p95).
 Overload: a camera process publishes at 3x the rate ours completes single frames, for
---overload-seconds, to plain and to ours in turn (p95 of the frames that came back; the plain
-node queues them, ours keeps the newest). Latency is CLOCK_MONOTONIC at reception minus the
+--overload-seconds, to each subject in turn (p95 of the frames that came back; the plain node
+queues them, ours keeps the newest, the echo shows what the transport itself does at that
+rate). Latency is CLOCK_MONOTONIC at reception minus the
 stamp the frame was published with (this machine's clock, shared by all processes).
 --variant NAME=VALUE adds "ours" run with that environment variable set.
 
@@ -280,7 +281,7 @@ def run(model: str, frames: int, rounds: int, overload_s: float,
     processes = {name: subprocess.Popen(cmd, env=subject_env(env), stdout=subprocess.DEVNULL)
                  for name, (cmd, env) in commands.items()}
     single = {name: [] for name in commands}
-    overloaded = {name: [] for name in commands if name != 'echo'}
+    overloaded = {name: [] for name in commands}
     sent = {name: 0 for name in overloaded}
     rates = []
     probe = Probe(list(commands))
@@ -314,7 +315,8 @@ def run(model: str, frames: int, rounds: int, overload_s: float,
     for name in overloaded:
         result[f'{name}_overload_p95_ms'] = ms(overloaded[name], 95)
         result[f'{name}_overload_delivered'] = f'{len(overloaded[name])}/{sent[name]}'
-        result[f'{name}_over_floor_ms'] = result[f'{name}_p50_ms'] - floor
+        if name != 'echo':
+            result[f'{name}_over_floor_ms'] = result[f'{name}_p50_ms'] - floor
     for phase, values in in_node.items():     # ours' own diagnostics: inside the node
         result[f'in node, {phase}'] = values
     result['ours_p50_over_plain_p50'] = result['ours_p50_ms'] / result['plain_p50_ms']
@@ -349,10 +351,20 @@ def main(argv=None) -> int:
         key, _, value = text.partition('=')
         variants[f'ours_{key.lower()}_{value}'] = {key: value}
     result = run(args.model, args.frames, args.rounds, args.overload_seconds, variants)
-    width = max(len(k) for k in result)
+    print(f"{result['input']}, {result['model']}, single frames per subject: "
+          f"{result['frames_per_subject']['ours']}; overload "
+          f"{result['overload_achieved_hz']:.0f} Hz (ms)")
+    print(f"{'subject':<34}{'p50':>8}{'p95':>8}{'p50-echo':>10}{'overload p95':>14}"
+          f"{'delivered':>12}")
+    for name in result['frames_per_subject']:
+        print(f"{name:<34}{result[f'{name}_p50_ms']:>8.2f}{result[f'{name}_p95_ms']:>8.2f}"
+              f"{result.get(f'{name}_over_floor_ms', 0.0):>10.2f}"
+              f"{result[f'{name}_overload_p95_ms']:>14.2f}"
+              f"{result[f'{name}_overload_delivered']:>12}")
     for key, value in result.items():
-        print(f'{key:<{width}}  {value:.3f}' if isinstance(value, float) else
-              f'{key:<{width}}  {value}')
+        if 'in node' in key or key.startswith('ours_') and not key.endswith(
+                ('_ms', '_delivered')) or key == 'ours_minus_plain_p50_ms':
+            print(f'{key}: {value:.3f}' if isinstance(value, float) else f'{key}: {value}')
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

@@ -23,9 +23,9 @@ OUTPUT_QOS = QoSProfile(depth=5, reliability=QoSReliabilityPolicy.RELIABLE)
 def input_qos() -> QoSProfile:
     """Sensor-data QoS (best effort, volatile) keeping only the newest sample.
 
-    A frame waiting in the DDS reader queue while the model runs would only add latency, so
-    the middleware keeps one, as the node's worker does. A new object per subscription:
-    rclpy applies QoS overrides by mutating the profile it is given.
+    A frame waiting in the DDS reader queue while the node processes one would only add
+    latency, so the middleware keeps one: the newest. A new object per subscription: rclpy
+    applies QoS overrides by mutating the profile it is given.
     """
     return QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=1,
                       reliability=qos_profile_sensor_data.reliability,
@@ -44,8 +44,8 @@ def subscription_qos(raw: bool = False):
 class PublisherSequenceGaps:
     """Input messages the node never saw: gaps in each publisher's sequence numbers.
 
-    The keep-last-1 input queue replaces a frame the executor had no time to take, so under
-    load some frames are lost before the node's worker could count them as dropped.
+    The keep-last-1 input queue replaces a frame the node had no time to take (it was busy
+    with the one before): under load, these are the frames dropped.
     """
 
     def __init__(self):
