@@ -19,6 +19,9 @@ rate). Latency is CLOCK_MONOTONIC at reception minus the
 stamp the frame was published with (this machine's clock, shared by all processes).
 --variant NAME=VALUE adds "ours" run with that environment variable set.
 
+--opencv-threads instead times our frame path alone (no DDS), in alternating blocks with
+OpenCV sequential (as the nodes run it) and with OpenCV's thread pool.
+
 Usage (after tools/bootstrap.sh):  source tools/env.sh && python tools/benchmark_node.py
 """
 from __future__ import annotations
@@ -255,6 +258,31 @@ class Probe:
         return self.take(), sent['sent'], sent['hz']
 
 
+def opencv_threads(model: str, blocks: int = 6, frames: int = 100) -> dict:
+    """Our frame path in this process (accept + process, no DDS), alternating blocks of
+    frames with OpenCV on the calling thread only (as the nodes run it) and with OpenCV's
+    default thread pool."""
+    import cv2
+    from depth_nodes.frames import MonoDepthFramePath, parameter_defaults
+    from depth_nodes.runtime.model import open_model
+    values = {**parameter_defaults(MonoDepthFramePath), 'backend': 'onnxruntime'}
+    path = MonoDepthFramePath(MonoDepthFramePath.build_estimator(
+        open_model(model, 'onnxruntime'), values), values)
+    raw = bytes(camera_frame())
+    settings = {'sequential': 1, f'pool of {cv2.getNumThreads()}': cv2.getNumThreads()}
+    seconds = {name: [] for name in settings}
+    for block in range(blocks):
+        name = list(settings)[block % 2]
+        cv2.setNumThreads(settings[name])
+        for i in range(frames + 10):
+            start = time.perf_counter()
+            path.process(path.accept('image', raw))
+            if i >= 10:                  # the first after a switch: the pool restarting
+                seconds[name].append(time.perf_counter() - start)
+            time.sleep(0.005)            # a camera's pause between frames
+    return {name: {'p50_ms': ms(v, 50), 'p95_ms': ms(v, 95)} for name, v in seconds.items()}
+
+
 def stop(process: subprocess.Popen) -> None:
     process.terminate()
     try:
@@ -344,12 +372,20 @@ def main(argv=None) -> int:
                         help='per subject, over all rounds')
     parser.add_argument('--variant', action='append', default=[], metavar='NAME=VALUE',
                         help='also run ours with this environment variable (repeatable)')
+    parser.add_argument('--opencv-threads', action='store_true',
+                        help='instead: our frame path alone, OpenCV sequential vs its pool')
     parser.add_argument('--json', type=Path, help='also write the numbers to this file')
     args = parser.parse_args(argv)
     variants = {}
     for text in args.variant:
         key, _, value = text.partition('=')
         variants[f'ours_{key.lower()}_{value}'] = {key: value}
+    if args.opencv_threads:
+        from depth_nodes.runtime.model import resolve_model_path
+        for name, values in opencv_threads(str(resolve_model_path(args.model))).items():
+            print(f"frame path, OpenCV {name}: p50 {values['p50_ms']:.2f} ms, "
+                  f"p95 {values['p95_ms']:.2f} ms")
+        return 0
     result = run(args.model, args.frames, args.rounds, args.overload_seconds, variants)
     print(f"{result['input']}, {result['model']}, single frames per subject: "
           f"{result['frames_per_subject']['ours']}; overload "
