@@ -8,8 +8,8 @@ frames.process() (estimate, encode) -> publish.
 One frame in flight, the newest next: a frame is processed in the callback that received it,
 and while it is, the keep-last-1 input queue (nodes/topics.py input_qos) keeps only the newest
 of the frames arriving, counted as dropped (gaps in the publisher's sequence numbers). A hand-
-off to a worker thread would add a thread wake-up and a GIL switch to every frame
-(tools/benchmark_node.py measures both ways side by side, see docs/performance.md).
+off to a worker thread would add a thread wake-up and a GIL switch to every frame (measured
+side by side: docs/performance.md).
 
 Why not lifecycle (managed) nodes: these nodes have no hardware to arm or release; the model
 loads once, in the constructor, and a failure exits non-zero within seconds, which
@@ -34,7 +34,7 @@ from depth_nodes.core.model_spec import ModelSpecError
 from depth_nodes.frames import DepthFramePath, engine_options
 from depth_nodes.nodes.diagnostics import DiagnosticsPublisher, FrameStats, RclpyLogHandler
 from depth_nodes.nodes.parameters import NodeParameters
-from depth_nodes.nodes.topics import Inputs, Outputs, run_node  # noqa: F401 (node mains)
+from depth_nodes.nodes.topics import Inputs, Outputs
 from depth_nodes.parameters import RELOAD
 from depth_nodes.runtime.engine import ModelLoadError
 from depth_nodes.runtime.model import LoadedModel, open_model
