@@ -158,11 +158,6 @@ class DepthFramePath:
         return tuple(replace(p, default=cls.default_model) if p.name == 'model' else p
                      for p in DEPTH_PARAMETERS) + cls.parameters
 
-    @classmethod
-    def estimator_parameters(cls) -> tuple[str, ...]:
-        """The frame path's own parameters whose change rebuilds the estimator."""
-        return tuple(p.name for p in cls.parameters if p.applies == RELOAD)
-
     # -- what the node subscribes and publishes, and the bag processor reads and writes
     @property
     def inputs(self) -> dict[str, str]:

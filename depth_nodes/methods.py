@@ -53,7 +53,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 
 DEFAULT_METHOD = 'eigen'
 
-# Node-relative output topics of every depth node (DepthOutputs) and their types.
+# Node-relative output topics of every depth node (frames.DepthFramePath.outputs()) and types.
 OUTPUT_TOPICS = {'depth/image': 'sensor_msgs/msg/Image',
                  'depth/camera_info': 'sensor_msgs/msg/CameraInfo',
                  'depth/colored': 'sensor_msgs/msg/Image',

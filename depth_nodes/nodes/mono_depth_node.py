@@ -8,7 +8,8 @@ The frame path (estimator, checks, outputs) is depth_nodes.frames.MonoDepthFrame
 from __future__ import annotations
 
 from depth_nodes.frames import MonoDepthFramePath
-from depth_nodes.nodes.depth_node import DepthNodeBase, run_node
+from depth_nodes.nodes.depth_node import DepthNodeBase
+from depth_nodes.nodes.topics import run_node
 
 
 class MonoDepthNode(DepthNodeBase):

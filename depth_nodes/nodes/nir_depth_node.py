@@ -11,7 +11,8 @@ The frame path is depth_nodes.frames.NirDepthFramePath.
 from __future__ import annotations
 
 from depth_nodes.frames import NirDepthFramePath
-from depth_nodes.nodes.depth_node import DepthNodeBase, run_node
+from depth_nodes.nodes.depth_node import DepthNodeBase
+from depth_nodes.nodes.topics import run_node
 
 
 class NirDepthNode(DepthNodeBase):

@@ -18,7 +18,8 @@ The frame path (synchronisation, checks, estimator) is depth_nodes.frames.SemiDe
 from __future__ import annotations
 
 from depth_nodes.frames import SemiDenseFramePath
-from depth_nodes.nodes.depth_node import DepthNodeBase, run_node
+from depth_nodes.nodes.depth_node import DepthNodeBase
+from depth_nodes.nodes.topics import run_node
 
 
 class SemiDenseDepthNode(DepthNodeBase):

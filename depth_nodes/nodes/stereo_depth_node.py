@@ -14,7 +14,8 @@ The frame path (synchronisation, checks, estimator) is depth_nodes.frames.Stereo
 from __future__ import annotations
 
 from depth_nodes.frames import StereoFramePath
-from depth_nodes.nodes.depth_node import DepthNodeBase, run_node
+from depth_nodes.nodes.depth_node import DepthNodeBase
+from depth_nodes.nodes.topics import run_node
 
 
 class StereoDepthNode(DepthNodeBase):

@@ -1,9 +1,11 @@
 """How the nodes subscribe and publish: input QoS, lost-input counting, output publishers,
-and the standard main()."""
+and the standard main() with its process settings."""
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
+import cv2
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -21,9 +23,9 @@ OUTPUT_QOS = QoSProfile(depth=5, reliability=QoSReliabilityPolicy.RELIABLE)
 def input_qos() -> QoSProfile:
     """Sensor-data QoS (best effort, volatile) keeping only the newest sample.
 
-    A frame waiting in the DDS reader queue while the model runs would only add latency, so
-    the middleware keeps one, as the node's worker does. A new object per subscription:
-    rclpy applies QoS overrides by mutating the profile it is given.
+    A frame waiting in the DDS reader queue while the node processes one would only add
+    latency, so the middleware keeps one: the newest. A new object per subscription: rclpy
+    applies QoS overrides by mutating the profile it is given.
     """
     return QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=1,
                       reliability=qos_profile_sensor_data.reliability,
@@ -42,8 +44,8 @@ def subscription_qos(raw: bool = False):
 class PublisherSequenceGaps:
     """Input messages the node never saw: gaps in each publisher's sequence numbers.
 
-    The keep-last-1 input queue replaces a frame the executor had no time to take, so under
-    load some frames are lost before the node's worker could count them as dropped.
+    The keep-last-1 input queue replaces a frame the node had no time to take (it was busy
+    with the one before): under load, these are the frames dropped.
     """
 
     def __init__(self):
@@ -112,8 +114,21 @@ class Outputs:
             self.publishers[topic].publish(message)
 
 
+def sequential_opencv() -> None:
+    """Run OpenCV on the calling thread only, unless OPENCV_FOR_THREADS_NUM says otherwise.
+
+    A node's OpenCV calls per frame (resizing camera-size images, colour lookups) are short;
+    split over OpenCV's thread pool, each waits for the slowest pool thread to be scheduled,
+    which on a CPU shared with other processes and ONNX Runtime's own threads costs more
+    than it saves (measured side by side: docs/performance.md).
+    """
+    if 'OPENCV_FOR_THREADS_NUM' not in os.environ:
+        cv2.setNumThreads(1)
+
+
 def run_node(factory: Callable[[], Node], args=None) -> int:
     """The standard main: spin until shutdown; a model that cannot load exits with code 1."""
+    sequential_opencv()
     try:
         with rclpy.init(args=args):
             try:
