@@ -99,4 +99,3 @@ def points_to_camera_parameter(topic: str) -> Parameter:
     return Parameter('points_to_camera', IDENTITY_POSE, f'pose of the {topic} cloud frame in '
                      'the camera optical frame: tx ty tz qx qy qz qw (identity: the points '
                      'are in the camera optical frame)')
-

@@ -134,17 +134,17 @@ def test_depth_model_scaled_from_16bit_semidense_then_held_then_dropped(models):
                                depth_truth(models['depth'], later), rtol=2e-4)
     # A sparse image of the wrong encoding is reported and not used; 1.5 s after the fit
     # the hold is over and the frame is dropped.
-    path.accept('semidense/depth', ros_io.array_to_image(image, 'rgb8', header(T0 + 1, 500_000_000)))
-    job = path.accept('image', malformed.image_cdr(later, 'rgb8', (T0 + 1) * 10**9 + 5 * 10**8))
+    path.accept('semidense/depth',
+                ros_io.array_to_image(image, 'rgb8', header(T0 + 1, 500_000_000)))
+    stamp_ns = (T0 + 1) * 10**9 + 500_000_000
+    job = path.accept('image', malformed.image_cdr(later, 'rgb8', stamp_ns))
     with pytest.raises(ImageFormatError, match='no metric scale.*scale_hold_s = 1 s') as error:
         path.estimate(job)
     assert error.value.kind == 'no_scale'
     assert dropped == ['scale_input_encoding']
-    assert {k: path.diagnostics()[k] for k in ('frames scaled by their own fit',
-                                                 'frames scaled by a held fit',
-                                                 'frames dropped (no scale)')} == \
-        {'frames scaled by their own fit': '1', 'frames scaled by a held fit': '1',
-         'frames dropped (no scale)': '1'}
+    counts = {'frames scaled by their own fit': '1', 'frames scaled by a held fit': '1',
+              'frames dropped (no scale)': '1'}
+    assert {k: path.diagnostics()[k] for k in counts} == counts
 
 
 def cloud_message(points, h):
