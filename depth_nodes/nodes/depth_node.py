@@ -2,8 +2,14 @@
 
 A node file names its frame path; this class declares the path's parameters
 (depth_nodes.parameters), loads the model, subscribes the path's inputs and publishes its
-outputs. Per frame: subscription callback -> frames.accept() (decode, synchronise) -> the
-keep-newest worker -> frames.process() (estimate, encode) -> publish.
+outputs. Per frame, in the subscription callback: frames.accept() (decode, synchronise) ->
+frames.process() (estimate, encode) -> publish.
+
+One frame in flight, the newest next: a frame is processed in the callback that received it,
+and while it is, the keep-last-1 input queue (nodes/topics.py input_qos) keeps only the newest
+of the frames arriving, counted as dropped (gaps in the publisher's sequence numbers). A hand-
+off to a worker thread would add a thread wake-up and a GIL switch to every frame
+(tools/benchmark_node.py measures both ways side by side, see docs/performance.md).
 
 Why not lifecycle (managed) nodes: these nodes have no hardware to arm or release; the model
 loads once, in the constructor, and a failure exits non-zero within seconds, which
@@ -25,7 +31,6 @@ from rclpy.node import Node
 from depth_nodes import ros_io
 from depth_nodes.core.encodings import ImageFormatError
 from depth_nodes.core.model_spec import ModelSpecError
-from depth_nodes.core.pipeline import LatestFrameWorker
 from depth_nodes.frames import DepthFramePath, engine_options
 from depth_nodes.nodes.diagnostics import DiagnosticsPublisher, FrameStats, RclpyLogHandler
 from depth_nodes.nodes.parameters import NodeParameters
@@ -64,7 +69,6 @@ class DepthNodeBase(Node):
         self._load_model(dict(self.params))  # raises ModelLoadError -> exit code 1
         ros_io.prepare_cdr()   # the first frame must not pay for building message types
         self.outputs = Outputs(self, self.frame_path.outputs())
-        self.worker = LatestFrameWorker(self._run_frame, self.stats.worker_error)
         self.inputs = Inputs(self)
         for name, msgtype in self.frames.inputs.items():
             if name in self.frames.streams:
@@ -142,16 +146,17 @@ class DepthNodeBase(Node):
 
     # -- frames ------------------------------------------------------------------------------
     def receiver(self, name: str) -> Callable[[Any], None]:
-        """The subscription callback of frame path input ``name``: accept() it and hand a
-        complete job to the worker."""
+        """The subscription callback of frame path input ``name``: accept() it and process
+        a complete job."""
         def receive(message) -> None:
+            received = time.perf_counter()
             try:
                 job = self.frames.accept(name, message)
             except ImageFormatError as exc:
                 self.reporter.report(exc.kind, f'dropped input: {exc}')
                 return
             if job is not None:
-                self.submit(job)
+                self.submit(job, received)
         return receive
 
     def _report_dropped(self, kind: str, message: str, count: int) -> None:
@@ -159,20 +164,14 @@ class DepthNodeBase(Node):
         report, like a rejected frame (process_bag counts the messages instead)."""
         self.reporter.report(kind, message)
 
-    def submit(self, job) -> None:
-        """Called from subscription callbacks: keep only the newest job."""
+    def submit(self, job, received: float) -> None:
+        """Process a complete job (``received``: perf_counter() at its arrival)."""
         self._last_input = time.monotonic()
         self.stats.input_rate.tick()
-        self.worker.submit((time.perf_counter(), job))
+        self.stats.run_frame(lambda: self._run_frame(job, received))
 
-    def _run_frame(self, stamped) -> None:
-        """One job -> published messages (on the worker thread)."""
-        received, job = stamped
-        try:
-            out = self.frames.process(job, self.outputs.wants)
-        except ImageFormatError as exc:
-            self.reporter.report(exc.kind, f'dropped input: {exc}')
-            return
+    def _run_frame(self, job, received: float) -> None:
+        out = self.frames.process(job, self.outputs.wants)
         for kind, text in out.hints:
             self.hints.report(kind, text)
         # Stamps going back are reported and counted; the frame itself is good.
@@ -217,7 +216,8 @@ class DepthNodeBase(Node):
             'input rate (Hz)': f'{in_rate:.2f}',
             'inference p50 (ms)': f'{inf50 * 1e3:.2f}',
             'inference p95 (ms)': f'{inf95 * 1e3:.2f}',
-            'frames dropped (busy)': str(self.worker.dropped),
+            # Both are the inputs the queue replaced while a frame was processed.
+            'frames dropped (busy)': str(self.inputs.lost),
             'inputs lost before the node (queue full)': str(self.inputs.lost),
             'backend': engine.backend if engine else 'none',
             'model': str(engine.model_path) if engine else self.describe_model(),
@@ -228,5 +228,4 @@ class DepthNodeBase(Node):
 
     def destroy_node(self):
         logging.getLogger('depth_nodes').removeHandler(self._log_handler)
-        self.worker.stop()
         return super().destroy_node()

@@ -9,6 +9,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 
+from depth_nodes.core.encodings import ImageFormatError
 from depth_nodes.core.pipeline import LatencyWindow, RateMeter, ThrottledReporter
 
 WARN_PERIOD_S = 5.0
@@ -45,9 +46,17 @@ class FrameStats:
                                'state reset')
         return True
 
-    def worker_error(self, exc: BaseException) -> None:
-        self.errors.report(type(exc).__name__, f'failed to process a frame: '
-                                               f'{type(exc).__name__}: {exc}')
+    def run_frame(self, work: Callable[[], None]) -> None:
+        """Run one frame's work where it arrived (the subscription callback): bad input
+        (ImageFormatError) is reported and dropped, any other failure is logged and counted,
+        and the node keeps running."""
+        try:
+            work()
+        except ImageFormatError as exc:
+            self.reporter.report(exc.kind, f'dropped input: {exc}')
+        except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the node
+            self.errors.report(type(exc).__name__, f'failed to process a frame: '
+                                                   f'{type(exc).__name__}: {exc}')
 
     def values(self) -> dict[str, str]:
         """The keys every node reports, plus one per kind of rejected input."""

@@ -3,11 +3,11 @@
 Subscribes: image (sensor_msgs/Image), depth/image (32FC1 metres or 16UC1 mm, REP 118),
             approximate-time synchronised on their header stamps
 Publishes:  dof/image (the input image's encoding and header), /diagnostics
-The rendering (depth_nodes.core.bokeh) runs on a keep-newest worker thread.
+The rendering (depth_nodes.core.bokeh) runs in the subscription callback that completes a
+pair, one pair in flight (keep-last-1 inputs, as in the depth nodes).
 """
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 
@@ -19,7 +19,6 @@ from depth_nodes import ros_io
 from depth_nodes.core.bokeh import (UNKNOWN_DEPTH_POLICIES, BokehError, ThinLens,
                                     focus_distance_at, render_depth_of_field)
 from depth_nodes.core.encodings import ImageFormatError, depth_to_metres, lookup_encoding
-from depth_nodes.core.pipeline import LatestFrameWorker
 from depth_nodes.core.sync import ApproximateTimeSync
 from depth_nodes.nodes.diagnostics import DiagnosticsPublisher, FrameStats
 from depth_nodes.nodes.parameters import NodeParameters
@@ -69,10 +68,7 @@ class DofNode(Node):
         self.reporter, self.hints, self.time_jumps = \
             self.stats.reporter, self.stats.hints, self.stats.time_jumps
         self.autofocus_distance: float | None = None
-        self._lock = threading.Lock()
         self.outputs = Outputs(self, {'dof/image': ros_io.IMAGE_TYPE})
-        self.worker = LatestFrameWorker(self._render, self.stats.worker_error,
-                                        name='dof-worker')
         self.inputs = Inputs(self)
         for index, topic in enumerate(('image', 'depth/image')):
             self.inputs.stream(ros_io.IMAGE_TYPE, topic, self._receiver(index))
@@ -105,10 +101,9 @@ class DofNode(Node):
             settings = self._settings(changed)
         except (BokehError, ValueError, TypeError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
-        with self._lock:
-            self.settings = settings
-            if settings.focus_point is None:
-                self.autofocus_distance = None
+        self.settings = settings
+        if settings.focus_point is None:
+            self.autofocus_distance = None
         if 'sync_slop' in changed:
             self.sync.slop_s = float(changed['sync_slop'])
         return SetParametersResult(successful=True)
@@ -116,6 +111,7 @@ class DofNode(Node):
     # -- frames ---------------------------------------------------------------------------
     def _receiver(self, index: int):
         def receive(raw: bytes) -> None:
+            received = time.perf_counter()
             try:
                 msg = ros_io.image_from_cdr(raw)
             except ImageFormatError as exc:
@@ -129,18 +125,11 @@ class DofNode(Node):
                 self.time_jumps.report('time_backwards', 'input time went back (bag loop, '
                                        'driver restart?): synchroniser reset')
             if pair is not None:
-                self.worker.submit((time.perf_counter(), pair))
+                self.stats.run_frame(lambda: self._render(received, *pair))
         return receive
 
-    def _render(self, stamped) -> None:
-        received, (image_msg, depth_msg) = stamped
-        with self._lock:
-            settings = self.settings
-        try:
-            out = self.render(image_msg, depth_msg, settings)
-        except ImageFormatError as exc:
-            self.reporter.report(exc.kind, f'dropped input: {exc}')
-            return
+    def _render(self, received: float, image_msg, depth_msg) -> None:
+        out = self.render(image_msg, depth_msg, self.settings)
         self.outputs.publish([('dof/image', ros_io.image_to_cdr(
             out, image_msg.encoding, ros_io.header_from(image_msg)))])
         self.stats.output_rate.tick()
@@ -180,16 +169,12 @@ class DofNode(Node):
         focus = self.autofocus_distance or self.settings.focus_distance
         values = {**self.stats.values(), 'pairs matched': str(stats.matched),
                   'inputs unmatched': str(stats.unmatched),
-                  'frames dropped (busy)': str(self.worker.dropped),
+                  'frames dropped (busy)': str(self.inputs.lost),
                   'inputs lost before the node (queue full)': str(self.inputs.lost),
                   'focus distance (m)': f'{focus:.3f}'}
         if rate:
             return DiagnosticStatus.OK, 'running', '', values
         return DiagnosticStatus.WARN, 'no matched image + depth', '', values
-
-    def destroy_node(self):
-        self.worker.stop()
-        return super().destroy_node()
 
 
 def main(args=None) -> int:

@@ -106,6 +106,22 @@ def test_depth_messages_make_only_what_is_wanted(mono_model):
     assert xyzrgb[5, 7, 0] == pytest.approx((14 - 31.5) * depth[10, 14] / 60.0, rel=1e-6)
 
 
+def test_process_is_accept_then_estimate_then_encode(mono_model):
+    """process(): the one call from input messages to output messages (node and bag)."""
+    image = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    path = mono_path(mono_model, publish_colored=True)
+    path.accept('camera_info', camera_info())
+    job = path.accept('image', malformed.image_cdr(image, 'rgb8', T0 + 7))
+    out = path.process(job, wants=lambda topic: topic != 'depth/colored')
+    assert [topic for topic, _ in out.messages] == ['depth/image', 'depth/camera_info']
+    depth = ros_io.image_from_cdr(out.messages[0][1])
+    np.testing.assert_array_equal(ros_io.image_to_array(depth), path.estimate(job).result.depth)
+    assert (depth.header.stamp.sec, depth.header.stamp.nanosec) == (1_700_000_000, 7)
+    assert out.header.stamp.nanosec == 7 and out.inference_s > 0 and out.hints == []
+    # The switch decides too (publish_colored off); no camera_info yet: none published.
+    assert [t for t, _ in mono_path(mono_model).process(job).messages] == ['depth/image']
+
+
 # -- stereo: synchronisation and SGBM depth ------------------------------------------------
 def stereo_path(**params):
     values = {**parameter_defaults(StereoFramePath), 'sgbm.num_disparities': 16, **params}
