@@ -291,6 +291,7 @@ SCALE_SOURCES = ('none', 'semidense', 'points')
 # The sparse metric depth input of each scale_from source (node-relative topic).
 SCALE_INPUTS = {'semidense': 'semidense/depth', 'points': 'points'}
 SPARSE_BUFFER = 8      # newest sparse depth messages kept for matching image stamps
+LATE_FRAMES = 4        # newest unscaled predictions kept for sparse depth that comes later
 
 
 def _stamp_ns(message) -> int:
@@ -302,11 +303,13 @@ class MonoDepthFramePath(DepthFramePath):
 
     With scale_from (semidense, points) the metric scale comes from sparse metric depth of
     the same camera, fitted per frame (depth_nodes.core.scale_fit): the newest sparse
-    messages are kept, and after inference the one stamped closest to the image within
-    sync_slop is fitted (depth models: a robust scale; relative_inverse_depth models: scale
-    and shift in inverse depth). A frame without one uses the last fit for scale_hold_s of
-    input time; after that it is dropped with a throttled warning (kind 'no_scale'), since
-    a depth of unknown scale on the metric depth topic would mislead whoever reads it.
+    messages are kept, and the one stamped closest to the image within sync_slop is fitted
+    (depth models: a robust scale; relative_inverse_depth models: scale and shift in inverse
+    depth). A frame without one uses the last fit for scale_hold_s of input time; after that
+    it is dropped with a throttled warning (kind 'no_scale'), since a depth of unknown scale
+    on the metric depth topic would mislead whoever reads it. Sparse depth that arrives after
+    its image (a SLAM map of that frame) is fitted to the kept prediction of that image and
+    scales the frames after it.
     """
 
     default_model = 'eigen_synthetic'
@@ -346,6 +349,9 @@ class MonoDepthFramePath(DepthFramePath):
             self.required_latest = ('camera_info',)
         super().__init__(estimator, params, dropped)
         self._sparse: deque = deque(maxlen=SPARSE_BUFFER)
+        # (stamp ns, image size, predict()'s DepthResult) of frames without their own fit.
+        self._unscaled: deque = deque(maxlen=LATE_FRAMES)
+        self.late_fits = 0       # sparse depth fitted to a frame already processed
         self.scaler = self._new_scaler(estimator)
 
     def _new_scaler(self, estimator) -> SparseDepthScaler | None:
@@ -363,6 +369,7 @@ class MonoDepthFramePath(DepthFramePath):
     def use_estimator(self, estimator) -> None:
         self.estimator = estimator
         self.scaler = self._new_scaler(estimator)    # a fit is of one model's prediction
+        self._unscaled.clear()
 
     def check_parameter(self, name, value) -> None:
         if name == 'points_to_camera':
@@ -371,6 +378,7 @@ class MonoDepthFramePath(DepthFramePath):
     def accept(self, name, message):
         if name == self.sparse_input:
             self._sparse.append(message)
+            self._fit_late(message)
             return None
         return super().accept(name, message)
 
@@ -394,18 +402,20 @@ class MonoDepthFramePath(DepthFramePath):
     def _metric(self, result: DepthResult, msg, depth_range) -> DepthResult:
         """predict()'s result scaled to metres by this frame's fit or the held one;
         ImageFormatError 'no_scale' when there is neither."""
-        sparse = self._sparse_depth(msg, result)
-        options = ScaleFitOptions(hold_s=float(self.params['scale_hold_s']),
-                                  inlier_error=float(self.params['scale_inlier_error']),
-                                  min_points=int(self.params['scale_min_points']))
-        stamp_s = _stamp_ns(msg) * 1e-9
-        fit = self.scaler.scale(result.depth, sparse, stamp_s, options)
+        stamp, size = _stamp_ns(msg), (msg.width, msg.height)
+        message = self._nearest(self._sparse, stamp)
+        sparse = None if message is None else self._sparse_depth(message, size, result)
+        fitted = self.scaler.fitted
+        fit = self.scaler.scale(result.depth, sparse, stamp * 1e-9, self._fit_options())
+        if self.scaler.fitted == fitted:       # no fit of its own: sparse depth may follow
+            self._unscaled.append((stamp, size, DepthResult(result.depth, result.camera, 0.0)))
         if fit is None:
             why = f'the fit failed ({self.scaler.last_error})' if sparse is not None else \
                 f"no {self.sparse_input} within sync_slop = {self.params['sync_slop']:g} s " \
                 'of the image'
             raise ImageFormatError(f'no metric scale: {why}, and no fit in the last '
-                                   f'scale_hold_s = {options.hold_s:g} s', 'no_scale')
+                                   f"scale_hold_s = {self.params['scale_hold_s']:g} s",
+                                   'no_scale')
         depth = fit.apply(result.depth)
         with np.errstate(invalid='ignore'):
             depth[~((depth >= depth_range[0]) & (depth <= depth_range[1]))] = np.nan
@@ -413,15 +423,38 @@ class MonoDepthFramePath(DepthFramePath):
         result.extras['scale_fit'] = fit
         return result
 
-    def _sparse_depth(self, image_msg, result: DepthResult) -> np.ndarray | None:
-        """The sparse metres (NaN unknown) at the prediction's size from the sparse message
-        stamped closest to the image within sync_slop; None without one or when it is
-        unusable (reported to the dropped-input sink)."""
-        stamp, slop_ns = _stamp_ns(image_msg), self.params['sync_slop'] * 1e9
-        near = [m for m in list(self._sparse) if abs(_stamp_ns(m) - stamp) <= slop_ns]
-        if not near:
-            return None
-        message = min(near, key=lambda m: abs(_stamp_ns(m) - stamp))
+    def _fit_options(self) -> ScaleFitOptions:
+        return ScaleFitOptions(hold_s=float(self.params['scale_hold_s']),
+                               inlier_error=float(self.params['scale_inlier_error']),
+                               min_points=int(self.params['scale_min_points']))
+
+    def _nearest(self, messages, stamp: int):
+        """The message of ``messages`` stamped closest to ``stamp`` (ns) within sync_slop."""
+        slop_ns = self.params['sync_slop'] * 1e9
+        near = [m for m in list(messages) if abs(_stamp_ns(m) - stamp) <= slop_ns]
+        return min(near, key=lambda m: abs(_stamp_ns(m) - stamp)) if near else None
+
+    def _fit_late(self, message) -> None:
+        """Sparse depth of a frame already processed without its own fit: fitted to that
+        frame's prediction, the fit scales the next frames (for scale_hold_s)."""
+        slop_ns, stamp = self.params['sync_slop'] * 1e9, _stamp_ns(message)
+        frames = [f for f in list(self._unscaled) if abs(f[0] - stamp) <= slop_ns]
+        if not frames:
+            return
+        frame = min(frames, key=lambda f: abs(f[0] - stamp))
+        kept = [f for f in self._unscaled if f is not frame]
+        self._unscaled.clear()
+        self._unscaled.extend(kept)
+        frame_stamp, size, prediction = frame
+        sparse = self._sparse_depth(message, size, prediction)
+        if sparse is not None and self.scaler.learn(prediction.depth, sparse,
+                                                    frame_stamp * 1e-9, self._fit_options()):
+            self.late_fits += 1
+
+    def _sparse_depth(self, message, image_size: tuple[int, int], result: DepthResult
+                      ) -> np.ndarray | None:
+        """A sparse depth message -> metres (NaN unknown) at the prediction's size; None
+        when it is unusable (reported to the dropped-input sink)."""
         try:
             if self.scale_from == 'points':
                 if result.camera is None:
@@ -430,10 +463,10 @@ class MonoDepthFramePath(DepthFramePath):
                 points = transform_points(ros_io.pointcloud2_to_xyz(message),
                                           tuple(self.params['points_to_camera']))
                 return points_to_sparse_depth(points, result.camera)
-            if (message.width, message.height) != (image_msg.width, image_msg.height):
+            if (message.width, message.height) != image_size:
                 raise ImageFormatError(f'it is {message.width}x{message.height} but the image '
-                                       f'is {image_msg.width}x{image_msg.height} (it must be '
-                                       "in this camera's pixels)", 'size')
+                                       f'is {image_size[0]}x{image_size[1]} (it must be in '
+                                       "this camera's pixels)", 'size')
             metres = depth_to_metres(ros_io.image_to_array(message), message.encoding)
             return resample_sparse_depth(metres, *result.depth.shape)
         except ImageFormatError as exc:
@@ -448,6 +481,7 @@ class MonoDepthFramePath(DepthFramePath):
         values = {'scale from': f'{self.sparse_input} ({scaler.kind})',
                   'frames scaled by their own fit': str(scaler.fitted),
                   'frames scaled by a held fit': str(scaler.held),
+                  'fits of sparse depth later than its image': str(self.late_fits),
                   'frames dropped (no scale)': str(scaler.unscaled)}
         if fit is not None:
             values.update({'scale': f'{fit.scale:.6g}', 'scale shift': f'{fit.shift:.6g}',

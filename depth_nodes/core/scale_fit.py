@@ -189,6 +189,21 @@ class SparseDepthScaler:
                                         inlier_rel_error=options.inlier_error,
                                         min_points=options.min_points)
 
+    def learn(self, prediction: np.ndarray, sparse_depth: np.ndarray, stamp_s: float,
+              options: ScaleFitOptions = ScaleFitOptions()) -> ScaleFit | None:
+        """Fit the frame at ``stamp_s`` and hold the fit from then on, unless a newer one is
+        held (sparse depth that came after its image); None (last_error says why) when the
+        points allow no fit."""
+        try:
+            fit = self.fit(prediction, sparse_depth, options)
+        except ScaleFitError as exc:
+            self.last_error = str(exc)
+            return None
+        if self.hold.age(stamp_s) >= 0:
+            self.hold.update(fit, stamp_s)
+        self.last_fit, self.last_error = fit, ''
+        return fit
+
     def scale(self, prediction: np.ndarray, sparse_depth: np.ndarray | None, stamp_s: float,
               options: ScaleFitOptions = ScaleFitOptions()) -> ScaleFit | None:
         """The fit for the frame at ``stamp_s`` (seconds of input time): its own when
@@ -196,13 +211,9 @@ class SparseDepthScaler:
         held one while it is at most ``options.hold_s`` old, else None."""
         self.hold.hold_s = options.hold_s
         if sparse_depth is not None:
-            try:
-                fit = self.fit(prediction, sparse_depth, options)
-            except ScaleFitError as exc:
-                self.last_error = str(exc)
-            else:
-                self.hold.update(fit, stamp_s)
-                self.last_fit, self.last_error = fit, ''
+            fit = self.learn(prediction, sparse_depth, stamp_s, options)
+            if fit is not None:
+                self.hold.update(fit, stamp_s)     # the newest frame's, even after a loop
                 self.fitted += 1
                 return fit
         fit = self.hold.current(stamp_s)

@@ -214,3 +214,21 @@ def test_node_over_dds_publishes_the_true_metres_with_the_fit_in_diagnostics(mod
         assert float(values['scale']) == pytest.approx(TRUE_SCALE, rel=1e-5)
         assert values['scale fit inliers'] == f'{good} of {np.isfinite(sparse).sum()}'
         assert float(values['scale fit residual (median relative)']) < 1e-4
+
+
+def test_sparse_depth_after_its_image_scales_the_next_frames(models):
+    # A SLAM map of a frame comes after the frame: that frame has no scale yet (dropped),
+    # the late fit to its kept prediction scales the next frames within scale_hold_s.
+    first, second = random_image(9), random_image(10)
+    path, _ = frame_path(models['depth'], scale_from='semidense')
+    job = path.accept('image', malformed.image_cdr(first, 'rgb8', T0 * 10**9))
+    with pytest.raises(ImageFormatError, match='no semidense/depth within sync_slop'):
+        path.estimate(job)
+    sparse, _ = sparse_of(depth_truth(models['depth'], first), seed=11)
+    path.accept('semidense/depth', ros_io.array_to_image(sparse, '32FC1', header(T0)))
+    job = path.accept('image', malformed.image_cdr(second, 'rgb8', T0 * 10**9 + 10**8))
+    frame = path.estimate(job)
+    np.testing.assert_allclose(frame.result.depth, depth_truth(models['depth'], second),
+                               rtol=1e-5)
+    assert path.diagnostics()['fits of sparse depth later than its image'] == '1'
+    assert path.diagnostics()['frames scaled by a held fit'] == '1'
