@@ -327,7 +327,7 @@ class MonoDepthFramePath(DepthFramePath):
         Parameter('scale_inlier_error', 0.1, 'scale_from: relative depth error up to which a '
                   'sparse point is an inlier of the fit', float_range=(0.001, 1.0)),
         Parameter('scale_min_points', 20, 'scale_from: fewest valid sparse points for a fit',
-                  int_range=(2, 10**7)),
+                  int_range=(2, 1_000_000)),
         sync_slop_parameter(0.01, 'scale_from: largest stamp difference (s) between an image '
                             'and the sparse depth fitted to it'),
         points_to_camera_parameter('points'),
