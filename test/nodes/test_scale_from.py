@@ -11,7 +11,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from fixtures import malformed
 from fixtures.models import write_affine_model
 from fixtures.ros_harness import overrides, ros_graph
-from sensor_msgs.msg import Image, PointCloud2, PointField
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from depth_nodes import ros_io
@@ -232,3 +232,28 @@ def test_sparse_depth_after_its_image_scales_the_next_frames(models):
                                rtol=1e-5)
     assert path.diagnostics()['fits of sparse depth later than its image'] == '1'
     assert path.diagnostics()['frames scaled by a held fit'] == '1'
+
+
+def test_node_over_dds_scales_from_a_point_cloud(models):
+    image = random_image(12)
+    truth = depth_truth(models['depth'], image)
+    sparse, _ = sparse_of(truth, seed=13, density=0.05, outliers=0.0)
+    v, u = np.nonzero(np.isfinite(sparse))
+    z = sparse[v, u].astype(np.float64)
+    points = np.stack([(u - CAM.cx) / CAM.fx * z, (v - CAM.cy) / CAM.fy * z, z], axis=1)
+    factory = functools.partial(MonoDepthNode, parameter_overrides=overrides(
+        model=str(models['depth']), backend='onnxruntime', scale_from='points'))
+    with ros_graph(factory) as (probe, _):
+        probe.record(Image, 'depth/image')
+        info_pub = probe.publisher(CameraInfo, 'camera_info')
+        points_pub = probe.publisher(PointCloud2, 'points')
+        image_pub = probe.publisher(Image, 'image')
+        assert all(probe.wait_for_subscribers(p) for p in (info_pub, points_pub, image_pub))
+        h = header(43)
+        info_pub.publish(ros_io.intrinsics_to_camera_info(CAM, h))
+        points_pub.publish(cloud_message(points, h))
+        time.sleep(0.2)
+        image_pub.publish(ros_io.array_to_image(image, 'rgb8', h))
+        assert probe.wait_for(lambda: probe.messages('depth/image'))
+        np.testing.assert_allclose(ros_io.image_to_array(probe.messages('depth/image')[0]),
+                                   truth, rtol=1e-5)
