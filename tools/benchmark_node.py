@@ -12,9 +12,11 @@ alternating rounds so that a busy machine slows all of them alike:
   ours   the installed mono_depth_node with the same model.
 
 Single frame: one frame in flight, publish -> depth/image received (p50 / p95).
-Overload: frames at 3x the rate ours completes single frames, for --overload-seconds, for
-plain and ours (p95 of the frames that came back; the plain node queues, ours keeps the
-newest). --variant NAME=VALUE adds "ours" run with that environment variable set.
+Overload: a camera process publishes at 3x the rate ours completes single frames, for
+--overload-seconds, to plain and to ours in turn (p95 of the frames that came back; the plain
+node queues them, ours keeps the newest). Latency is CLOCK_MONOTONIC at reception minus the
+stamp the frame was published with (this machine's clock, shared by all processes).
+--variant NAME=VALUE adds "ours" run with that environment variable set.
 
 Usage (after tools/bootstrap.sh):  source tools/env.sh && python tools/benchmark_node.py
 """
@@ -118,31 +120,70 @@ def own_command(role: str, namespace: str, model: str = '') -> list[str]:
             '--ros-args', '-r', f'__ns:=/{namespace}']
 
 
+FRAME_CACHE: dict[str, bytearray] = {}
+
+
+def camera_frame() -> bytearray:
+    """One serialized 640x480 rgb8 image, built once; publish() only restamps it."""
+    if 'rgb8' not in FRAME_CACHE:
+        from std_msgs.msg import Header
+
+        from depth_nodes import ros_io
+        image = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+        FRAME_CACHE['rgb8'] = bytearray(ros_io.image_to_cdr(
+            image, 'rgb8', Header(frame_id='camera_optical_frame')))
+    return FRAME_CACHE['rgb8']
+
+
+def publish_stamped(publisher, frame: bytearray) -> None:
+    """Publish ``frame`` stamped with CLOCK_MONOTONIC now: whoever receives its depth (any
+    process on this machine) knows the latency without a table of send times."""
+    sec, nanosec = divmod(time.monotonic_ns(), 10**9)
+    struct.pack_into('<iI', frame, 4, sec, nanosec)
+    publisher.publish(bytes(frame))
+
+
+def camera(namespace: str, period: float, seconds: float) -> None:
+    """Overload: a camera process publishing at 1 / period Hz (the probe only receives, so
+    its own publishing does not delay the replies it times)."""
+    import rclpy
+    from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+    from sensor_msgs.msg import Image
+    rclpy.init()
+    node = rclpy.create_node('benchmark_camera')
+    pub = node.create_publisher(Image, f'/{namespace}/image', QoSProfile(
+        depth=10, reliability=QoSReliabilityPolicy.RELIABLE))
+    deadline = time.monotonic() + 30
+    while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)                  # let the subscriber's side of discovery finish too
+    frame, count, start = camera_frame(), 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        publish_stamped(pub, frame)
+        count += 1
+        time.sleep(max(0.0, start + count * period - time.perf_counter()))
+    print(json.dumps({'sent': count, 'hz': count / (time.perf_counter() - start)}))
+    node.destroy_node()
+    rclpy.shutdown()
+
+
 class Probe:
-    """Publishes stamped raw images to every subject and records publish -> depth latency.
-    One serialized image is built once; each frame only gets a new stamp (as a camera driver
-    publishing serialized messages would), so the probe's own cost stays small and equal."""
+    """Publishes stamped raw images to the subjects (one at a time) and records
+    publish -> depth/image latency from the stamp each reply carries."""
 
     def __init__(self, subjects: list[str]):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, QoSReliabilityPolicy
         from sensor_msgs.msg import Image
-        from std_msgs.msg import Header
-
-        from depth_nodes import ros_io
         rclpy.init()
         self.node = rclpy.create_node('depth_benchmark')
         qos = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
-        image = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
-        self.frame = bytearray(ros_io.image_to_cdr(image, 'rgb8',
-                                                   Header(frame_id='camera_optical_frame')))
+        self.frame = camera_frame()
         self.pubs = {s: self.node.create_publisher(Image, f'/{s}/image', qos)
                      for s in subjects}
-        self.sent: dict[int, float] = {}
         self.latencies: list[float] = []
         self.arrived = threading.Event()
-        self._stamp = 1
         for s in subjects:
             self.node.create_subscription(Image, f'/{s}/depth/image', self._on_depth, qos,
                                           raw=True)
@@ -151,23 +192,16 @@ class Probe:
         threading.Thread(target=self.executor.spin, daemon=True).start()
 
     def _on_depth(self, raw):
-        now = time.perf_counter()
+        now = time.monotonic_ns()
         sec, nanosec = struct.unpack_from('<iI', raw, 4)
-        sent = self.sent.pop(sec, None)
-        if sent is not None:
-            self.latencies.append(now - sent)
+        self.latencies.append((now - sec * 10**9 - nanosec) * 1e-9)
         self.arrived.set()
 
     def publish(self, subject: str) -> None:
-        stamp, self._stamp = self._stamp, self._stamp + 1
-        struct.pack_into('<iI', self.frame, 4, stamp, 0)
-        data = bytes(self.frame)
-        self.sent[stamp] = time.perf_counter()
-        self.pubs[subject].publish(data)
+        publish_stamped(self.pubs[subject], self.frame)
 
     def take(self) -> list[float]:
         latencies, self.latencies = self.latencies, []
-        self.sent.clear()
         return latencies
 
     def wait_ready(self, subject: str, process: subprocess.Popen, timeout=60.0) -> None:
@@ -193,14 +227,14 @@ class Probe:
 
     def overload(self, subject: str, period: float, seconds: float) -> tuple[list[float], int,
                                                                              float]:
-        count, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            self.publish(subject)
-            count += 1
-            time.sleep(max(0.0, start + count * period - time.perf_counter()))
-        achieved = count / (time.perf_counter() - start)
+        """Frames from a camera process every ``period`` s; the latencies of the replies."""
+        self.take()
+        out = subprocess.run([sys.executable, str(Path(__file__).resolve()), '--serve-camera',
+                              subject, str(period), str(seconds)], env=subject_env(),
+                             check=True, capture_output=True, text=True).stdout
         time.sleep(1.0)                 # what the subject still had queued
-        return self.take(), count, achieved
+        sent = json.loads(out.strip().splitlines()[-1])
+        return self.take(), sent['sent'], sent['hz']
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -270,6 +304,9 @@ def run(model: str, frames: int, rounds: int, overload_s: float,
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == '--serve-camera':
+        camera(argv[1], float(argv[2]), float(argv[3]))
+        return 0
     if argv and argv[0] in ('--serve-echo', '--serve-plain'):
         echo_node() if argv[0] == '--serve-echo' else plain_node(argv[1])
         return 0

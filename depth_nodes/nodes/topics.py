@@ -1,9 +1,11 @@
 """How the nodes subscribe and publish: input QoS, lost-input counting, output publishers,
-and the standard main()."""
+and the standard main() with its process settings."""
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
+import cv2
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -112,8 +114,21 @@ class Outputs:
             self.publishers[topic].publish(message)
 
 
+def sequential_opencv() -> None:
+    """Run OpenCV on the calling thread only, unless OPENCV_FOR_THREADS_NUM says otherwise.
+
+    A node's OpenCV calls per frame (resizing camera-size images, colour lookups) are short;
+    split over OpenCV's thread pool, each waits for the slowest pool thread to be scheduled,
+    which on a CPU shared with other processes and ONNX Runtime's own threads costs more
+    than it saves (measured side by side: docs/performance.md).
+    """
+    if 'OPENCV_FOR_THREADS_NUM' not in os.environ:
+        cv2.setNumThreads(1)
+
+
 def run_node(factory: Callable[[], Node], args=None) -> int:
     """The standard main: spin until shutdown; a model that cannot load exits with code 1."""
+    sequential_opencv()
     try:
         with rclpy.init(args=args):
             try:
