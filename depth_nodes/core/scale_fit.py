@@ -13,7 +13,8 @@ returns seen through the image edge, stereo mismatches):
   outputs (Ranftl et al., MiDaS, eq. 4: scale and shift are fitted per image). RANSAC over
   point pairs, then least squares on the inliers (relative error below ``inlier_rel_error``).
 
-No ROS here: the node feeds arrays, and keeps the last fit with :class:`ScaleHold`.
+No ROS here: mono_depth_node (scale_from) runs :class:`SparseDepthScaler` per frame, which fits
+or falls back on the last fit held by :class:`ScaleHold`.
 """
 from __future__ import annotations
 
