@@ -22,6 +22,7 @@ No rclpy here (message types only), so frame paths are tested without spinning a
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
@@ -37,15 +38,17 @@ from depth_nodes.core.encodings import (ImageFormatError, depth_to_metres, looku
                                         to_rgb8)
 from depth_nodes.core.pointcloud import depth_to_xyzrgb
 from depth_nodes.core.preprocess import resize_image
+from depth_nodes.core.scale_fit import ScaleFitOptions, SparseDepthScaler
 from depth_nodes.core.semidense import (depth_from_semidense_image, intensity_from_image,
-                                        points_to_sparse_depth, transform_points)
+                                        points_to_sparse_depth, resample_sparse_depth,
+                                        transform_points)
 from depth_nodes.core.stereo import SgbmParameters
 from depth_nodes.core.sync import ApproximateTimeSync
 from depth_nodes.methods import OUTPUT_TOPICS
 from depth_nodes.parameters import (DEPTH_PARAMETERS, RELOAD, START_ONLY, Parameter,
                                     defaults, depth_image_transport_parameter,
-                                    image_transport_parameter, post_process_parameter,
-                                    sync_slop_parameter)
+                                    image_transport_parameter, points_to_camera_parameter,
+                                    post_process_parameter, sync_slop_parameter)
 from depth_nodes.runtime.engine import EngineOptions, ModelLoadError
 from depth_nodes.runtime.estimator import DepthResult, MonoDepthEstimator
 from depth_nodes.runtime.model import LoadedModel, open_model
@@ -132,7 +135,8 @@ class DepthFramePath:
     streams: tuple[str, ...] = ()    # inputs of a frame, synchronised when more than one
     latest_inputs: tuple[str, ...] = ()               # inputs of which the newest is kept
     required_latest: tuple[str, ...] = ()             # ... without which no frame can be made
-    message_inputs: dict[str, str] = {}               # streams that are not Images: their type
+    message_inputs: dict[str, str] = {}    # inputs that are not Images (streams) or
+    #                                        CameraInfo (latest_inputs): their type
     # Image streams -> the parameter naming their image_transport ('raw', 'compressed',
     # 'compressedDepth'); those not raw arrive as sensor_msgs/CompressedImage.
     transports: dict[str, str] = {}
@@ -162,12 +166,14 @@ class DepthFramePath:
     @property
     def inputs(self) -> dict[str, str]:
         """Input name (node-relative topic) -> message type: the streams, then the newest-
-        kept inputs (CameraInfo). An image stream with a transport other than raw arrives
-        as CompressedImage on topic_suffix(name) below its name."""
+        kept inputs (CameraInfo unless message_inputs says otherwise). An image stream with a
+        transport other than raw arrives as CompressedImage on topic_suffix(name) below its
+        name."""
         return {**{name: self.message_inputs.get(name, ros_io.IMAGE_TYPE)
                    if self.transport.get(name, 'raw') == 'raw'
                    else ros_io.COMPRESSED_IMAGE_TYPE for name in self.streams},
-                **{name: ros_io.CAMERA_INFO_TYPE for name in self.latest_inputs}}
+                **{name: self.message_inputs.get(name, ros_io.CAMERA_INFO_TYPE)
+                   for name in self.latest_inputs}}
 
     def topic_suffix(self, name: str) -> str:
         """What image_transport appends to an input's (resolved) topic: '' for raw, else
@@ -211,6 +217,10 @@ class DepthFramePath:
 
     def check_parameter(self, name: str, value: Any) -> None:
         """A run-time parameter change: ValueError refuses it; state is updated here."""
+
+    def diagnostics(self) -> dict[str, str]:
+        """Frame-path values for the node's /diagnostics status (key -> text)."""
+        return {}
 
     def depth_range(self) -> tuple[float, float]:
         """[min, max] valid depth in metres: the parameters, or the model's range where 0."""
@@ -304,25 +314,102 @@ class DepthFramePath:
                                int(self.params['points_stride']), self._rays)
 
 
+SCALE_SOURCES = ('none', 'semidense', 'points')
+# The sparse metric depth input of each scale_from source (node-relative topic).
+SCALE_INPUTS = {'semidense': 'semidense/depth', 'points': 'points'}
+SPARSE_BUFFER = 8      # newest sparse depth messages kept for matching image stamps
+LATE_FRAMES = 4        # newest unscaled predictions kept for sparse depth that comes later
+
+
+def _stamp_ns(message) -> int:
+    return message.header.stamp.sec * 10**9 + message.header.stamp.nanosec
+
+
 class MonoDepthFramePath(DepthFramePath):
-    """mono_depth_node: one image (RGB, gray or NIR) + the newest camera_info -> depth."""
+    """mono_depth_node: one image (RGB, gray or NIR) + the newest camera_info -> depth.
+
+    With scale_from (semidense, points) the metric scale comes from sparse metric depth of
+    the same camera, fitted per frame (depth_nodes.core.scale_fit): the newest sparse
+    messages are kept, and the one stamped closest to the image within sync_slop is fitted
+    (depth models: a robust scale; relative_inverse_depth models: scale and shift in inverse
+    depth). A frame without one uses the last fit for scale_hold_s of input time; after that
+    it is dropped with a throttled warning (kind 'no_scale'), since a depth of unknown scale
+    on the metric depth topic would mislead whoever reads it. Sparse depth that arrives after
+    its image (a SLAM map of that frame) is fitted to the kept prediction of that image and
+    scales the frames after it.
+    """
 
     default_model = 'eigen_synthetic'
-    parameters = (post_process_parameter(
-        "'pp': also run the mirrored image and combine both (Godard et al.; disparity models "
-        'such as the DPN; twice the inference time)'),
-        image_transport_parameter('images'))
+    parameters = (
+        post_process_parameter(
+            "'pp': also run the mirrored image and combine both (Godard et al.; disparity "
+            'models such as the DPN; twice the inference time)'),
+        Parameter('scale_from', 'none', 'metric scale fitted per frame to sparse metric depth: '
+                  'semidense = semidense/depth (32FC1 m or 16UC1 mm, pixels of this camera), '
+                  'points = points (PointCloud2, projected with camera_info); none = the '
+                  "model's own scale", choices=SCALE_SOURCES, applies=START_ONLY),
+        Parameter('scale_hold_s', 1.0, 'scale_from: seconds of input time the last fit scales '
+                  'frames without sparse depth; later frames are dropped (warning)',
+                  float_range=(0.0, 3600.0)),
+        Parameter('scale_inlier_error', 0.1, 'scale_from: relative depth error up to which a '
+                  'sparse point is an inlier of the fit', float_range=(0.001, 1.0)),
+        Parameter('scale_min_points', 20, 'scale_from: fewest valid sparse points for a fit',
+                  int_range=(2, 1_000_000)),
+        sync_slop_parameter(0.01, 'scale_from: largest stamp difference (s) between an image '
+                            'and the sparse depth fitted to it'),
+        points_to_camera_parameter('points'),
+        image_transport_parameter('images'),
+    )
     streams = ('image',)
     latest_inputs = ('camera_info',)
     transports = {'image': 'image_transport'}
+    message_inputs = {'semidense/depth': ros_io.IMAGE_TYPE, 'points': ros_io.POINTCLOUD2_TYPE}
+
+    def __init__(self, estimator, params, dropped=_ignore):
+        self.scale_from = params['scale_from']
+        if self.scale_from not in SCALE_SOURCES:
+            raise ValueError(f'parameter scale_from must be one of {SCALE_SOURCES}, got '
+                             f"'{self.scale_from}'")
+        self.check_parameter('points_to_camera', params['points_to_camera'])  # fails at start
+        self.sparse_input = SCALE_INPUTS.get(self.scale_from)
+        if self.sparse_input:
+            self.latest_inputs = ('camera_info', self.sparse_input)
+        if self.scale_from == 'points':
+            self.required_latest = ('camera_info',)
+        super().__init__(estimator, params, dropped)
+        self._sparse: deque = deque(maxlen=SPARSE_BUFFER)
+        # (stamp ns, image size, predict()'s DepthResult) of frames without their own fit.
+        self._unscaled: deque = deque(maxlen=LATE_FRAMES)
+        self.late_fits = 0       # sparse depth fitted to a frame already processed
+        self.scaler = self._new_scaler(estimator)
+
+    def _new_scaler(self, estimator) -> SparseDepthScaler | None:
+        return SparseDepthScaler(estimator.scale_fit_kind) if self.sparse_input else None
 
     @classmethod
     def build_estimator(cls, model, values):
         try:
             return MonoDepthEstimator(model, values['output_resolution'],
-                                      values['post_process'])
-        except ValueError as exc:    # e.g. pp on a model that outputs no disparity
+                                      values['post_process'],
+                                      scale_fitted=values['scale_from'] != 'none')
+        except ValueError as exc:    # pp on a model without disparity; scale-free model
             raise ModelLoadError(values['model'], str(exc)) from None
+
+    def use_estimator(self, estimator) -> None:
+        self.estimator = estimator
+        self.scaler = self._new_scaler(estimator)    # a fit is of one model's prediction
+        self._unscaled.clear()
+
+    def check_parameter(self, name, value) -> None:
+        if name == 'points_to_camera':
+            transform_points(np.zeros((1, 3)), tuple(value))    # ValueError names the fault
+
+    def accept(self, name, message):
+        if name == self.sparse_input:
+            self._sparse.append(message)
+            self._fit_late(message)
+            return None
+        return super().accept(name, message)
 
     def estimate(self, job):
         (msg,) = job
@@ -330,10 +417,108 @@ class MonoDepthFramePath(DepthFramePath):
         info = self.latest['camera_info']
         camera = None if info is None else camera_of(info, msg.width, msg.height)
         depth_range = self.depth_range()
-        result = self.estimator.estimate(image, msg.encoding, camera, depth_range=depth_range)
+        if self.scaler is None:
+            result = self.estimator.estimate(image, msg.encoding, camera,
+                                             depth_range=depth_range)
+        else:
+            result = self._metric(self.estimator.predict(image, msg.encoding, camera), msg,
+                                  depth_range)
         rgb = to_rgb8(image, msg.encoding) \
             if camera is not None and self.params['publish_points'] else None
         return DepthFrame(ros_io.header_from(msg), result, depth_range, info, rgb)
+
+    # -- scale_from
+    def _metric(self, result: DepthResult, msg, depth_range) -> DepthResult:
+        """predict()'s result scaled to metres by this frame's fit or the held one;
+        ImageFormatError 'no_scale' when there is neither."""
+        stamp, size = _stamp_ns(msg), (msg.width, msg.height)
+        message = self._nearest(self._sparse, stamp)
+        sparse = None if message is None else self._sparse_depth(message, size, result)
+        fitted = self.scaler.fitted
+        fit = self.scaler.scale(result.depth, sparse, stamp * 1e-9, self._fit_options())
+        if self.scaler.fitted == fitted:       # no fit of its own: sparse depth may follow
+            self._unscaled.append((stamp, size, DepthResult(result.depth, result.camera, 0.0)))
+        if fit is None:
+            why = f'the fit failed ({self.scaler.last_error})' if sparse is not None else \
+                f"no {self.sparse_input} within sync_slop = {self.params['sync_slop']:g} s " \
+                'of the image'
+            raise ImageFormatError(f'no metric scale: {why}, and no fit in the last '
+                                   f"scale_hold_s = {self.params['scale_hold_s']:g} s",
+                                   'no_scale')
+        depth = fit.apply(result.depth)
+        with np.errstate(invalid='ignore'):
+            depth[~((depth >= depth_range[0]) & (depth <= depth_range[1]))] = np.nan
+        result.depth = depth
+        result.extras['scale_fit'] = fit
+        return result
+
+    def _fit_options(self) -> ScaleFitOptions:
+        return ScaleFitOptions(hold_s=float(self.params['scale_hold_s']),
+                               inlier_error=float(self.params['scale_inlier_error']),
+                               min_points=int(self.params['scale_min_points']))
+
+    def _nearest(self, messages, stamp: int):
+        """The message of ``messages`` stamped closest to ``stamp`` (ns) within sync_slop."""
+        slop_ns = self.params['sync_slop'] * 1e9
+        near = [m for m in list(messages) if abs(_stamp_ns(m) - stamp) <= slop_ns]
+        return min(near, key=lambda m: abs(_stamp_ns(m) - stamp)) if near else None
+
+    def _fit_late(self, message) -> None:
+        """Sparse depth of a frame already processed without its own fit: fitted to that
+        frame's prediction, the fit scales the next frames (for scale_hold_s)."""
+        slop_ns, stamp = self.params['sync_slop'] * 1e9, _stamp_ns(message)
+        frames = [f for f in list(self._unscaled) if abs(f[0] - stamp) <= slop_ns]
+        if not frames:
+            return
+        frame = min(frames, key=lambda f: abs(f[0] - stamp))
+        kept = [f for f in self._unscaled if f is not frame]
+        self._unscaled.clear()
+        self._unscaled.extend(kept)
+        frame_stamp, size, prediction = frame
+        sparse = self._sparse_depth(message, size, prediction)
+        if sparse is not None and self.scaler.learn(prediction.depth, sparse,
+                                                    frame_stamp * 1e-9, self._fit_options()):
+            self.late_fits += 1
+
+    def _sparse_depth(self, message, image_size: tuple[int, int], result: DepthResult
+                      ) -> np.ndarray | None:
+        """A sparse depth message -> metres (NaN unknown) at the prediction's size; None
+        when it is unusable (reported to the dropped-input sink)."""
+        try:
+            if self.scale_from == 'points':
+                if result.camera is None:
+                    raise ImageFormatError('no camera_info received yet: projecting points '
+                                           'needs the camera model', 'camera_info')
+                points = transform_points(ros_io.pointcloud2_to_xyz(message),
+                                          tuple(self.params['points_to_camera']))
+                return points_to_sparse_depth(points, result.camera)
+            if (message.width, message.height) != image_size:
+                raise ImageFormatError(f'it is {message.width}x{message.height} but the image '
+                                       f'is {image_size[0]}x{image_size[1]} (it must be in '
+                                       "this camera's pixels)", 'size')
+            metres = depth_to_metres(ros_io.image_to_array(message), message.encoding)
+            return resample_sparse_depth(metres, *result.depth.shape)
+        except ImageFormatError as exc:
+            self.dropped(f'scale_input_{exc.kind}', f'{self.sparse_input} not used for the '
+                         f'scale: {exc}', 1)
+            return None
+
+    def diagnostics(self) -> dict[str, str]:
+        if self.scaler is None:
+            return {}
+        scaler, fit = self.scaler, self.scaler.last_fit
+        values = {'scale from': f'{self.sparse_input} ({scaler.kind})',
+                  'frames scaled by their own fit': str(scaler.fitted),
+                  'frames scaled by a held fit': str(scaler.held),
+                  'fits of sparse depth later than its image': str(self.late_fits),
+                  'frames dropped (no scale)': str(scaler.unscaled)}
+        if fit is not None:
+            values.update({'scale': f'{fit.scale:.6g}', 'scale shift': f'{fit.shift:.6g}',
+                           'scale fit residual (median relative)': f'{fit.residual:.4f}',
+                           'scale fit inliers': f'{fit.inliers} of {fit.points}'})
+        if scaler.last_error:
+            values['scale fit error'] = scaler.last_error
+        return values
 
 
 class NirDepthFramePath(DepthFramePath):
@@ -395,7 +580,6 @@ class NirDepthFramePath(DepthFramePath):
 
 
 SEMIDENSE_INPUTS = ('depth', 'points')
-IDENTITY_POSE = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]     # tx ty tz qx qy qz qw
 
 
 class SemiDenseFramePath(DepthFramePath):
@@ -415,8 +599,7 @@ class SemiDenseFramePath(DepthFramePath):
                   float_range=(0.0, 1e6)),
         Parameter('keep_input_depth', True, 'publish known input depths unchanged, the network '
                   'fills the rest'),
-        Parameter('points_to_camera', IDENTITY_POSE, 'pose of the point cloud frame in the '
-                  'camera optical frame: tx ty tz qx qy qz qw'),
+        points_to_camera_parameter('semidense/points'),
         sync_slop_parameter(0.02, 'largest stamp difference (s) of synchronised inputs',
                             applies=START_ONLY),
         image_transport_parameter('intensity images'),

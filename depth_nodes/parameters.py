@@ -110,3 +110,13 @@ def sync_slop_parameter(default: float, description: str,
                         applies: str = NEXT_FRAME) -> Parameter:
     return Parameter('sync_slop', default, description, float_range=(0.0, 10.0),
                      applies=applies)
+
+
+IDENTITY_POSE = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]     # tx ty tz qx qy qz qw
+
+
+def points_to_camera_parameter(topic: str) -> Parameter:
+    """The static pose that projects a point cloud input into the camera (no tf2 lookup)."""
+    return Parameter('points_to_camera', IDENTITY_POSE, f'pose of the {topic} cloud frame in '
+                     'the camera optical frame: tx ty tz qx qy qz qw (identity: the points '
+                     'are in the camera optical frame)')

@@ -25,6 +25,9 @@ OUTPUT_KINDS = (
     'normalized_depth',    # output_range mapped linearly onto [min_depth, max_depth]
     'disparity_fraction',  # disparity as a fraction of image width (Godard / Shen et al.)
     'translated_image',    # not depth: an image in output_range (NIR -> RGB translation, CTN)
+    # Inverse depth up to an unknown scale and shift (MiDaS / Depth-Anything-style exports):
+    # metric only after a per-frame fit to sparse depth (mono_depth_node scale_from).
+    'relative_inverse_depth',
 )
 
 

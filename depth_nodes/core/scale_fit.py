@@ -13,7 +13,8 @@ returns seen through the image edge, stereo mismatches):
   outputs (Ranftl et al., MiDaS, eq. 4: scale and shift are fitted per image). RANSAC over
   point pairs, then least squares on the inliers (relative error below ``inlier_rel_error``).
 
-No ROS here: the node feeds arrays, and keeps the last fit with :class:`ScaleHold`.
+No ROS here: mono_depth_node (scale_from) runs :class:`SparseDepthScaler` per frame, which fits
+or falls back on the last fit held by :class:`ScaleHold`.
 """
 from __future__ import annotations
 
@@ -151,3 +152,74 @@ class ScaleHold:
 
     def reset(self) -> None:
         self._fit = None
+
+
+@dataclass(frozen=True)
+class ScaleFitOptions:
+    hold_s: float = 1.0           # seconds of input time a fit is used for frames without one
+    inlier_error: float = 0.1     # relative depth error of an inlier sparse point
+    min_points: int = 20          # fewer valid sparse points: no fit for this frame
+
+
+class SparseDepthScaler:
+    """Per frame: fit the model's prediction to the frame's sparse metric depth, or use the
+    held fit of an earlier frame; None when there is neither (the caller drops the frame).
+
+    ``kind`` (FIT_KINDS) follows the model output: a depth up to scale (fit_depth_scale), or
+    a relative inverse depth (fit_inverse_depth_affine). Counts what happened to the frames
+    and keeps the last fit for the node's diagnostics.
+    """
+
+    def __init__(self, kind: str):
+        if kind not in FIT_KINDS:
+            raise ValueError(f"scale fit kind '{kind}' not in {FIT_KINDS}")
+        self.kind = kind
+        self.hold = ScaleHold(0.0)
+        self.last_fit: ScaleFit | None = None
+        self.last_error = ''          # why the last frame with sparse depth got no fit
+        self.fitted = self.held = self.unscaled = 0
+
+    def fit(self, prediction: np.ndarray, sparse_depth: np.ndarray,
+            options: ScaleFitOptions = ScaleFitOptions()) -> ScaleFit:
+        """This frame's fit (ScaleFitError: too few or inconsistent points). A relative
+        depth error e is a log error of log(1 + e) for the depth scale."""
+        if self.kind == 'depth_scale':
+            return fit_depth_scale(prediction, sparse_depth, min_points=options.min_points,
+                                   inlier_log_error=float(np.log1p(options.inlier_error)))
+        return fit_inverse_depth_affine(prediction, sparse_depth,
+                                        inlier_rel_error=options.inlier_error,
+                                        min_points=options.min_points)
+
+    def learn(self, prediction: np.ndarray, sparse_depth: np.ndarray, stamp_s: float,
+              options: ScaleFitOptions = ScaleFitOptions()) -> ScaleFit | None:
+        """Fit the frame at ``stamp_s`` and hold the fit from then on, unless a newer one is
+        held (sparse depth that came after its image); None (last_error says why) when the
+        points allow no fit."""
+        try:
+            fit = self.fit(prediction, sparse_depth, options)
+        except ScaleFitError as exc:
+            self.last_error = str(exc)
+            return None
+        if self.hold.age(stamp_s) >= 0:
+            self.hold.update(fit, stamp_s)
+        self.last_fit, self.last_error = fit, ''
+        return fit
+
+    def scale(self, prediction: np.ndarray, sparse_depth: np.ndarray | None, stamp_s: float,
+              options: ScaleFitOptions = ScaleFitOptions()) -> ScaleFit | None:
+        """The fit for the frame at ``stamp_s`` (seconds of input time): its own when
+        ``sparse_depth`` (same size as ``prediction``; NaN or 0 unknown) allows one, else the
+        held one while it is at most ``options.hold_s`` old, else None."""
+        self.hold.hold_s = options.hold_s
+        if sparse_depth is not None:
+            fit = self.learn(prediction, sparse_depth, stamp_s, options)
+            if fit is not None:
+                self.hold.update(fit, stamp_s)     # the newest frame's, even after a loop
+                self.fitted += 1
+                return fit
+        fit = self.hold.current(stamp_s)
+        if fit is None:
+            self.unscaled += 1
+        else:
+            self.held += 1
+        return fit

@@ -245,6 +245,7 @@ class DepthNodeBase(Node):
             'backend': engine.backend if engine else 'none',
             'model': str(engine.model_path) if engine else self.describe_model(),
             **self.stats.values(),
+            **self.frames.diagnostics(),
         }
         return level, message, engine.describe() if engine else 'cpu', values
 

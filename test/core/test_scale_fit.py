@@ -3,7 +3,11 @@ of the sparse points wrong."""
 import numpy as np
 import pytest
 
-from depth_nodes.core.scale_fit import (ScaleFitError, ScaleHold, fit_depth_scale,
+from depth_nodes.core.model_spec import ModelSpec
+from depth_nodes.core.postprocess import (OutputConversionError, output_to_metres,
+                                          output_to_prediction)
+from depth_nodes.core.scale_fit import (ScaleFitError, ScaleFitOptions, ScaleHold,
+                                        SparseDepthScaler, fit_depth_scale,
                                         fit_inverse_depth_affine)
 
 
@@ -90,3 +94,31 @@ def test_scale_hold_keeps_the_last_fit_for_hold_seconds_then_drops_it():
     assert hold.age(13.0) == pytest.approx(3.0)
     assert hold.current(9.0) is None          # time went back: reset
     assert hold.current(10.5) is None
+
+
+def test_scaler_fits_holds_and_counts_and_a_failed_fit_falls_back_to_the_held_one():
+    depth, rng = _scene()
+    prediction = depth / 2.7
+    sparse, _, _ = _sparse(depth, rng)
+    scaler = SparseDepthScaler('depth_scale')
+    options = ScaleFitOptions(hold_s=1.0, inlier_error=0.1, min_points=20)
+    assert scaler.scale(prediction, None, 10.0, options) is None        # nothing yet
+    assert scaler.scale(prediction, sparse, 10.0, options).scale == pytest.approx(2.7)
+    too_few = np.where(np.arange(sparse.size).reshape(sparse.shape) < 40, sparse, 0)
+    held = scaler.scale(prediction, too_few, 10.5, options)           # < 20 points: held
+    assert held.scale == pytest.approx(2.7) and 'need 20' in scaler.last_error
+    assert scaler.scale(prediction, None, 11.5, options) is None        # 1.5 s > hold_s
+    assert scaler.scale(prediction, sparse, 5.0, options) is not None   # its own fit
+    assert (scaler.fitted, scaler.held, scaler.unscaled) == (2, 1, 2)
+
+
+def test_relative_inverse_depth_is_metres_only_through_a_fit():
+    spec = ModelSpec(output_kind='relative_inverse_depth', output_scale=2.0, output_shift=1.0)
+    raw = np.array([[0.5, np.inf]], np.float32)
+    with pytest.raises(OutputConversionError, match='scale_from'):
+        output_to_metres(raw, spec)
+    np.testing.assert_array_equal(output_to_prediction(raw, spec), [[2.0, np.nan]])
+    # Depth kinds: metres without the range limit (it applies after the scale).
+    log_spec = ModelSpec(output_kind='log_depth', max_depth=1.0)
+    np.testing.assert_allclose(output_to_prediction(np.log(np.float32([[4.0]])), log_spec),
+                               [[4.0]], rtol=1e-6)
