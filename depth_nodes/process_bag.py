@@ -433,7 +433,8 @@ def _serialized(message) -> bytes:
 
 def input_types(frame_path) -> dict[str, tuple[str, ...]]:
     """The message types each input of a frame path takes (as a bag topic)."""
-    types = {name: (CAMERA_INFO_TYPE,) for name in frame_path.latest_inputs}
+    types = {name: (frame_path.message_inputs.get(name, CAMERA_INFO_TYPE),)
+             for name in frame_path.latest_inputs}
     for name in frame_path.streams:
         types[name] = (frame_path.message_inputs[name],) if name in frame_path.message_inputs \
             else IMAGE_TYPES
