@@ -76,7 +76,11 @@ class DepthNodeBase(Node):
         ros_io.prepare_cdr()   # the first frame must not pay for building message types
         self.outputs = Outputs(self, self.frame_path.outputs())
         self.inputs = Inputs(self)
-        for name, msgtype in self.frames.inputs.items():
+        # Kept inputs (camera_info) are subscribed first: the executor takes ready callbacks
+        # in subscription order, so a camera_info that arrives with its image is kept before
+        # the image is processed (a frame runs in its callback).
+        for name, msgtype in sorted(self.frames.inputs.items(),
+                                    key=lambda item: item[0] in self.frames.streams):
             if name in self.frames.streams:
                 # image_transport: <resolved topic>/compressed, so remapping the input applies
                 suffix = self.frames.topic_suffix(name)
