@@ -265,10 +265,9 @@ class DepthFramePath:
         return ros_io.image_from_cdr(message)
 
     def decompressed(self, job: tuple) -> tuple:
-        """A job with its CompressedImages decoded, as estimate() reads images. Here, on the
-        node's worker, not in accept(): decoding a jpeg takes milliseconds (a 4000x3000 one
-        far more), which would hold up the subscription callbacks, and only the jobs the
-        keep-newest worker runs are decoded."""
+        """A job with its CompressedImages decoded, as estimate() reads images. Here, not in
+        accept(): decoding a jpeg costs far more than reading a header, and only the jobs
+        that are processed (a complete, synchronised group) are decoded."""
         return tuple(ros_io.decompress_image(message)
                      if self.transport.get(name, 'raw') != 'raw' else message
                      for name, message in zip(self.streams, job))

@@ -1,6 +1,7 @@
 """dof_node: synthetic shallow depth of field from a camera image and its metric depth.
 
-Subscribes: image (sensor_msgs/Image), depth/image (32FC1 metres or 16UC1 mm, REP 118),
+Subscribes: image (sensor_msgs/Image; with image_transport:=compressed, image/compressed as
+            sensor_msgs/CompressedImage), depth/image (32FC1 metres or 16UC1 mm, REP 118),
             approximate-time synchronised on their header stamps
 Publishes:  dof/image (the input image's encoding and header), /diagnostics
 The rendering (depth_nodes.core.bokeh) runs in the subscription callback that completes a
@@ -23,7 +24,8 @@ from depth_nodes.core.sync import ApproximateTimeSync
 from depth_nodes.nodes.diagnostics import DiagnosticsPublisher, FrameStats
 from depth_nodes.nodes.parameters import NodeParameters
 from depth_nodes.nodes.topics import Inputs, Outputs, run_node
-from depth_nodes.parameters import START_ONLY, Parameter, sync_slop_parameter
+from depth_nodes.parameters import (START_ONLY, Parameter, image_transport_parameter,
+                                    sync_slop_parameter)
 
 LENS_PARAMETERS = ('focal_length_mm', 'f_number', 'sensor_width_mm')
 DOF_PARAMETERS = (
@@ -44,6 +46,7 @@ DOF_PARAMETERS = (
                         'pair'),
     Parameter('sync_queue_size', 10, 'messages per input kept for matching',
               int_range=(1, 1000), applies=START_ONLY),
+    image_transport_parameter('camera images'),
 )
 
 
@@ -70,8 +73,12 @@ class DofNode(Node):
         self.autofocus_distance: float | None = None
         self.outputs = Outputs(self, {'dof/image': ros_io.IMAGE_TYPE})
         self.inputs = Inputs(self)
-        for index, topic in enumerate(('image', 'depth/image')):
-            self.inputs.stream(ros_io.IMAGE_TYPE, topic, self._receiver(index))
+        # image_transport: <resolved topic>/compressed, so remapping 'image' still applies.
+        self.compressed = self.params['image_transport'] == 'compressed'
+        image = (self.resolve_topic_name('image') + '/compressed', ros_io.COMPRESSED_IMAGE_TYPE) \
+            if self.compressed else ('image', ros_io.IMAGE_TYPE)
+        for index, (topic, msgtype) in enumerate((image, ('depth/image', ros_io.IMAGE_TYPE))):
+            self.inputs.stream(msgtype, topic, self._receiver(index))
         self._diagnostics = DiagnosticsPublisher(self, 'depth of field', self._status)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -113,7 +120,9 @@ class DofNode(Node):
         def receive(raw: bytes) -> None:
             received = time.perf_counter()
             try:
-                msg = ros_io.image_from_cdr(raw)
+                # A CompressedImage's pixels are decoded in _render, for matched pairs only.
+                msg = ros_io.compressed_image_from_cdr(raw) if index == 0 and self.compressed \
+                    else ros_io.image_from_cdr(raw)
             except ImageFormatError as exc:
                 self.reporter.report(exc.kind, f'dropped input: {exc}')
                 return
@@ -129,6 +138,8 @@ class DofNode(Node):
         return receive
 
     def _render(self, received: float, image_msg, depth_msg) -> None:
+        if self.compressed:
+            image_msg = ros_io.decompress_image(image_msg)
         out = self.render(image_msg, depth_msg, self.settings)
         self.outputs.publish([('dof/image', ros_io.image_to_cdr(
             out, image_msg.encoding, ros_io.header_from(image_msg)))])
