@@ -1,20 +1,25 @@
 """Play bags over DDS and record topics into rosbag2, with rosbags + rclpy (no rosbag2 CLI).
 
 On a robot, `ros2 bag play/record` do this; these are for machines with only the ROS Python
-wheels (like the development machines) and for the demo:
+wheels (like the development machines), for bag_replay.launch.py's player:=builtin and
+record:= there, and for the demo:
 
-  python -m depth_nodes.dds_bag play BAG [--rate R] [--clock] [--topics T ...] [--loop]
-  python -m depth_nodes.dds_bag record OUT --topics T ... [--duration S]
+  python -m depth_nodes.dds_bag play BAG [--rate R] [--clock] [--loop] [--topics T ...]
+      [--remap FROM:=TO ...] [--wait-for T ... [--wait-timeout S]]
+  python -m depth_nodes.dds_bag record OUT --topics TOPIC:=pkg/msg/Type ... [--duration S]
+      [--use-sim-time] [--storage sqlite3|mcap]
 
 Messages travel as serialized CDR (ROS 1 bags are converted), so nothing is re-encoded and
 header stamps stay exactly as recorded. ``--clock`` publishes /clock from the bag time, for
-nodes running with use_sim_time.
+nodes running with use_sim_time. Both stop cleanly on Ctrl-C / SIGTERM (a recording is
+finalised); ROS arguments go after ``--ros-args``, as for any ROS 2 program.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import queue
+import signal
 import sys
 import threading
 import time
@@ -22,8 +27,11 @@ from pathlib import Path
 from typing import Iterable
 
 import rclpy
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 
 RELIABLE = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
 
@@ -57,16 +65,23 @@ class BagPlayer:
         self.publishers = {}
         self.published = 0
 
-    def wait_for_subscribers(self, topics: Iterable[str], timeout: float) -> bool:
-        """Create the publishers of ``topics`` now and wait until each has a subscriber."""
+    def wait_for_subscribers(self, topics: Iterable[str], timeout: float,
+                             stop: threading.Event | None = None) -> bool:
+        """Wait until each of ``topics`` has a subscriber: a bag topic (its publisher is
+        created now, remapped) or any other topic of the graph (e.g. a recorder's)."""
+        topics = list(topics)
         with open_bag(self.bag) as reader:
             for conn in reader.connections:
                 if conn.topic in topics:
                     self._publisher(conn)
+
+        def subscribed(topic: str) -> bool:
+            if topic in self.publishers:
+                return self.publishers[topic].get_subscription_count() > 0
+            return self.node.count_subscribers(topic) > 0
         deadline = time.monotonic() + timeout
-        wanted = [self.publishers[t] for t in topics if t in self.publishers]
-        while time.monotonic() < deadline:
-            if all(p.get_subscription_count() > 0 for p in wanted):
+        while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
+            if all(subscribed(t) for t in topics):
                 return True
             time.sleep(0.05)
         return False
@@ -94,7 +109,10 @@ class BagPlayer:
                     start_wall, start_bag = time.monotonic(), bag_ns
                 delay = (bag_ns - start_bag) * 1e-9 / self.rate - (time.monotonic() - start_wall)
                 if delay > 0:
-                    time.sleep(delay)
+                    if stop is None:
+                        time.sleep(delay)
+                    elif stop.wait(delay):
+                        break
                 if self.clock is not None:
                     self.clock.publish(_clock_msg(bag_ns))
                 if reader.is2:
@@ -176,7 +194,32 @@ class BagRecorder:
             self._thread.join()
 
 
-def main(argv=None) -> int:
+def split_ros_arguments(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``argv`` -> (this tool's arguments, the ROS arguments: ``--ros-args ... [--]``).
+
+    rclpy.init() gets only the latter: given the whole command line it would take
+    ``/depth/image:=sensor_msgs/msg/Image`` (the --topics syntax) for a remap rule.
+    """
+    if '--ros-args' not in argv:
+        return list(argv), []
+    start = argv.index('--ros-args')
+    rest = argv[start:]
+    end = rest.index('--') if '--' in rest else len(rest)
+    return list(argv[:start]) + rest[end + 1:], rest[:end]
+
+
+def parse_pairs(pairs: Iterable[str], what: str) -> dict[str, str]:
+    """['a:=b', ...] -> {'a': 'b', ...}; a clear ValueError naming ``what`` otherwise."""
+    result = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition(':=')
+        if not (sep and key and value):
+            raise ValueError(f"{what} expects NAME:=VALUE, got '{pair}'")
+        result[key] = value
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='python -m depth_nodes.dds_bag',
                                      description=__doc__.split('\n\n')[0])
     sub = parser.add_subparsers(dest='command', required=True)
@@ -186,45 +229,94 @@ def main(argv=None) -> int:
     play.add_argument('--clock', action='store_true', help='publish /clock from bag time')
     play.add_argument('--topics', nargs='*', help='only these topics')
     play.add_argument('--loop', action='store_true')
+    play.add_argument('--remap', nargs='+', default=[], metavar='FROM:=TO',
+                      help='publish bag topic FROM on TO (as ros2 bag play --remap)')
+    play.add_argument('--wait-for', nargs='+', default=[], metavar='TOPIC',
+                      help='topics (bag topics before --remap, or any other) that must have '
+                           'a subscriber before playing starts')
+    play.add_argument('--wait-timeout', type=float, default=30.0,
+                      help='seconds to wait for those subscribers (then play anyway)')
     rec = sub.add_parser('record', help='record topics into a new rosbag2')
     rec.add_argument('output', type=Path)
-    rec.add_argument('--topics', nargs='+', required=True,
+    rec.add_argument('--topics', nargs='+', required=True, metavar='TOPIC:=TYPE',
                      help='topic:=pkg/msg/Type, e.g. /depth/image:=sensor_msgs/msg/Image')
     rec.add_argument('--duration', type=float, default=0.0, help='seconds (0: until Ctrl-C)')
     rec.add_argument('--storage', choices=('sqlite3', 'mcap'), default='sqlite3')
-    args = parser.parse_args(argv)
-    rclpy.init()
-    node = rclpy.create_node('dds_bag')
-    spinner = threading.Thread(target=rclpy.spin, args=(node,), daemon=True)
+    rec.add_argument('--use-sim-time', action='store_true',
+                     help='bag times from /clock (as ros2 bag record --use-sim-time)')
+    return parser
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    """SIGINT (Ctrl-C, launch's shutdown) and SIGTERM end the run through ``stop``."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+
+def main(argv=None) -> int:
+    own, ros_args = split_ros_arguments(sys.argv[1:] if argv is None else list(argv))
+    args = build_parser().parse_args(own)
+    try:
+        remap = parse_pairs(getattr(args, 'remap', []), '--remap')
+        topics = parse_pairs(getattr(args, 'topics', []), '--topics') \
+            if args.command == 'record' else {}
+    except ValueError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        _stop_on_signals(stop)
+    # A context of our own with no signal handlers of rclpy's: the run ends through `stop`,
+    # and everything is shut down in order below. A spin thread still inside the executor
+    # when the interpreter exits aborts it (exit 134, 'terminate called without an active
+    # exception').
+    context = rclpy.Context()
+    rclpy.init(args=['dds_bag', *ros_args], context=context,
+               signal_handler_options=SignalHandlerOptions.NO)
+    overrides = [Parameter('use_sim_time', value=True)] if getattr(
+        args, 'use_sim_time', False) else []
+    node = rclpy.create_node('dds_bag', context=context, parameter_overrides=overrides)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, name='dds-bag-spin')
     spinner.start()
     try:
         if args.command == 'play':
-            player = BagPlayer(node, args.bag, args.topics, args.rate, args.clock)
-            while True:
-                count = player.play()
-                print(f'published {count} messages from {args.bag}')
-                if not args.loop:
-                    break
-        else:
-            topics = dict(t.split(':=', 1) for t in args.topics)
-            recorder = BagRecorder(node, args.output, topics, args.storage)
-            try:
-                end = time.monotonic() + args.duration if args.duration else float('inf')
-                while time.monotonic() < end:
-                    time.sleep(0.1)
-            except KeyboardInterrupt:
-                pass
-            finally:
-                recorder.close()
-            print(f'recorded {recorder.counts} into {args.output}')
+            return _play(node, args, remap, stop)
+        return _record(node, args, topics, stop)
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        pass
     finally:
+        executor.shutdown()
+        spinner.join()
         node.destroy_node()
-        rclpy.try_shutdown()
+        rclpy.try_shutdown(context=context)
+
+
+def _play(node: Node, args, remap: dict[str, str], stop: threading.Event) -> int:
+    player = BagPlayer(node, args.bag, args.topics, args.rate, args.clock, remap)
+    if args.wait_for and not player.wait_for_subscribers(args.wait_for, args.wait_timeout,
+                                                         stop):
+        print(f'warning: no subscriber on some of {args.wait_for} after '
+              f'{args.wait_timeout:g} s; playing anyway', file=sys.stderr)
+    while not stop.is_set():
+        count = player.play(stop)
+        print(f'published {count} messages from {args.bag}', flush=True)
+        if not args.loop:
+            break
+    return 0
+
+
+def _record(node: Node, args, topics: dict[str, str], stop: threading.Event) -> int:
+    recorder = BagRecorder(node, args.output, topics, args.storage)
+    try:
+        end = time.monotonic() + args.duration if args.duration else float('inf')
+        while not stop.wait(0.1) and time.monotonic() < end:
+            pass
+    finally:
+        recorder.close()
+    print(f'recorded {recorder.counts} into {args.output}', flush=True)
     return 0
 
 

@@ -1,29 +1,31 @@
 """What each depth node does with one frame, shared by the running node and process_bag.
 
-A frame path turns a node's input messages into one DepthFrame in two steps:
+A frame path turns input messages into output messages, one way:
 
-- ``accept(input, message)`` runs where a message arrives (the subscription callback, or the
-  bag reader): it keeps the newest camera_info, decodes a serialized image's CDR (its pixels
-  stay a view of the bytes) and synchronises multi-input nodes by approximate time, reporting
-  inputs left without a partner to its ``dropped`` sink as 'unsynchronised'. It returns a job
-  (a complete group of input messages, in ``streams`` order) or None, and is cheap: the
-  node's keep-newest worker only ever sees complete groups.
-- ``process(job)`` runs on the node's worker (or right away offline): pixel decoding, input
-  checks, the estimator; bad input raises ImageFormatError(message, kind).
+  accept(input, message)  where a message arrives (the subscription callback, or the bag
+                          reader): keeps the newest camera_info, decodes a serialized image's
+                          CDR (ros_io; its pixels stay a view of the bytes), synchronises
+                          multi-input nodes by approximate time (inputs left without a partner
+                          go to the ``dropped`` sink as 'unsynchronised'). Returns a job (a
+                          complete group of input messages, in ``streams`` order) or None.
+  process(job, wants)     pixels -> checks -> estimator (estimate(): a DepthFrame) -> output
+                          messages (encode(): ros_io), as a FrameOutput. Bad input raises
+                          ImageFormatError(message, kind).
 
-DepthMessages turns a DepthFrame into the output messages: the node publishes them, the bag
-processor writes them. Parameters come as a Mapping: the node passes a live view of its ROS
-parameters (run-time changes apply at the next frame), process_bag the params file over
-parameter_defaults(), the defaults the node declares its parameters with.
+The node publishes FrameOutput.messages, the bag processor writes them. Parameters come as a
+Mapping: the node passes its current parameter values (run-time changes apply at the next
+frame), process_bag the params file over parameter_defaults(). Each parameter is defined once,
+in depth_nodes.parameters (common ones) or in its frame path's ``parameters``.
 
 No rclpy here (message types only), so frame paths are tested without spinning anything.
 """
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -36,10 +38,17 @@ from depth_nodes.core.encodings import (ImageFormatError, depth_to_metres, looku
                                         to_rgb8)
 from depth_nodes.core.pointcloud import depth_to_xyzrgb
 from depth_nodes.core.preprocess import resize_image
+from depth_nodes.core.scale_fit import ScaleFitOptions, SparseDepthScaler
 from depth_nodes.core.semidense import (depth_from_semidense_image, intensity_from_image,
-                                        points_to_sparse_depth, transform_points)
+                                        points_to_sparse_depth, resample_sparse_depth,
+                                        transform_points)
 from depth_nodes.core.stereo import SgbmParameters
 from depth_nodes.core.sync import ApproximateTimeSync
+from depth_nodes.methods import OUTPUT_TOPICS
+from depth_nodes.parameters import (DEPTH_PARAMETERS, RELOAD, START_ONLY, Parameter,
+                                    defaults, depth_image_transport_parameter,
+                                    image_transport_parameter, points_to_camera_parameter,
+                                    post_process_parameter, sync_slop_parameter)
 from depth_nodes.runtime.engine import EngineOptions, ModelLoadError
 from depth_nodes.runtime.estimator import DepthResult, MonoDepthEstimator
 from depth_nodes.runtime.model import LoadedModel, open_model
@@ -49,20 +58,13 @@ from depth_nodes.runtime.stereo_estimator import LearnedStereoEstimator, SgbmSte
 
 log = logging.getLogger(__name__)
 
-
-# -- parameters ------------------------------------------------------------------------------
-# Defaults of the parameters every depth node has (the spec.* overrides aside); the nodes
-# declare them with these values and process_bag starts from them. 'model': per frame path.
-DEPTH_DEFAULTS = {
-    'model': '', 'backend': 'auto', 'precision': 'fp32', 'engine_cache_dir': '',
-    'force_engine_update': False, 'publish_colored': False, 'publish_points': False,
-    'points_stride': 2, 'min_depth': 0.0, 'max_depth': 0.0, 'output_resolution': 'input',
-}
+# depth/* outputs made only when switched on (parameter) and wanted (subscribed).
+OPTIONAL_OUTPUTS = {'depth/colored': 'publish_colored', 'depth/points': 'publish_points'}
 
 
 def parameter_defaults(frame_path: type[DepthFramePath]) -> dict[str, Any]:
     """Every parameter a frame path's node declares (spec.* aside), with its default."""
-    return {**DEPTH_DEFAULTS, 'model': frame_path.default_model, **frame_path.defaults}
+    return defaults(frame_path.all_parameters())
 
 
 def engine_options(values: Mapping[str, Any]) -> EngineOptions:
@@ -89,7 +91,7 @@ def camera_of(info, width: int = 0, height: int = 0, *, topic: str = 'camera_inf
 # -- frames and their messages ---------------------------------------------------------------
 @dataclass
 class DepthFrame:
-    """One result of a frame path: what the node publishes, with the input's header."""
+    """One estimate of a frame path, with the input's header, before encoding."""
     header: Any                        # std_msgs/Header of the input (REP 118: the output's)
     result: DepthResult
     depth_range: tuple[float, float]   # [min, max] metres the result was limited to
@@ -100,37 +102,18 @@ class DepthFrame:
     hints: list[tuple[str, str]] = field(default_factory=list)   # (kind, advice) for the log
 
 
-class DepthMessages:
-    """DepthFrame -> (node-relative topic, message) for depth/image, depth/camera_info,
-    depth/colored, depth/points and the frame's extra outputs. Messages are serialized CDR
-    bytes or message objects (CameraInfo)."""
+@dataclass
+class FrameOutput:
+    """What one job gives: (node-relative topic, message) pairs, in publishing order; a
+    message is serialized CDR bytes or a message object (CameraInfo)."""
+    header: Any
+    messages: list[tuple[str, Any]]
+    inference_s: float
+    hints: list[tuple[str, str]] = field(default_factory=list)
 
-    def __init__(self):
-        self._rays_key = self._rays = None     # pixel rays of the last camera (points)
 
-    def __call__(self, frame: DepthFrame, wants: Callable[[str], bool],
-                 stride: int) -> Iterator[tuple[str, Any]]:
-        """``wants(topic)``: whether depth/colored, depth/points or an extra output is needed
-        (depth/image and depth/camera_info always are); unwanted ones are not computed."""
-        result, header = frame.result, frame.header
-        yield 'depth/image', ros_io.image_to_cdr(result.depth, '32FC1', header)
-        if result.camera is not None:
-            yield 'depth/camera_info', ros_io.intrinsics_to_camera_info(
-                result.camera, header, frame.info_template)
-        if wants('depth/colored'):
-            yield 'depth/colored', ros_io.image_to_cdr(
-                colorize_depth(result.depth, *frame.depth_range), 'rgb8', header)
-        if result.camera is not None and wants('depth/points'):
-            rgb = frame.rgb
-            if rgb is not None and rgb.shape[:2] != result.depth.shape:
-                rgb = cv2.resize(rgb, result.depth.shape[::-1], interpolation=cv2.INTER_AREA)
-            if self._rays_key != result.camera:
-                self._rays_key, self._rays = result.camera, pixel_rays(result.camera)
-            cloud = depth_to_xyzrgb(result.depth, result.camera, rgb, stride, self._rays)
-            yield 'depth/points', ros_io.xyzrgb_to_pointcloud2_cdr(cloud, header)
-        for topic, build in frame.extra.items():
-            if wants(topic):
-                yield topic, build()
+def everything(topic: str) -> bool:
+    return True
 
 
 # -- frame paths -------------------------------------------------------------------------------
@@ -143,17 +126,20 @@ def _ignore(kind: str, message: str, count: int) -> None:
 
 
 class DepthFramePath:
-    """A depth node's inputs -> DepthFrame. Subclasses set the class attributes below and
-    implement build_estimator() and process()."""
+    """A depth node's input messages -> its output messages. Subclasses set the class
+    attributes below and implement build_estimator() and estimate()."""
 
     default_model = ''
     model_optional = False           # runs without a network when 'model' is empty
-    defaults: dict[str, Any] = {}    # the node's own parameters, beyond DEPTH_DEFAULTS
-    estimator_parameters: tuple[str, ...] = ()        # changing one rebuilds the estimator
+    parameters: tuple[Parameter, ...] = ()   # the node's own, beyond DEPTH_PARAMETERS
     streams: tuple[str, ...] = ()    # inputs of a frame, synchronised when more than one
     latest_inputs: tuple[str, ...] = ()               # inputs of which the newest is kept
     required_latest: tuple[str, ...] = ()             # ... without which no frame can be made
-    message_inputs: frozenset[str] = frozenset()      # streams that are not sensor_msgs/Image
+    message_inputs: dict[str, str] = {}    # inputs that are not Images (streams) or
+    #                                        CameraInfo (latest_inputs): their type
+    # Image streams -> the parameter naming their image_transport ('raw', 'compressed',
+    # 'compressedDepth'); those not raw arrive as sensor_msgs/CompressedImage.
+    transports: dict[str, str] = {}
     extra_outputs: dict[str, str] = {}                # node-relative topic -> message type
 
     def __init__(self, estimator, params: Mapping[str, Any],
@@ -162,15 +148,53 @@ class DepthFramePath:
         self.params = params
         self.dropped = dropped
         self.latest: dict[str, Any] = dict.fromkeys(self.latest_inputs)
+        self.transport = {name: params[param] for name, param in self.transports.items()
+                          if name in self.streams}
         self.sync = ApproximateTimeSync(len(self.streams), sync_slop_s) \
             if len(self.streams) > 1 else None
+        self._rays_key = self._rays = None     # pixel rays of the last camera (depth/points)
 
-    # -- what the node subscribes and the bag processor reads
+    # -- parameters
+    @classmethod
+    def all_parameters(cls) -> tuple[Parameter, ...]:
+        """Every parameter of the node: DEPTH_PARAMETERS ('model' defaulting to the frame
+        path's model) and the frame path's own."""
+        return tuple(replace(p, default=cls.default_model) if p.name == 'model' else p
+                     for p in DEPTH_PARAMETERS) + cls.parameters
+
+    # -- what the node subscribes and publishes, and the bag processor reads and writes
+    @property
+    def inputs(self) -> dict[str, str]:
+        """Input name (node-relative topic) -> message type: the streams, then the newest-
+        kept inputs (CameraInfo unless message_inputs says otherwise). An image stream with a
+        transport other than raw arrives as CompressedImage on topic_suffix(name) below its
+        name."""
+        return {**{name: self.message_inputs.get(name, ros_io.IMAGE_TYPE)
+                   if self.transport.get(name, 'raw') == 'raw'
+                   else ros_io.COMPRESSED_IMAGE_TYPE for name in self.streams},
+                **{name: self.message_inputs.get(name, ros_io.CAMERA_INFO_TYPE)
+                   for name in self.latest_inputs}}
+
+    def topic_suffix(self, name: str) -> str:
+        """What image_transport appends to an input's (resolved) topic: '' for raw, else
+        '/compressed' or '/compressedDepth'."""
+        transport = self.transport.get(name, 'raw')
+        return '' if transport == 'raw' else f'/{transport}'
+
+    def use_transport(self, name: str, transport: str) -> None:
+        """Receive image stream ``name`` by ``transport`` (process_bag: by its topic's type)."""
+        self.transport[name] = transport
+
     @property
     def raw_inputs(self) -> frozenset[str]:
-        """Streams that arrive as serialized CDR images (decoded in accept()); the other
-        inputs arrive as message objects."""
-        return frozenset(self.streams) - self.message_inputs
+        """Streams that arrive as serialized CDR (decoded in accept()); the other inputs
+        arrive as message objects."""
+        return frozenset(self.streams) - set(self.message_inputs)
+
+    @classmethod
+    def outputs(cls) -> dict[str, str]:
+        """Node-relative output topic -> message type."""
+        return {**OUTPUT_TOPICS, **cls.extra_outputs}
 
     @property
     def required_inputs(self) -> tuple[str, ...]:
@@ -194,6 +218,10 @@ class DepthFramePath:
     def check_parameter(self, name: str, value: Any) -> None:
         """A run-time parameter change: ValueError refuses it; state is updated here."""
 
+    def diagnostics(self) -> dict[str, str]:
+        """Frame-path values for the node's /diagnostics status (key -> text)."""
+        return {}
+
     def depth_range(self) -> tuple[float, float]:
         """[min, max] valid depth in metres: the parameters, or the model's range where 0."""
         spec = self.estimator.spec
@@ -210,8 +238,7 @@ class DepthFramePath:
             return None
         if name not in self.streams:
             return None
-        if name not in self.message_inputs:
-            message = ros_io.image_from_cdr(message)
+        message = self.decode(name, message)
         if self.sync is None:
             return (message,)
         stamp = message.header.stamp
@@ -226,38 +253,271 @@ class DepthFramePath:
                          f'{self.sync.stats.last_spread_s:.3f} s)', dropped)
         return group
 
-    def process(self, job: tuple) -> DepthFrame:
-        """The depth frame of one job from accept(); ImageFormatError for bad input."""
+    def decode(self, name: str, message):
+        """A stream message as accept() keeps it: a serialized image -> ros_io's decoded
+        message (header, encoding, pixels viewing the bytes); a CompressedImage -> its
+        message (header, format, data), its pixels decoded by process(); other types as
+        they came."""
+        if name in self.message_inputs:
+            return message
+        if self.transport.get(name, 'raw') != 'raw':
+            return ros_io.compressed_image_from_cdr(message)
+        return ros_io.image_from_cdr(message)
+
+    def decompressed(self, job: tuple) -> tuple:
+        """A job with its CompressedImages decoded, as estimate() reads images. Here, not in
+        accept(): decoding a jpeg costs far more than reading a header, and only the jobs
+        that are processed (a complete, synchronised group) are decoded."""
+        return tuple(ros_io.decompress_image(message)
+                     if self.transport.get(name, 'raw') != 'raw' else message
+                     for name, message in zip(self.streams, job))
+
+    def process(self, job: tuple, wants: Callable[[str], bool] = everything) -> FrameOutput:
+        """The output messages of one job from accept(). ``wants(topic)``: whether anyone
+        takes an optional output (depth/colored, depth/points, extra outputs); those not
+        wanted, or switched off by their parameter, are not computed."""
+        frame = self.estimate(self.decompressed(job))
+        return FrameOutput(frame.header, self.encode(frame, wants), frame.result.inference_s,
+                           frame.hints)
+
+    def estimate(self, job: tuple) -> DepthFrame:
+        """Decode, check and estimate one job; ImageFormatError for bad input."""
         raise NotImplementedError
+
+    def encode(self, frame: DepthFrame, wants: Callable[[str], bool] = everything
+               ) -> list[tuple[str, Any]]:
+        """A DepthFrame -> its messages: depth/image and depth/camera_info always (the input's
+        header, REP 118), depth/colored, depth/points and extra outputs when wanted."""
+        result, header = frame.result, frame.header
+        messages = [('depth/image', ros_io.image_to_cdr(result.depth, '32FC1', header))]
+        if result.camera is not None:
+            messages.append(('depth/camera_info', ros_io.intrinsics_to_camera_info(
+                result.camera, header, frame.info_template)))
+        if self.params['publish_colored'] and wants('depth/colored'):
+            messages.append(('depth/colored', ros_io.image_to_cdr(
+                colorize_depth(result.depth, *frame.depth_range), 'rgb8', header)))
+        if result.camera is not None and self.params['publish_points'] and \
+                wants('depth/points'):
+            messages.append(('depth/points', ros_io.xyzrgb_to_pointcloud2_cdr(
+                self._points(frame), header)))
+        messages += [(topic, build()) for topic, build in frame.extra.items() if wants(topic)]
+        return messages
+
+    def _points(self, frame: DepthFrame) -> np.ndarray:
+        result, rgb = frame.result, frame.rgb
+        if rgb is not None and rgb.shape[:2] != result.depth.shape:
+            rgb = cv2.resize(rgb, result.depth.shape[::-1], interpolation=cv2.INTER_AREA)
+        if self._rays_key != result.camera:
+            self._rays_key, self._rays = result.camera, pixel_rays(result.camera)
+        return depth_to_xyzrgb(result.depth, result.camera, rgb,
+                               int(self.params['points_stride']), self._rays)
+
+
+SCALE_SOURCES = ('none', 'semidense', 'points')
+# The sparse metric depth input of each scale_from source (node-relative topic).
+SCALE_INPUTS = {'semidense': 'semidense/depth', 'points': 'points'}
+SPARSE_BUFFER = 8      # newest sparse depth messages kept for matching image stamps
+LATE_FRAMES = 4        # newest unscaled predictions kept for sparse depth that comes later
+
+
+def _stamp_ns(message) -> int:
+    return message.header.stamp.sec * 10**9 + message.header.stamp.nanosec
 
 
 class MonoDepthFramePath(DepthFramePath):
-    """mono_depth_node: one image (RGB, gray or NIR) + the newest camera_info -> depth."""
+    """mono_depth_node: one image (RGB, gray or NIR) + the newest camera_info -> depth.
+
+    With scale_from (semidense, points) the metric scale comes from sparse metric depth of
+    the same camera, fitted per frame (depth_nodes.core.scale_fit): the newest sparse
+    messages are kept, and the one stamped closest to the image within sync_slop is fitted
+    (depth models: a robust scale; relative_inverse_depth models: scale and shift in inverse
+    depth). A frame without one uses the last fit for scale_hold_s of input time; after that
+    it is dropped with a throttled warning (kind 'no_scale'), since a depth of unknown scale
+    on the metric depth topic would mislead whoever reads it. Sparse depth that arrives after
+    its image (a SLAM map of that frame) is fitted to the kept prediction of that image and
+    scales the frames after it.
+    """
 
     default_model = 'eigen_synthetic'
-    defaults = {'post_process': 'none'}
-    estimator_parameters = ('post_process',)
+    parameters = (
+        post_process_parameter(
+            "'pp': also run the mirrored image and combine both (Godard et al.; disparity "
+            'models such as the DPN; twice the inference time)'),
+        Parameter('scale_from', 'none', 'metric scale fitted per frame to sparse metric depth: '
+                  'semidense = semidense/depth (32FC1 m or 16UC1 mm, pixels of this camera), '
+                  'points = points (PointCloud2, projected with camera_info); none = the '
+                  "model's own scale", choices=SCALE_SOURCES, applies=START_ONLY),
+        Parameter('scale_hold_s', 1.0, 'scale_from: seconds of input time the last fit scales '
+                  'frames without sparse depth; later frames are dropped (warning)',
+                  float_range=(0.0, 3600.0)),
+        Parameter('scale_inlier_error', 0.1, 'scale_from: relative depth error up to which a '
+                  'sparse point is an inlier of the fit', float_range=(0.001, 1.0)),
+        Parameter('scale_min_points', 20, 'scale_from: fewest valid sparse points for a fit',
+                  int_range=(2, 1_000_000)),
+        sync_slop_parameter(0.01, 'scale_from: largest stamp difference (s) between an image '
+                            'and the sparse depth fitted to it'),
+        points_to_camera_parameter('points'),
+        image_transport_parameter('images'),
+    )
     streams = ('image',)
     latest_inputs = ('camera_info',)
+    transports = {'image': 'image_transport'}
+    message_inputs = {'semidense/depth': ros_io.IMAGE_TYPE, 'points': ros_io.POINTCLOUD2_TYPE}
+
+    def __init__(self, estimator, params, dropped=_ignore):
+        self.scale_from = params['scale_from']
+        if self.scale_from not in SCALE_SOURCES:
+            raise ValueError(f'parameter scale_from must be one of {SCALE_SOURCES}, got '
+                             f"'{self.scale_from}'")
+        self.check_parameter('points_to_camera', params['points_to_camera'])  # fails at start
+        self.sparse_input = SCALE_INPUTS.get(self.scale_from)
+        if self.sparse_input:
+            self.latest_inputs = ('camera_info', self.sparse_input)
+        if self.scale_from == 'points':
+            self.required_latest = ('camera_info',)
+        super().__init__(estimator, params, dropped)
+        self._sparse: deque = deque(maxlen=SPARSE_BUFFER)
+        # (stamp ns, image size, predict()'s DepthResult) of frames without their own fit.
+        self._unscaled: deque = deque(maxlen=LATE_FRAMES)
+        self.late_fits = 0       # sparse depth fitted to a frame already processed
+        self.scaler = self._new_scaler(estimator)
+
+    def _new_scaler(self, estimator) -> SparseDepthScaler | None:
+        return SparseDepthScaler(estimator.scale_fit_kind) if self.sparse_input else None
 
     @classmethod
     def build_estimator(cls, model, values):
         try:
             return MonoDepthEstimator(model, values['output_resolution'],
-                                      values['post_process'])
-        except ValueError as exc:    # e.g. pp on a model that outputs no disparity
+                                      values['post_process'],
+                                      scale_fitted=values['scale_from'] != 'none')
+        except ValueError as exc:    # pp on a model without disparity; scale-free model
             raise ModelLoadError(values['model'], str(exc)) from None
 
-    def process(self, job):
+    def use_estimator(self, estimator) -> None:
+        self.estimator = estimator
+        self.scaler = self._new_scaler(estimator)    # a fit is of one model's prediction
+        self._unscaled.clear()
+
+    def check_parameter(self, name, value) -> None:
+        if name == 'points_to_camera':
+            transform_points(np.zeros((1, 3)), tuple(value))    # ValueError names the fault
+
+    def accept(self, name, message):
+        if name == self.sparse_input:
+            self._sparse.append(message)
+            self._fit_late(message)
+            return None
+        return super().accept(name, message)
+
+    def estimate(self, job):
         (msg,) = job
         image = ros_io.image_to_array(msg)
         info = self.latest['camera_info']
         camera = None if info is None else camera_of(info, msg.width, msg.height)
         depth_range = self.depth_range()
-        result = self.estimator.estimate(image, msg.encoding, camera, depth_range=depth_range)
+        if self.scaler is None:
+            result = self.estimator.estimate(image, msg.encoding, camera,
+                                             depth_range=depth_range)
+        else:
+            result = self._metric(self.estimator.predict(image, msg.encoding, camera), msg,
+                                  depth_range)
         rgb = to_rgb8(image, msg.encoding) \
             if camera is not None and self.params['publish_points'] else None
         return DepthFrame(ros_io.header_from(msg), result, depth_range, info, rgb)
+
+    # -- scale_from
+    def _metric(self, result: DepthResult, msg, depth_range) -> DepthResult:
+        """predict()'s result scaled to metres by this frame's fit or the held one;
+        ImageFormatError 'no_scale' when there is neither."""
+        stamp, size = _stamp_ns(msg), (msg.width, msg.height)
+        message = self._nearest(self._sparse, stamp)
+        sparse = None if message is None else self._sparse_depth(message, size, result)
+        fitted = self.scaler.fitted
+        fit = self.scaler.scale(result.depth, sparse, stamp * 1e-9, self._fit_options())
+        if self.scaler.fitted == fitted:       # no fit of its own: sparse depth may follow
+            self._unscaled.append((stamp, size, DepthResult(result.depth, result.camera, 0.0)))
+        if fit is None:
+            why = f'the fit failed ({self.scaler.last_error})' if sparse is not None else \
+                f"no {self.sparse_input} within sync_slop = {self.params['sync_slop']:g} s " \
+                'of the image'
+            raise ImageFormatError(f'no metric scale: {why}, and no fit in the last '
+                                   f"scale_hold_s = {self.params['scale_hold_s']:g} s",
+                                   'no_scale')
+        depth = fit.apply(result.depth)
+        with np.errstate(invalid='ignore'):
+            depth[~((depth >= depth_range[0]) & (depth <= depth_range[1]))] = np.nan
+        result.depth = depth
+        result.extras['scale_fit'] = fit
+        return result
+
+    def _fit_options(self) -> ScaleFitOptions:
+        return ScaleFitOptions(hold_s=float(self.params['scale_hold_s']),
+                               inlier_error=float(self.params['scale_inlier_error']),
+                               min_points=int(self.params['scale_min_points']))
+
+    def _nearest(self, messages, stamp: int):
+        """The message of ``messages`` stamped closest to ``stamp`` (ns) within sync_slop."""
+        slop_ns = self.params['sync_slop'] * 1e9
+        near = [m for m in list(messages) if abs(_stamp_ns(m) - stamp) <= slop_ns]
+        return min(near, key=lambda m: abs(_stamp_ns(m) - stamp)) if near else None
+
+    def _fit_late(self, message) -> None:
+        """Sparse depth of a frame already processed without its own fit: fitted to that
+        frame's prediction, the fit scales the next frames (for scale_hold_s)."""
+        slop_ns, stamp = self.params['sync_slop'] * 1e9, _stamp_ns(message)
+        frames = [f for f in list(self._unscaled) if abs(f[0] - stamp) <= slop_ns]
+        if not frames:
+            return
+        frame = min(frames, key=lambda f: abs(f[0] - stamp))
+        kept = [f for f in self._unscaled if f is not frame]
+        self._unscaled.clear()
+        self._unscaled.extend(kept)
+        frame_stamp, size, prediction = frame
+        sparse = self._sparse_depth(message, size, prediction)
+        if sparse is not None and self.scaler.learn(prediction.depth, sparse,
+                                                    frame_stamp * 1e-9, self._fit_options()):
+            self.late_fits += 1
+
+    def _sparse_depth(self, message, image_size: tuple[int, int], result: DepthResult
+                      ) -> np.ndarray | None:
+        """A sparse depth message -> metres (NaN unknown) at the prediction's size; None
+        when it is unusable (reported to the dropped-input sink)."""
+        try:
+            if self.scale_from == 'points':
+                if result.camera is None:
+                    raise ImageFormatError('no camera_info received yet: projecting points '
+                                           'needs the camera model', 'camera_info')
+                points = transform_points(ros_io.pointcloud2_to_xyz(message),
+                                          tuple(self.params['points_to_camera']))
+                return points_to_sparse_depth(points, result.camera)
+            if (message.width, message.height) != image_size:
+                raise ImageFormatError(f'it is {message.width}x{message.height} but the image '
+                                       f'is {image_size[0]}x{image_size[1]} (it must be in '
+                                       "this camera's pixels)", 'size')
+            metres = depth_to_metres(ros_io.image_to_array(message), message.encoding)
+            return resample_sparse_depth(metres, *result.depth.shape)
+        except ImageFormatError as exc:
+            self.dropped(f'scale_input_{exc.kind}', f'{self.sparse_input} not used for the '
+                         f'scale: {exc}', 1)
+            return None
+
+    def diagnostics(self) -> dict[str, str]:
+        if self.scaler is None:
+            return {}
+        scaler, fit = self.scaler, self.scaler.last_fit
+        values = {'scale from': f'{self.sparse_input} ({scaler.kind})',
+                  'frames scaled by their own fit': str(scaler.fitted),
+                  'frames scaled by a held fit': str(scaler.held),
+                  'fits of sparse depth later than its image': str(self.late_fits),
+                  'frames dropped (no scale)': str(scaler.unscaled)}
+        if fit is not None:
+            values.update({'scale': f'{fit.scale:.6g}', 'scale shift': f'{fit.shift:.6g}',
+                           'scale fit residual (median relative)': f'{fit.residual:.4f}',
+                           'scale fit inliers': f'{fit.inliers} of {fit.points}'})
+        if scaler.last_error:
+            values['scale fit error'] = scaler.last_error
+        return values
 
 
 class NirDepthFramePath(DepthFramePath):
@@ -265,11 +525,22 @@ class NirDepthFramePath(DepthFramePath):
     (``depth_model``) (Shen et al.), with nir/pseudo_rgb when publish_pseudo_rgb."""
 
     default_model = 'ctn_synthetic'
-    defaults = {'depth_model': 'dpn_synthetic', 'publish_pseudo_rgb': False, 'baseline': 0.0,
-                'depth_scale': 1.0}
-    estimator_parameters = ('depth_model',)
+    parameters = (
+        Parameter('depth_model', 'dpn_synthetic', 'RGB depth model fed the pseudo-RGB (path or '
+                  'name under models/); empty: model is itself a NIR depth model and runs '
+                  'alone', applies=RELOAD),
+        Parameter('publish_pseudo_rgb', False, 'publish nir/pseudo_rgb: the translated image '
+                  'the depth model sees (rgb8)'),
+        Parameter('baseline', 0.0, 'stereo baseline in metres of the rig the depth model was '
+                  'trained on, for a disparity model (0: the depth model spec)',
+                  float_range=(0.0, 100.0)),
+        Parameter('depth_scale', 1.0, 'factor applied to the metric depth (e.g. measured '
+                  'against a range sensor)', float_range=(1e-6, 1e6)),
+        image_transport_parameter('NIR images'),
+    )
     streams = ('nir/image',)
     latest_inputs = ('nir/camera_info',)
+    transports = {'nir/image': 'image_transport'}
     extra_outputs = {'nir/pseudo_rgb': ros_io.IMAGE_TYPE}
 
     @classmethod
@@ -283,7 +554,7 @@ class NirDepthFramePath(DepthFramePath):
         except ValueError as exc:   # a wrong pair of models
             raise ModelLoadError(values['depth_model'] or values['model'], str(exc)) from None
 
-    def process(self, job):
+    def estimate(self, job):
         (msg,) = job
         if lookup_encoding(msg.encoding).kind != 'mono':
             raise ImageFormatError(f"nir/image has encoding '{msg.encoding}'; expected a "
@@ -308,7 +579,6 @@ class NirDepthFramePath(DepthFramePath):
 
 
 SEMIDENSE_INPUTS = ('depth', 'points')
-IDENTITY_POSE = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]     # tx ty tz qx qy qz qw
 
 
 class SemiDenseFramePath(DepthFramePath):
@@ -317,11 +587,26 @@ class SemiDenseFramePath(DepthFramePath):
     (Makarov et al.). The streams depend on the parameters and on the model (intensity)."""
 
     default_model = 'semidense_synthetic'
-    defaults = {'input': 'depth', 'input_is_inverse_depth': False, 'use_variance': False,
-                'max_variance': 0.0, 'keep_input_depth': True,
-                'points_to_camera': IDENTITY_POSE, 'sync_slop': 0.02}
+    parameters = (
+        Parameter('input', 'depth', 'semi-dense input: a depth image or a point cloud',
+                  choices=SEMIDENSE_INPUTS, applies=START_ONLY),
+        Parameter('input_is_inverse_depth', False, 'semidense/depth holds inverse depth (1/m, '
+                  'LSD-SLAM) instead of metres'),
+        Parameter('use_variance', False, 'also subscribe semidense/variance (synchronised) for '
+                  'the max_variance filter', applies=START_ONLY),
+        Parameter('max_variance', 0.0, 'drop pixels whose variance exceeds this (0: keep all)',
+                  float_range=(0.0, 1e6)),
+        Parameter('keep_input_depth', True, 'publish known input depths unchanged, the network '
+                  'fills the rest'),
+        points_to_camera_parameter('semidense/points'),
+        sync_slop_parameter(0.02, 'largest stamp difference (s) of synchronised inputs',
+                            applies=START_ONLY),
+        image_transport_parameter('intensity images'),
+        depth_image_transport_parameter('semidense/depth'),
+    )
     latest_inputs = ('camera_info',)
-    message_inputs = frozenset({'semidense/points'})
+    message_inputs = {'semidense/points': ros_io.POINTCLOUD2_TYPE}
+    transports = {'semidense/depth': 'depth_image_transport', 'image': 'image_transport'}
 
     def __init__(self, estimator, params, dropped=_ignore):
         self.input = params['input']
@@ -356,7 +641,7 @@ class SemiDenseFramePath(DepthFramePath):
         if name == 'points_to_camera':
             transform_points(np.zeros((1, 3)), tuple(value))    # ValueError names the fault
 
-    def process(self, job):
+    def estimate(self, job):
         group = dict(zip(self.streams, job))
         info = self.latest['camera_info']
         if self.input == 'points':
@@ -421,10 +706,19 @@ class StereoFramePath(DepthFramePath):
     without a model, else a disparity network on the left image)."""
 
     model_optional = True
-    defaults = {'post_process': 'none', 'sync_slop': 0.01, 'baseline': 0.0,
-                **{name: getattr(SGBM_DEFAULTS, name[5:]) for name in SGBM_PARAMETERS}}
-    estimator_parameters = ('post_process', *SGBM_PARAMETERS)
+    parameters = (
+        post_process_parameter("model only: 'pp' also runs the mirrored left image (Godard "
+                               'et al.)'),
+        *(Parameter(name, getattr(SGBM_DEFAULTS, name[5:]), f'StereoSGBM {name[5:]} (without '
+                    'a model; see depth_nodes.core.stereo)', applies=RELOAD)
+          for name in SGBM_PARAMETERS),
+        sync_slop_parameter(0.01, 'largest stamp difference (s) of a left/right pair'),
+        Parameter('baseline', 0.0, 'stereo baseline in metres (0: from the right camera_info, '
+                  'P[0,3] = -fx B)', float_range=(0.0, 100.0)),
+        image_transport_parameter('both images'),
+    )
     streams = ('left/image_rect', 'right/image_rect')
+    transports = {'left/image_rect': 'image_transport', 'right/image_rect': 'image_transport'}
     latest_inputs = ('left/camera_info', 'right/camera_info')
     required_latest = latest_inputs
     extra_outputs = {'disparity': 'stereo_msgs/msg/DisparityImage'}
@@ -447,7 +741,7 @@ class StereoFramePath(DepthFramePath):
         if name == 'sync_slop':
             self.sync.slop_s = value
 
-    def process(self, job):
+    def estimate(self, job):
         left_msg, right_msg = job
         left, right = ros_io.image_to_array(left_msg), ros_io.image_to_array(right_msg)
         if left.shape[:2] != right.shape[:2]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from depth_nodes.methods import (DEFAULT_METHOD, METHODS, PACKAGE, REMAP_ARGUMENTS, NodePlan,
-                                 ProcessPlan)
+                                 ProcessPlan, share_directory)
 
 # A launch argument: (name, default value or None for a required argument, description).
 LaunchArgument = tuple[str, 'str | None', str]
@@ -68,6 +68,16 @@ def node_actions(plans: Sequence[NodePlan], namespace: str) -> list:
     others = [n for n, p in zip(nodes, plans) if p.package != PACKAGE]
     scope = [PushRosNamespace(namespace)] if namespace else []
     return [GroupAction(scope + ours)] + others
+
+
+def include_launch_file(name: str, arguments: dict[str, str]) -> Any:
+    """This package's launch file ``name`` with ``arguments``, in a scope of its own (a
+    GroupAction): the arguments of one include do not leak into the next."""
+    from launch.actions import GroupAction, IncludeLaunchDescription
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+    path = share_directory() / 'launch' / name
+    return GroupAction([IncludeLaunchDescription(PythonLaunchDescriptionSource(str(path)),
+                                                 launch_arguments=arguments.items())])
 
 
 def process_actions(plans: Sequence[ProcessPlan]) -> dict[str, Any]:

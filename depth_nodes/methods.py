@@ -5,6 +5,7 @@ and tests check the plan here, where `launch` is not installed.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +53,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 
 DEFAULT_METHOD = 'eigen'
 
-# Node-relative output topics of every depth node (DepthOutputs) and their types.
+# Node-relative output topics of every depth node (frames.DepthFramePath.outputs()) and types.
 OUTPUT_TOPICS = {'depth/image': 'sensor_msgs/msg/Image',
                  'depth/camera_info': 'sensor_msgs/msg/CameraInfo',
                  'depth/colored': 'sensor_msgs/msg/Image',
@@ -113,10 +114,12 @@ def node_environment(share: Path, environ=None) -> dict[str, str]:
 
 def launch_plan(method: str, *, model: str = '', backend: str = '', use_sim_time: bool = False,
                 remaps: dict[str, str] | None = None, rviz: bool = False, dof: bool = False,
-                share: Path | None = None, environ=None) -> list[NodePlan]:
+                image_transport: str = '', share: Path | None = None,
+                environ=None) -> list[NodePlan]:
     """Nodes to start for ``method``: the method's node with its config, plus options.
 
-    ``model`` / ``backend`` left empty keep the values of the method's params file;
+    ``model`` / ``backend`` / ``image_transport`` left empty keep the values of the method's
+    params file;
     ``remaps`` maps node input names (see REMAP_ARGUMENTS) to the user's topics. ``dof``
     adds dof_node (RGB methods only), reading the method's image and its depth/image.
     """
@@ -128,6 +131,8 @@ def launch_plan(method: str, *, model: str = '', backend: str = '', use_sim_time
         overrides['model'] = model
     if backend:
         overrides['backend'] = backend
+    if image_transport:
+        overrides['image_transport'] = image_transport
     remappings = [(REMAP_ARGUMENTS[k], v) for k, v in (remaps or {}).items()
                   if v and k in REMAP_ARGUMENTS and REMAP_ARGUMENTS[k] in m.inputs
                   and v != REMAP_ARGUMENTS[k]]
@@ -174,36 +179,94 @@ def check_bag_path(bag: str) -> Path:
     return path.resolve()
 
 
+BAG_TOOLS = ('auto', 'ros2', 'builtin')
+# Last name of the node inputs that image_transport applies to.
+IMAGE_INPUT_NAMES = ('image', 'image_rect')
+
+
+def ros2_bag_available() -> bool:
+    """True where `ros2 bag` exists: the ros2 CLI with its rosbag2 verb (ros2bag)."""
+    import importlib.util
+    import shutil
+    return shutil.which('ros2') is not None and importlib.util.find_spec('ros2bag') is not None
+
+
+def choose_bag_tool(tool: str, ros2_bag: bool | None = None) -> str:
+    """'auto' | 'ros2' | 'builtin' -> 'ros2' or 'builtin' ('auto': `ros2 bag` where it
+    exists, else depth_nodes.dds_bag); ``ros2_bag`` None asks ros2_bag_available()."""
+    if tool not in BAG_TOOLS:
+        raise ValueError(f"player/recorder must be one of {', '.join(BAG_TOOLS)}, got '{tool}'")
+    if tool != 'auto':
+        return tool
+    return 'ros2' if (ros2_bag_available() if ros2_bag is None else ros2_bag) else 'builtin'
+
+
+def resolve_topic(name: str, namespace: str = '') -> str:
+    """A node-relative topic name as a node in ``namespace`` resolves it."""
+    if name.startswith('/'):
+        return name
+    prefix = '/' + namespace.strip('/') if namespace.strip('/') else ''
+    return f'{prefix}/{name}'
+
+
 def bag_replay_plan(bag: str, method: str, *, rate: float = 1.0, loop: bool = False,
                     record: str = '', rviz: bool = False, dof: bool = False, model: str = '',
-                    backend: str = '', namespace: str = '',
-                    remaps: dict[str, str] | None = None, share: Path | None = None,
-                    environ=None
+                    backend: str = '', namespace: str = '', image_transport: str = '',
+                    remaps: dict[str, str] | None = None, player: str = 'auto',
+                    recorder: str = 'auto', ros2_bag: bool | None = None,
+                    share: Path | None = None, environ=None
                     ) -> tuple[list[ProcessPlan], list[NodePlan]]:
-    """A recorded bag into ``method`` on sim time: `ros2 bag play --clock`, the method's
-    nodes with use_sim_time (and RViz), optionally `ros2 bag record` of the depth outputs.
+    """A recorded bag into ``method`` on sim time: a bag player publishing /clock, the
+    method's nodes with use_sim_time (and RViz), optionally a recorder of the depth outputs.
 
-    ``remaps`` maps node inputs to the bag's camera topics, as in launch_plan(). Paths are
-    checked here: the bag must exist, the record output must not (and its folder must).
+    ``player`` / ``recorder``: 'ros2' runs `ros2 bag play/record`; 'builtin' runs
+    depth_nodes.dds_bag (rosbags + rclpy, for installs without the rosbag2 CLI), whose player
+    also waits (up to a minute) for the method's node and the recorder to subscribe before it
+    starts, so that a short bag is replayed whole; 'auto'
+    is 'ros2' where `ros2 bag` exists (``ros2_bag``: None asks the machine). ``remaps`` maps
+    node inputs to the bag's camera topics, as in launch_plan(). Paths are checked here: the
+    bag must exist, the record output must not (and its folder must).
     """
     if not rate > 0:
         raise ValueError(f'rate must be > 0, got {rate}')
     path = check_bag_path(bag)
+    player, recorder = choose_bag_tool(player, ros2_bag), choose_bag_tool(recorder, ros2_bag)
     share = share or share_directory()
     nodes = launch_plan(method, model=model, backend=backend, use_sim_time=True, remaps=remaps,
-                        rviz=rviz, dof=dof, share=share, environ=environ)
+                        rviz=rviz, dof=dof, image_transport=image_transport, share=share,
+                        environ=environ)
     env = node_environment(share, environ)     # the player publishes camera-size images too
-    play = ['ros2', 'bag', 'play', str(path), '--clock', '--rate', f'{rate:g}']
+    builtin = [sys.executable, '-m', 'depth_nodes.dds_bag']
+    if player == 'ros2':
+        play = ['ros2', 'bag', 'play', str(path), '--clock', '--rate', f'{rate:g}']
+    else:
+        inputs = {**{topic: topic for topic in get_method(method).inputs},
+                  **{REMAP_ARGUMENTS[k]: v for k, v in (remaps or {}).items()
+                     if v and k in REMAP_ARGUMENTS}}
+        waits = [resolve_topic(inputs[topic], namespace) for topic in get_method(method).inputs]
+        if image_transport == 'compressed':     # the node subscribes <image topic>/compressed
+            waits = [f'{t}/compressed' if t.rsplit('/', 1)[-1] in IMAGE_INPUT_NAMES else t
+                     for t in waits]
+        # The node's inputs that are in the bag, and the recorder's depth/image.
+        waits += [resolve_topic('depth/image', namespace)] if record else []
+        play = builtin + ['play', str(path), '--clock', '--rate', f'{rate:g}',
+                          '--wait-for', *waits, '--wait-timeout', '60']
     processes = [ProcessPlan('bag_play', play + (['--loop'] if loop else []), env)]
     if record:
         out = Path(record).expanduser()
         if out.exists():
-            raise ValueError(f'record:={record} exists; ros2 bag record needs a new path')
+            raise ValueError(f'record:={record} exists; the recorder needs a new path')
         if not out.parent.resolve().is_dir():
             raise ValueError(f'record:={record}: folder {out.parent} does not exist')
-        prefix = '/' + namespace.strip('/') if namespace.strip('/') else ''
-        topics = [f'{prefix}/{topic}' for topic in OUTPUT_TOPICS] + \
-            ([f'{prefix}/dof/image'] if dof else [])
-        processes.append(ProcessPlan('bag_record', ['ros2', 'bag', 'record', '--use-sim-time',
-                                                    '-o', str(out.resolve())] + topics, env))
+        topics = {resolve_topic(topic, namespace): msgtype
+                  for topic, msgtype in OUTPUT_TOPICS.items()}
+        if dof:
+            topics[resolve_topic('dof/image', namespace)] = 'sensor_msgs/msg/Image'
+        if recorder == 'ros2':
+            cmd = ['ros2', 'bag', 'record', '--use-sim-time', '-o', str(out.resolve()),
+                   *topics]
+        else:
+            cmd = builtin + ['record', str(out.resolve()), '--use-sim-time', '--topics',
+                             *(f'{t}:={m}' for t, m in topics.items())]
+        processes.append(ProcessPlan('bag_record', cmd, env))
     return processes, nodes

@@ -8,10 +8,20 @@ topics in bag order through the frame path of the method's node (depth_nodes.fra
 objects the node runs, with the settings of the method's params file) and writes a new rosbag2
 holding every input message plus depth/image and depth/camera_info (and on request
 depth/colored and depth/points). Outputs carry their input's header and are written at the
-input's bag time, so the processed bag lines up with the original one.
+input's bag time, so the processed bag lines up with the original one. The output's storage
+is the input's (MCAP in, MCAP out; sqlite3 for a ROS 1 bag) unless --storage says otherwise.
 
-The bag is written into a hidden directory beside OUTPUT and renamed to OUTPUT only once
-complete: an interrupted or failed run never leaves a bag at OUTPUT that looks finished.
+Image inputs may be sensor_msgs/Image or sensor_msgs/CompressedImage (image_transport's
+'compressed' jpeg/png and 'compressedDepth' topics, e.g. --image /camera/image_raw/compressed,
+or -p image_transport:=compressed, which reads <topic>/compressed), decoded as each topic's type
+says; a topic of any other type is an error before anything is written.
+Recorders often store a camera_info just after the image of the same stamp: an image waits
+(up to INFO_LOOKAHEAD_S of bag time) for the camera_info of its stamp, within sync_slop (or
+INFO_SLOP_S), and is paired with it; the node, live, would use the newest one before it.
+
+The bag is written into a hidden directory beside OUTPUT, under OUTPUT's name, and moved to
+OUTPUT only once complete: an interrupted or failed run never leaves a bag at OUTPUT that
+looks finished, and the finished bag's files carry OUTPUT's name.
 
 Exit codes: 0 done (rejected frames are counted in the summary), 1 error (bag, topics, model,
 output path, or not one depth image produced), 2 usage, 130 interrupted.
@@ -31,17 +41,25 @@ from typing import Any, Callable
 
 import yaml
 
+from depth_nodes import ros_io
 from depth_nodes.core.encodings import ImageFormatError
-from depth_nodes.frames import (DepthFramePath, DepthMessages, MonoDepthFramePath,
-                                NirDepthFramePath, SemiDenseFramePath, StereoFramePath,
-                                engine_options, parameter_defaults)
+from depth_nodes.frames import (DepthFramePath, MonoDepthFramePath, NirDepthFramePath,
+                                SemiDenseFramePath, StereoFramePath, engine_options,
+                                parameter_defaults)
 from depth_nodes.methods import (METHODS, OUTPUT_TOPICS, REMAP_ARGUMENTS, Method, get_method,
                                  share_directory)
 from depth_nodes.runtime.engine import ModelLoadError
 from depth_nodes.runtime.model import LoadedModel, open_model
 
-# Node-relative output topics (DepthOutputs in depth_nodes/nodes/depth_node.py) and types.
+# Node-relative output topics of every depth node and their types.
 OUTPUTS = OUTPUT_TOPICS
+CAMERA_INFO_TYPE = ros_io.CAMERA_INFO_TYPE
+IMAGE_TYPES = (ros_io.IMAGE_TYPE, ros_io.COMPRESSED_IMAGE_TYPE)
+STORAGES = ('sqlite3', 'mcap')
+# An image waits this long (bag time) for the camera_info of its stamp stored after it; the
+# stamps match within the frame path's sync_slop, else within INFO_SLOP_S.
+INFO_LOOKAHEAD_S = 0.5
+INFO_SLOP_S = 0.01
 
 
 class ProcessBagError(RuntimeError):
@@ -136,14 +154,15 @@ def _message_class(msgtype: str):
 def process_bag(input_bag: Path, output_bag: Path, method: str | Method = 'eigen', *,
                 topics: dict[str, str] | None = None, params_file: Path | None = None,
                 parameters: dict[str, Any] | None = None, colored: bool = False,
-                points: bool = False, namespace: str = '', storage: str = 'sqlite3',
+                points: bool = False, namespace: str = '', storage: str | None = None,
                 progress: bool = True, warn: Callable[[str], None] | None = None
                 ) -> ProcessReport:
     """Run ``method`` over ``input_bag`` into a new rosbag2 at ``output_bag``.
 
     ``topics`` maps node input names (Method.inputs, e.g. 'image') to the bag's topics
     (default: the name in the root namespace, '/image'); ``parameters`` override the params
-    file. Raises ProcessBagError / ModelLoadError; never leaves a partial bag at output_bag.
+    file; ``storage`` None follows the input bag's. Raises ProcessBagError / ModelLoadError;
+    never leaves a partial bag at output_bag.
     """
     from rosbags.highlevel import AnyReader
     from rosbags.rosbag2 import StoragePlugin, Writer
@@ -162,7 +181,8 @@ def process_bag(input_bag: Path, output_bag: Path, method: str | Method = 'eigen
         raise ProcessBagError(f'{output_bag} exists; choose a new output path')
     if not output_bag.parent.is_dir():
         raise ProcessBagError(f'output directory {output_bag.parent} does not exist')
-    if storage not in ('sqlite3', 'mcap'):
+    storage = storage or input_storage(input_bag)
+    if storage not in STORAGES:
         raise ProcessBagError(f"storage must be 'sqlite3' or 'mcap', got {storage!r}")
     params_file = Path(params_file) if params_file else share_directory() / 'config' / \
         m.params_file
@@ -189,12 +209,16 @@ def process_bag(input_bag: Path, output_bag: Path, method: str | Method = 'eigen
         raise ProcessBagError(f"method '{method}' has no input(s) {sorted(unknown)} "
                               f'(inputs: {", ".join(inputs)})')
     wanted = {name: resolve_topic((topics or {}).get(name) or '/' + name) for name in inputs}
-    output_types = {**OUTPUTS, **frame_path.extra_outputs}
+    for name in frame_path.streams:            # image_transport:=compressed: T/compressed
+        suffix = frame_path.topic_suffix(name)
+        if suffix and not wanted[name].endswith(suffix):
+            wanted[name] += suffix
+    output_types = frame_path.outputs()
     outputs = {name: resolve_topic(name, namespace) for name in output_types}
-    to_messages = DepthMessages()
-    switches = {'depth/colored': colored, 'depth/points': points}
-    partial = output_bag.parent / f'.{output_bag.name}.partial-{os.getpid()}'
-    shutil.rmtree(partial, ignore_errors=True)
+    # The bag is written as staging/OUTPUT_NAME, so its files are named after the output.
+    staging = output_bag.parent / f'.{output_bag.name}.partial-{os.getpid()}'
+    shutil.rmtree(staging, ignore_errors=True)
+    partial = staging / output_bag.name
     plugin = {'sqlite3': StoragePlugin.SQLITE3, 'mcap': StoragePlugin.MCAP}[storage]
     try:
         reader = AnyReader([input_bag], default_typestore=_jazzy_store())
@@ -204,6 +228,11 @@ def process_bag(input_bag: Path, output_bag: Path, method: str | Method = 'eigen
     try:
         by_topic = {c.topic: c for c in reader.connections}
         _check_topics(m, frame_path, wanted, outputs, by_topic, input_bag, warn)
+        for name in frame_path.transports:     # each image topic decoded as its type says
+            if name in frame_path.streams and wanted[name] in by_topic:
+                frame_path.use_transport(name, 'raw' if by_topic[wanted[name]].msgtype ==
+                                         ros_io.IMAGE_TYPE else 'compressed')
+        staging.mkdir()
         writer = Writer(partial, version=9, storage_plugin=plugin)
         writer.open()
         try:
@@ -221,6 +250,31 @@ def process_bag(input_bag: Path, output_bag: Path, method: str | Method = 'eigen
                              for name, topic in wanted.items() if topic in by_topic and (
                                  name in frame_path.latest_inputs or
                                  name in frame_path.message_inputs)}
+            slop = params.get('sync_slop', INFO_SLOP_S)
+            pairing = CameraInfoPairing(
+                [n for n in frame_path.latest_inputs if wanted[n] in by_topic],
+                round(slop * 1e9), round(INFO_LOOKAHEAD_S * 1e9))
+
+            def feed(held: HeldInput) -> None:
+                dropped.at = held.at
+                try:
+                    for info_name, info in held.infos.items():
+                        frame_path.accept(info_name, info)
+                    message = held.message
+                    if held.name in deserializers:
+                        from rclpy.serialization import deserialize_message
+                        message = deserialize_message(message, deserializers[held.name])
+                    job = frame_path.accept(held.name, message)
+                    out = None if job is None else frame_path.process(job)
+                except ImageFormatError as exc:
+                    dropped.count(exc.kind, 1, f'dropped input {held.at}: {exc}')
+                    return
+                if out is not None:
+                    for kind, text in out.hints:
+                        dropped.once(kind, text)
+                    for out_name, payload in out.messages:
+                        write_output(out_name, held.bag_ns, _serialized(payload))
+                    report.depth_images += 1
             total = sum(c.msgcount for c in reader.connections)
             with tqdm(total=total, unit='msg', disable=not progress, file=sys.stderr,
                       desc=f'{input_bag.name} -> {output_bag.name}') as bar:
@@ -235,43 +289,115 @@ def process_bag(input_bag: Path, output_bag: Path, method: str | Method = 'eigen
                     name = input_of.get(conn.topic)
                     if name is None:
                         continue
-                    message = data
-                    if name in deserializers:
-                        from rclpy.serialization import deserialize_message
-                        message = deserialize_message(data, deserializers[name])
-                    dropped.at = f'on {conn.topic} at {bag_ns} ns'
+                    at = f'on {conn.topic} at {bag_ns} ns'
                     try:
-                        job = frame_path.accept(name, message)
-                        frame = None if job is None else frame_path.process(job)
+                        stamp_ns = ros_io.cdr_stamp_ns(data)
+                        if name in frame_path.latest_inputs:
+                            info = deserialize_info(data, deserializers[name])
+                            pairing.add_info(name, stamp_ns, info)
+                        elif name in frame_path.streams:
+                            pairing.add(HeldInput(name, data, bag_ns, stamp_ns, at))
                     except ImageFormatError as exc:
-                        dropped.count(exc.kind, 1, f'dropped input {dropped.at}: {exc}')
-                        continue
-                    if frame is not None:
-                        for kind, text in frame.hints:
-                            dropped.once(kind, text)
-                        for out_name, payload in to_messages(
-                                frame, lambda topic: switches.get(topic, True),
-                                params['points_stride']):
-                            write_output(out_name, bag_ns, _serialized(payload))
-                        report.depth_images += 1
+                        dropped.count(exc.kind, 1, f'dropped input {at}: {exc}')
+                    for held in pairing.ready(bag_ns):
+                        feed(held)
                     bar.set_postfix(depth=report.depth_images, refresh=False)
+                for held in pairing.ready(None):
+                    feed(held)
         except BaseException:
             _abort(writer)
             raise
         writer.close()
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:
         reader.close()
     if report.depth_images == 0:
-        shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
         raise ProcessBagError(
             f'no depth image produced from {report.messages_in} messages of {input_bag} '
             f'(rejected: {dict(report.rejected) or "none"}; inputs: {wanted})')
     os.rename(partial, output_bag)
+    staging.rmdir()
     report.seconds = time.perf_counter() - start
     return report
+
+
+def input_storage(bag: Path) -> str:
+    """The storage of a rosbag2 directory ('sqlite3' or 'mcap', from its metadata.yaml or
+    its files); 'sqlite3' for a ROS 1 bag."""
+    bag = Path(bag)
+    if bag.suffix == '.mcap':
+        return 'mcap'
+    try:
+        info = yaml.safe_load((bag / 'metadata.yaml').read_text())
+        identifier = info['rosbag2_bagfile_information']['storage_identifier']
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        identifier = 'mcap' if bag.is_dir() and any(bag.glob('*.mcap')) else 'sqlite3'
+    return identifier if identifier in STORAGES else 'sqlite3'
+
+
+def deserialize_info(data: bytes, message_class):
+    from rclpy.serialization import deserialize_message
+    try:
+        return deserialize_message(data, message_class)
+    except Exception as exc:
+        raise ImageFormatError(f'undecodable {message_class.__name__} message ({exc})',
+                               'cdr') from None
+
+
+@dataclass
+class HeldInput:
+    """A stream input message (serialized) waiting for its camera_info."""
+    name: str                  # node input
+    message: bytes
+    bag_ns: int
+    stamp_ns: int
+    at: str                    # 'on TOPIC at T ns', for warnings
+    infos: dict = field(default_factory=dict)    # camera_info input -> message paired
+
+
+class CameraInfoPairing:
+    """Pairs each stream input with the camera_info of its header stamp, which a recorder may
+    have stored after it. Inputs leave in bag order; one leaves once every camera_info input
+    has a message stamped at or after its stamp (within ``slop_ns``), or once the bag has
+    moved ``lookahead_ns`` past it, or at the end. It gets, per camera_info input, the
+    message nearest its stamp within ``slop_ns``, else the newest stored before it (what the
+    node, live, would have used)."""
+
+    def __init__(self, info_inputs, slop_ns: int, lookahead_ns: int, keep: int = 64):
+        self.slop_ns, self.lookahead_ns = slop_ns, lookahead_ns
+        self.infos = {name: collections.deque(maxlen=keep) for name in info_inputs}
+        self.pending: collections.deque[tuple[int, HeldInput]] = collections.deque()
+        self._order = 0          # bag order of every input, to tell what came before what
+
+    def add_info(self, name: str, stamp_ns: int, info) -> None:
+        self._order += 1
+        self.infos[name].append((stamp_ns, self._order, info))
+
+    def add(self, held: HeldInput) -> None:
+        self._order += 1
+        self.pending.append((self._order, held))
+
+    def ready(self, bag_ns: int | None):
+        """Inputs that may go now, with their camera_infos; ``bag_ns`` None: the bag ended."""
+        while self.pending:
+            order, held = self.pending[0]
+            if bag_ns is not None and bag_ns - held.bag_ns < self.lookahead_ns and not all(
+                    infos and infos[-1][0] >= held.stamp_ns - self.slop_ns
+                    for infos in self.infos.values()):
+                return
+            self.pending.popleft()
+            for name, infos in self.infos.items():
+                near = [(abs(s - held.stamp_ns), o, i) for s, o, i in infos
+                        if abs(s - held.stamp_ns) <= self.slop_ns]
+                before = [(o, i) for _, o, i in infos if o < order]
+                if near:
+                    held.infos[name] = min(near, key=lambda x: (x[0], -x[1]))[2]
+                elif before:
+                    held.infos[name] = before[-1][1]
+            yield held
 
 
 class _DroppedInputs:
@@ -305,8 +431,24 @@ def _serialized(message) -> bytes:
     return bytes(serialize_message(message))
 
 
+def input_types(frame_path) -> dict[str, tuple[str, ...]]:
+    """The message types each input of a frame path takes (as a bag topic)."""
+    types = {name: (frame_path.message_inputs.get(name, CAMERA_INFO_TYPE),)
+             for name in frame_path.latest_inputs}
+    for name in frame_path.streams:
+        types[name] = (frame_path.message_inputs[name],) if name in frame_path.message_inputs \
+            else IMAGE_TYPES
+    return types
+
+
 def _check_topics(method, frame_path, wanted, outputs, by_topic, bag, warn) -> None:
     listing = ', '.join(f'{t} [{c.msgtype}]' for t, c in sorted(by_topic.items())) or 'none'
+    for name, types in input_types(frame_path).items():
+        conn = by_topic.get(wanted[name])
+        if conn is not None and conn.msgtype not in types:
+            raise ProcessBagError(f"{bag}: topic {wanted[name]} is {conn.msgtype}, but the "
+                                  f"'{name}' input of {method.executable} takes "
+                                  f"{' or '.join(types)}")
     for name in frame_path.required_inputs:
         if wanted[name] not in by_topic:
             option = next((a for a, t in REMAP_ARGUMENTS.items() if t == name), name)
@@ -393,7 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help='namespace of the output topics (default: /depth/...)')
     parser.add_argument('--colored', action='store_true', help='also write depth/colored')
     parser.add_argument('--points', action='store_true', help='also write depth/points')
-    parser.add_argument('--storage', choices=('sqlite3', 'mcap'), default='sqlite3')
+    parser.add_argument('--storage', choices=STORAGES,
+                        help="output storage (default: the input bag's; sqlite3 for ROS 1)")
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     return parser
 

@@ -1,14 +1,16 @@
 """The one place that converts ROS messages <-> numpy arrays and camera intrinsics.
 
-Images and point clouds (megabytes per message) also travel as serialized CDR: the nodes
-subscribe with ``raw=True`` and publish bytes, decoded and encoded here with rosbags' CDR
-serde, which views pixel data in place. rclpy's own conversion of a 640x480 image to and from
-Python objects copies element buffers and cost 0.1-3 ms per message on this 2-core machine;
-the CDR path costs 0.03 ms to decode and 0.1 ms to encode (see tools/benchmark_node.py).
+Images and point clouds (megabytes per message) travel as serialized CDR: the nodes subscribe
+with ``raw=True`` and publish bytes, decoded and encoded here with rosbags' CDR serde, which
+views pixel data in place instead of converting element buffers to and from Python objects
+as rclpy's message classes do (tools/benchmark_node.py measures the node end to end).
+Small messages (CameraInfo) stay message objects.
 """
 from __future__ import annotations
 
 import functools
+import importlib
+import struct
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -16,6 +18,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from depth_nodes.core.camera import CameraIntrinsics
+from depth_nodes.core.compressed import decode_compressed
 from depth_nodes.core.encodings import (ImageFormatError, decode_image, encode_image,
                                         lookup_encoding)
 from depth_nodes.core.pointcloud import XYZRGB_FIELDS, XYZRGB_POINT_STEP
@@ -102,12 +105,19 @@ def pointcloud2_to_xyz(msg: PointCloud2) -> np.ndarray:
 
 # -- serialized (CDR) messages ---------------------------------------------------------------
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
+CAMERA_INFO_TYPE = 'sensor_msgs/msg/CameraInfo'
 POINTCLOUD2_TYPE = 'sensor_msgs/msg/PointCloud2'
 DISPARITY_TYPE = 'stereo_msgs/msg/DisparityImage'
 
 
+def message_class(msgtype: str):
+    """The rclpy message class of 'package/msg/Name'."""
+    package, _, name = msgtype.split('/')
+    return getattr(importlib.import_module(f'{package}.msg'), name)
+
+
 def prepare_cdr() -> None:
-    """Build the CDR type store now (~0.6 s): nodes call it at start, not on the first frame."""
+    """Build the CDR type store now: nodes call it at start, not on the first frame."""
     _typestore()
 
 
@@ -161,8 +171,8 @@ def disparity_to_cdr(disparity: np.ndarray, header: Header, *, f: float, t: floa
                      min_disparity: float, max_disparity: float, delta_d: float,
                      valid_window: tuple[int, int, int, int]) -> bytes:
     """(H, W) float32 disparity -> serialized stereo_msgs/DisparityImage (its image 32FC1,
-    ``valid_window`` x, y, width, height), ready for Publisher.publish(). Building it as a
-    message object instead cost 5 ms per 640x480 frame in rclpy's array conversion."""
+    ``valid_window`` x, y, width, height), ready for Publisher.publish() (serialized here,
+    not converted element by element as a message object would be)."""
     store = _typestore()
     msg_header = _cdr_header(header)
     data = np.ascontiguousarray(disparity, dtype=np.float32)
@@ -193,3 +203,48 @@ def xyzrgb_to_pointcloud2_cdr(cloud: np.ndarray, header: Header) -> bytes:
         row_step=XYZRGB_POINT_STEP * int(cloud.shape[1]), data=data.reshape(-1).view(np.uint8),
         is_dense=bool(np.isfinite(data[:, :, :3]).all()))
     return bytes(store.serialize_cdr(msg, POINTCLOUD2_TYPE))
+
+
+# -- image_transport 'compressed' / 'compressedDepth' (sensor_msgs/CompressedImage) ----------
+COMPRESSED_IMAGE_TYPE = 'sensor_msgs/msg/CompressedImage'
+
+
+def compressed_image_from_cdr(raw: bytes):
+    """Serialized sensor_msgs/CompressedImage -> a message-like object (header, format, data
+    viewing ``raw``); ImageFormatError 'cdr' when the bytes are not one."""
+    try:
+        return _typestore().deserialize_cdr(raw, COMPRESSED_IMAGE_TYPE)
+    except Exception as exc:  # truncated or foreign bytes
+        raise ImageFormatError(f'undecodable CompressedImage message ({exc})', 'cdr') from None
+
+
+def compressed_image_to_cdr(fmt: str, data: bytes, header: Header) -> bytes:
+    """A CompressedImage payload (core.compressed.encode_*) -> serialized message."""
+    store = _typestore()
+    msg = store.types[COMPRESSED_IMAGE_TYPE](
+        header=_cdr_header(header), format=fmt, data=np.frombuffer(data, np.uint8))
+    return bytes(store.serialize_cdr(msg, COMPRESSED_IMAGE_TYPE))
+
+
+def decompress_image(msg):
+    """A CompressedImage (image_transport 'compressed' or 'compressedDepth'; a message object
+    or compressed_image_from_cdr()'s) -> the image as image_from_cdr() gives it (fields of
+    sensor_msgs/Image, the same header), decoded by core.compressed; ImageFormatError for a
+    payload that does not decode."""
+    array, encoding = decode_compressed(msg.format, msg.data)
+    step, _ = encode_image(array[:1], encoding)    # checks shape against the encoding
+    return _typestore().types[IMAGE_TYPE](
+        header=msg.header, height=int(array.shape[0]), width=int(array.shape[1]),
+        encoding=encoding, is_bigendian=0, step=step,
+        data=np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+
+
+def cdr_stamp_ns(raw: bytes) -> int:
+    """header.stamp in nanoseconds of a serialized message that starts with a std_msgs/Header
+    (Image, CompressedImage, CameraInfo, PointCloud2): after the 4-byte CDR encapsulation
+    header come int32 sec and uint32 nanosec, in the byte order the encapsulation names."""
+    if len(raw) < 12:
+        raise ImageFormatError(f'a message of {len(raw)} bytes has no header', 'cdr')
+    order = '<' if raw[1] & 1 else '>'
+    sec, nanosec = struct.unpack_from(order + 'iI', raw, 4)
+    return sec * 10**9 + nanosec

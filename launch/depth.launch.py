@@ -17,6 +17,8 @@ ARGUMENTS = [
     ('rviz', 'false', 'also start RViz with config/depth.rviz'),
     ('dof', 'false', 'also start dof_node: synthetic shallow depth of field of the image on '
      'dof/image (RGB methods; config/dof.yaml)'),
+    ('image_transport', '', "how the image inputs arrive: raw, or compressed (subscribes "
+     "<topic>/compressed); empty: the params file's (raw)"),
 ] + remap_arguments('topic')
 
 
@@ -25,7 +27,7 @@ def _setup(context):
     plans = launch_plan(
         value['method'], model=value['model'], backend=value['backend'],
         use_sim_time=is_true(value['use_sim_time']), rviz=is_true(value['rviz']),
-        dof=is_true(value['dof']),
+        dof=is_true(value['dof']), image_transport=value['image_transport'],
         remaps={arg: value[arg] for arg in REMAP_ARGUMENTS})
     return node_actions(plans, value['namespace'])
 

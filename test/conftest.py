@@ -4,6 +4,7 @@ Node tests talk over real DDS. A domain id of our own keeps parallel runs (and a
 the same machine) out of each other's topics, and LOCALHOST discovery keeps all traffic on
 loopback. Set before anything imports rclpy.
 """
+import logging
 import os
 import sys
 from pathlib import Path
@@ -22,3 +23,14 @@ REPO_ROOT = TEST_DIR.parent
 for path in (str(TEST_DIR), str(REPO_ROOT)):
     if path not in sys.path:
         sys.path.append(path)
+
+# Importing `launch` (launch_testing's pytest plugin does, before this file; a launch test may
+# be the first otherwise) sets LaunchLogger as the class of every logger created afterwards,
+# and LaunchLogger sets propagate=False: this package's module loggers would then never reach
+# the root handlers that pytest's caplog reads. Import it now, once, and give loggers made from
+# here on the standard class back (launch's own loggers already exist and keep theirs).
+try:
+    import launch.logging  # noqa: F401
+except ImportError:          # no ROS 2 launch installed: nothing changed the logger class
+    pass
+logging.setLoggerClass(logging.Logger)

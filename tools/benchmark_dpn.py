@@ -87,9 +87,11 @@ def speed(model: str | None, threads: list[int], runs: int) -> dict:
 
 
 def stereo_comparison(model: str, dataset: str, options: dict, limit: int,
-                      num_disparities: int, block_size: int) -> dict:
-    """SGBM, the DPN and the DPN with pp on the stereo samples of ``dataset`` (per-image
-    metrics averaged over the first ``limit`` samples; 0 = all)."""
+                      num_disparities: list[int], block_size: int,
+                      min_depth: float = 1e-3) -> dict:
+    """SGBM (one row per search range; 0: automatic from ``min_depth`` and the rig), the DPN
+    and the DPN with pp on the stereo samples of ``dataset`` (per-image metrics averaged over
+    the first ``limit`` samples; 0 = all)."""
     from depth_nodes.core.camera import CameraIntrinsics
     from depth_nodes.core.stereo import SgbmParameters
     from depth_nodes.runtime.engine import EngineOptions
@@ -103,11 +105,13 @@ def stereo_comparison(model: str, dataset: str, options: dict, limit: int,
     count = len(samples) if limit <= 0 else min(limit, len(samples))
     loaded = open_model(model, 'onnxruntime', EngineOptions(intra_op_threads=1))
     estimators = {
-        f'sgbm (num_disparities {num_disparities}, block {block_size})': SgbmStereoEstimator(
-            SgbmParameters(num_disparities=num_disparities, block_size=block_size), 0.01, 1e3),
+        f'sgbm (num_disparities {n or "auto"}, block {block_size})': SgbmStereoEstimator(
+            SgbmParameters(num_disparities=n, block_size=block_size), min_depth, 1e3)
+        for n in num_disparities}
+    estimators.update({
         'dpn': LearnedStereoEstimator(loaded),
         'dpn + pp': LearnedStereoEstimator(loaded, post_process='pp'),
-    }
+    })
     sums = {name: {'disparity': MetricAverager(), 'depth': MetricAverager(),
                    'depth_median_scaled': MetricAverager(), 'seconds': 0.0}
             for name in estimators}
@@ -121,7 +125,8 @@ def stereo_comparison(model: str, dataset: str, options: dict, limit: int,
         for name, estimator in estimators.items():
             start = time.perf_counter()
             result = estimator.estimate(sample['rgb'], 'rgb8', sample['right'], 'rgb8',
-                                        camera, right_camera, depth_range=(1e-3, 1e3))
+                                        camera, right_camera,
+                                        depth_range=(min_depth, 1e3))
             sums[name]['seconds'] += time.perf_counter() - start
             # The estimators publish d + doffs (Z = f B / d); the ground truth is d.
             disparity = result.disparity - np.float32(doffs)
@@ -175,7 +180,10 @@ def main(argv=None) -> int:
     m.add_argument('--dataset-option', action='append', default=[], metavar='KEY=VALUE',
                    help='dataset keyword argument (YAML value), e.g. scene=outdoor')
     m.add_argument('--limit', type=int, default=0, help='the first N test samples (0: all)')
-    m.add_argument('--num-disparities', type=int, default=64)
+    m.add_argument('--num-disparities', type=int, nargs='+', default=[0],
+                   help='SGBM search range(s), one row each; 0: from --min-depth and the rig')
+    m.add_argument('--min-depth', type=float, default=1e-3,
+                   help='m: nearer depth is masked; sets the automatic SGBM range')
     m.add_argument('--block-size', type=int, default=5)
     for p in (s, m):
         p.add_argument('--output', type=Path, help='write the results as JSON')
@@ -187,7 +195,7 @@ def main(argv=None) -> int:
         options = {k: yaml.safe_load(v) for k, _, v in
                    (item.partition('=') for item in args.dataset_option)}
         results = stereo_comparison(args.model, args.dataset, options, args.limit,
-                                    args.num_disparities, args.block_size)
+                                    args.num_disparities, args.block_size, args.min_depth)
     print_table(results)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)

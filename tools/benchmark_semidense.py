@@ -18,6 +18,9 @@ not depend on the values), then times
   through a model exported at 500x650: the estimator moves the samples onto the model's
   grid and resizes the dense result back).
 
+- ``engine_cpu_provider`` (with ``--cpu-provider``, when the engine runs on the OpenVINO
+  provider of ONNX Runtime's OpenVINO build): run() on ONNX Runtime's CPU provider instead.
+
 Prints min / median / p90 in ms and writes them as JSON with ``--output``. ``--onnx-out``
 keeps the exported model and its .pt2 (e.g. to evaluate a checkpoint at a camera's resolution).
 """
@@ -96,6 +99,8 @@ def main(argv=None) -> int:
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--model', type=Path, help='time this exported model (.onnx) '
                         'instead of exporting one')
+    parser.add_argument('--cpu-provider', action='store_true',
+                        help="with ONNX Runtime's OpenVINO build: also time its CPU provider")
     parser.add_argument('--onnx-out', type=Path, help='keep the exported model here')
     parser.add_argument('--output', type=Path, help='write the timings as JSON here')
     args = parser.parse_args(argv)
@@ -148,10 +153,18 @@ def main(argv=None) -> int:
             'paper_ms': PAPER_MS, 'checkpoint': args.checkpoint,
             'model': str(args.model or ''),
             'onnxruntime': model.engine.describe()}
+        on_openvino = 'OpenVINO' in model.engine.providers[0]
+        model = estimator = None          # one ONNX Runtime thread pool at a time
+        if args.cpu_provider and on_openvino:
+            cpu = open_model(str(path), 'onnxruntime', EngineOptions(
+                intra_op_threads=args.threads, openvino=False))
+            results['engine_cpu_provider'] = timings(lambda: cpu.engine.run({name: tensor}),
+                                                     args.runs, args.warmup)
+            cpu = None
     print(f'model {args.width}x{args.height}, estimator input {in_w}x{in_h}, '
           f'{args.threads} ONNX Runtime thread(s)')
     print(f"engine: {results['onnxruntime']}")
-    for key in ('engine', 'estimator'):
+    for key in ('engine', 'estimator', 'engine_cpu_provider'):
         if key not in results:
             continue
         t = results[key]

@@ -5,7 +5,7 @@
 # reinstalls when a requirements file or DEPTH_NODES_ORT changed and colcon rebuilds what changed.
 #
 # DEPTH_NODES_ORT=openvino installs ONNX Runtime's OpenVINO build (requirements-openvino.txt)
-# in place of its CPU build: faster CPU inference (README, Performance); DEPTH_NODES_ORT=cpu
+# in place of its CPU build: faster CPU inference (docs/performance.md); DEPTH_NODES_ORT=cpu
 # (the default) goes back.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -2,7 +2,8 @@
 """The main job, end to end on this machine: camera bag -> mono_depth_node -> depth bag.
 
 1. writes a short synthetic indoor camera sequence as a rosbag2 (image, camera_info and
-   ground-truth depth),
+   ground-truth depth; with --transport compressed also the jpeg image_transport topic, which
+   the node then subscribes with image_transport:=compressed),
 2. starts the colcon-installed mono_depth_node with the demo model (ONNX Runtime, CPU),
 3. replays the bag over DDS and records the published depth into a second rosbag2,
 4. writes demo_output/demo.png (input | depth | ground truth) and metrics.json.
@@ -34,10 +35,11 @@ DEPTH_TOPICS = {'/depth/image': 'sensor_msgs/msg/Image',
                 '/depth/camera_info': 'sensor_msgs/msg/CameraInfo'}
 
 
-def node_command(model: str) -> list[str]:
+def node_command(model: str, transport: str = 'raw') -> list[str]:
     workspace = os.environ.get('DEPTH_NODES_WORKSPACE', str(REPO / 'install'))
     exe = Path(workspace) / 'depth_nodes' / 'lib' / 'depth_nodes' / 'mono_depth_node'
     return [str(exe), '--ros-args', '-p', f'model:={model}', '-p', 'backend:=onnxruntime',
+            '-p', f'image_transport:={transport}',
             '-r', f"image:={RGB_TOPICS['image'][0]}",
             '-r', f"camera_info:={RGB_TOPICS['camera_info'][0]}"]
 
@@ -57,7 +59,7 @@ def stamped_images(bag: Path, topic: str) -> dict[int, np.ndarray]:
 
 
 def replay_through_node(camera_bag: Path, depth_bag: Path, model: str, log: Path,
-                        expected: int) -> tuple[int, dict[str, str]]:
+                        expected: int, transport: str = 'raw') -> tuple[int, dict[str, str]]:
     """Run the node, play the camera bag to it over DDS and record its depth output.
 
     Returns the number of depth images recorded and the node's last diagnostics values.
@@ -66,7 +68,7 @@ def replay_through_node(camera_bag: Path, depth_bag: Path, model: str, log: Path
 
     from depth_nodes.dds_bag import BagPlayer, BagRecorder
     with open(log, 'w') as log_file:
-        node_proc = subprocess.Popen(node_command(model), stdout=log_file,
+        node_proc = subprocess.Popen(node_command(model, transport), stdout=log_file,
                                      stderr=subprocess.STDOUT)
     from diagnostic_msgs.msg import DiagnosticArray
     rclpy.init()
@@ -81,15 +83,16 @@ def replay_through_node(camera_bag: Path, depth_bag: Path, model: str, log: Path
     threading.Thread(target=rclpy.spin, args=(node,), daemon=True).start()
     try:
         recorder = BagRecorder(node, depth_bag, DEPTH_TOPICS)
-        player = BagPlayer(node, camera_bag, topics=[t for t, _ in RGB_TOPICS.values()
-                                                     if t != RGB_TOPICS['ground_truth'][0]])
+        image_topic = RGB_TOPICS['image'][0] + ('' if transport == 'raw' else '/compressed')
+        player = BagPlayer(node, camera_bag,
+                           topics=[image_topic, RGB_TOPICS['camera_info'][0]])
         deadline = time.monotonic() + 60
         while node.count_publishers('/depth/image') == 0 and time.monotonic() < deadline:
             if node_proc.poll() is not None:
                 raise RuntimeError(f'mono_depth_node exited ({node_proc.returncode}); '
                                    f'see {log}')
             time.sleep(0.1)
-        if not player.wait_for_subscribers([RGB_TOPICS['image'][0]], timeout=30):
+        if not player.wait_for_subscribers([image_topic], timeout=30):
             raise RuntimeError(f'mono_depth_node did not subscribe to the camera; see {log}')
         time.sleep(0.5)                 # let the recorder's subscriptions match the node
         print(f'[demo] replaying {camera_bag.name} over DDS to mono_depth_node ...')
@@ -170,6 +173,9 @@ def main(argv=None) -> int:
     parser.add_argument('--frames', type=int, default=30)
     parser.add_argument('--seed', type=int, default=3, help='scene of the sequence')
     parser.add_argument('--output', type=Path, default=REPO / 'demo_output')
+    parser.add_argument('--transport', choices=('raw', 'compressed'), default='raw',
+                        help="how the node receives the camera: 'compressed' plays the "
+                             'jpeg image_transport topic')
     args = parser.parse_args(argv)
 
     from depth_nodes.runtime.model import open_model
@@ -182,9 +188,11 @@ def main(argv=None) -> int:
     camera_bag, depth_bag = out / 'camera_bag', out / 'depth_bag'
 
     print(f'[demo] writing {args.frames} synthetic indoor frames to {camera_bag}')
-    write_rgb_bag(camera_bag, frames=args.frames, seed=args.seed, scene='indoor')
+    write_rgb_bag(camera_bag, frames=args.frames, seed=args.seed, scene='indoor',
+                  compressed='' if args.transport == 'raw' else 'jpeg')
     received, diagnostics = replay_through_node(
-        camera_bag, depth_bag, str(model.engine.model_path), out / 'node.log', args.frames)
+        camera_bag, depth_bag, str(model.engine.model_path), out / 'node.log', args.frames,
+        args.transport)
     print(f'[demo] recorded {received}/{args.frames} depth images into {depth_bag}')
     skipped = {k: diagnostics.get(k, '?') for k in (
         'frames dropped (busy)', 'inputs lost before the node (queue full)',

@@ -2,10 +2,15 @@
 """Write short sample rosbag2 recordings from the synthetic generator.
 
   python tools/make_sample_bags.py rgb OUTPUT_DIR [--frames N] [--scene indoor|outdoor] ...
+      [--compressed jpeg|png] [--storage sqlite3|mcap] [--camera-info-last]
 
 The camera moves smoothly through one procedural scene (training.datasets.synthetic); header
-stamps start at --start-time and frames are --rate apart, in the optical frame
+stamps start at --start-time (seconds) and frames are --rate apart, in the optical frame
 'camera_optical_frame'. Ground-truth depth rides along on its own topic for evaluation.
+
+--compressed also writes every image topic as image_transport does: <topic>/compressed
+(sensor_msgs/CompressedImage, jpeg or png) for images, <topic>/compressedDepth (png) for depth.
+--camera-info-last stores each camera_info after its image (same stamp), as many recorders do.
 
 rgb:   /camera/image (rgb8), /camera/camera_info, /camera/depth_ground_truth (32FC1 m)
 nir:   /nir/image (mono8 near-infrared), /nir/camera_info, /nir/depth_ground_truth (32FC1 m)
@@ -27,6 +32,10 @@ from pathlib import Path
 from typing import Callable
 
 FRAME_ID = 'camera_optical_frame'
+IMAGE_TYPE = 'sensor_msgs/msg/Image'
+CAMERA_INFO_TYPE = 'sensor_msgs/msg/CameraInfo'
+COMPRESSED_TYPE = 'sensor_msgs/msg/CompressedImage'
+COMPRESSED_DEPTH_MAX = 100.0     # m: compressedDepth's depth_max for the synthetic scenes
 RGB_TOPICS = {
     'image': ('/camera/image', 'sensor_msgs/msg/Image'),
     'camera_info': ('/camera/camera_info', 'sensor_msgs/msg/CameraInfo'),
@@ -59,9 +68,12 @@ def _header(stamp_ns: int):
 
 def write_sequence_bag(output: Path, topics: dict, outputs: tuple[str, ...], frame_messages,
                        *, frames: int, seed: int, scene: str, height: int, width: int,
-                       rate_hz: float, start_time_ns: int, storage: str) -> Path:
+                       rate_hz: float, start_time_ns: int, storage: str, compressed: str = '',
+                       camera_info_last: bool = False) -> Path:
     """A synthetic camera sequence as rosbag2; frame_messages(sample, header) yields
-    (topic key, serialized message) per frame, written at the frame's stamp."""
+    (topic key, serialized message) per frame, written at the frame's stamp. ``compressed``
+    ('jpeg' or 'png') adds each image topic's image_transport compressed topic;
+    ``camera_info_last`` writes a frame's camera_infos after its other messages."""
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
@@ -78,9 +90,35 @@ def write_sequence_bag(output: Path, topics: dict, outputs: tuple[str, ...], fra
         for index in range(frames):
             sample = sequence[index]
             stamp = start_time_ns + round(sample['stamp'] * 1e9)
-            for key, raw in frame_messages(sample, _header(stamp)):
+            messages = list(frame_messages(sample, _header(stamp)))
+            if camera_info_last:
+                messages.sort(key=lambda m: topics[m[0]][1] == CAMERA_INFO_TYPE)  # stable
+            for key, raw in messages:
                 writer.write(conns[key], stamp, raw)
+                if compressed and topics[key][1] == IMAGE_TYPE:
+                    topic, payload = compressed_message(topics[key][0], raw, compressed)
+                    if topic not in conns:
+                        conns[topic] = writer.add_connection(topic, COMPRESSED_TYPE,
+                                                             typestore=store)
+                    writer.write(conns[topic], stamp, payload)
     return Path(output)
+
+
+def compressed_message(topic: str, raw: bytes, codec: str) -> tuple[str, bytes]:
+    """A serialized Image as image_transport republishes it: (<topic>/compressed, jpeg or
+    png CompressedImage) for images, (<topic>/compressedDepth, png) for depth."""
+    from depth_nodes import ros_io
+    from depth_nodes.core.compressed import encode_compressed, encode_compressed_depth
+    from depth_nodes.core.encodings import lookup_encoding
+    msg = ros_io.image_from_cdr(raw)
+    image = ros_io.image_to_array(msg)
+    if lookup_encoding(msg.encoding).kind == 'depth':
+        topic += '/compressedDepth'
+        fmt, data = encode_compressed_depth(image, msg.encoding, COMPRESSED_DEPTH_MAX)
+    else:
+        topic += '/compressed'
+        fmt, data = encode_compressed(image, msg.encoding, codec)
+    return topic, ros_io.compressed_image_to_cdr(fmt, data, ros_io.header_from(msg))
 
 
 def _camera_frame(image_key: str, encoding: str):
@@ -144,14 +182,16 @@ KINDS = {
 def write_sample_bag(kind: str, output: Path, *, frames: int = 30, seed: int = 0,
                      scene: str | None = None, height: int = 240, width: int = 320,
                      rate_hz: float = 10.0, start_time_ns: int = 1_700_000_000 * 10**9,
-                     storage: str = 'sqlite3') -> Path:
+                     storage: str = 'sqlite3', compressed: str = '',
+                     camera_info_last: bool = False) -> Path:
     """A synthetic sequence of ``kind`` (KINDS) as rosbag2 at ``output``; ``scene`` None is
     the kind's default. The write_<kind>_bag functions take the same keyword options."""
     k = KINDS[kind]
     return write_sequence_bag(output, k.topics, k.outputs, k.frame_messages, frames=frames,
                               seed=seed, scene=k.scene if scene is None else scene,
                               height=height, width=width, rate_hz=rate_hz,
-                              start_time_ns=start_time_ns, storage=storage)
+                              start_time_ns=start_time_ns, storage=storage,
+                              compressed=compressed, camera_info_last=camera_info_last)
 
 
 def write_rgb_bag(output: Path, **options) -> Path:
@@ -179,7 +219,8 @@ def write_stereo_bag(output: Path, **options) -> Path:
 def sample_bag(kind: str, directory: Path, **options) -> Path:
     """The sample bag of ``kind`` with ``options`` under ``directory``, written on first use.
 
-    Written beside its final name and renamed when complete, so a bag found there is whole.
+    Written as a hidden staging directory's OUTPUT_NAME and moved when complete, so a bag
+    found there is whole and its files carry its own name.
     """
     import hashlib
     import os
@@ -191,13 +232,15 @@ def sample_bag(kind: str, directory: Path, **options) -> Path:
     if (path / 'metadata.yaml').exists():
         return path
     Path(directory).mkdir(parents=True, exist_ok=True)
-    partial = Path(directory) / f'.{path.name}.partial-{os.getpid()}'
-    shutil.rmtree(partial, ignore_errors=True)
-    write_sample_bag(kind, partial, **options)
+    staging = Path(directory) / f'.{path.name}.partial-{os.getpid()}'
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    write_sample_bag(kind, staging / path.name, **options)
     try:
-        os.rename(partial, path)
+        os.rename(staging / path.name, path)
     except OSError:          # another process finished the same bag first
-        shutil.rmtree(partial, ignore_errors=True)
+        pass
+    shutil.rmtree(staging, ignore_errors=True)
     return path
 
 
@@ -214,11 +257,19 @@ def main(argv=None) -> int:
     parser.add_argument('--width', type=int, default=320)
     parser.add_argument('--rate', type=float, default=10.0, help='frames per second')
     parser.add_argument('--storage', choices=('sqlite3', 'mcap'), default='sqlite3')
+    parser.add_argument('--start-time', type=float, default=1_700_000_000.0,
+                        help='header stamp of the first frame, seconds (default 1.7e9)')
+    parser.add_argument('--compressed', choices=('jpeg', 'png'),
+                        help='also write <topic>/compressed (and depth /compressedDepth)')
+    parser.add_argument('--camera-info-last', action='store_true',
+                        help="store each camera_info after its frame's image")
     args = parser.parse_args(argv)
     if args.output.exists():
         parser.error(f'{args.output} exists')
     options = dict(frames=args.frames, seed=args.seed, height=args.height, width=args.width,
-                   rate_hz=args.rate, storage=args.storage)
+                   rate_hz=args.rate, storage=args.storage,
+                   start_time_ns=round(args.start_time * 1e9),
+                   compressed=args.compressed or '', camera_info_last=args.camera_info_last)
     if args.scene:
         options['scene'] = args.scene
     write_sample_bag(args.kind, args.output, **options)

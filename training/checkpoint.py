@@ -5,7 +5,8 @@ A checkpoint is a dict of tensors, numbers, strings, lists and dicts only, so it
 
 - ``format``, ``experiment``, ``method`` and ``method_options`` (to rebuild the method),
 - ``config``: the resolved experiment config,
-- ``step`` (iterations done) and ``stage`` (the stage being trained),
+- ``step`` (iterations done), ``stage`` (the stage being trained) and ``world_size`` (the
+  number of processes that trained it),
 - ``state``: the method's networks and optimizers,
 - ``rng``: torch / numpy / python generator states (exact resume),
 - ``spec``: the ModelSpec JSON and ``input_size`` [height, width] for inference.
@@ -60,7 +61,11 @@ def load_checkpoint(path: Path, map_location: str | torch.device = 'cpu') -> dic
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or foreign files
-        raise CheckpointError(f"checkpoint '{path}' cannot be read: {exc}") from None
+        if path.suffix in ('.onnx', '.pt2'):
+            raise CheckpointError(f"'{path}' is an exported model, not a training checkpoint "
+                                  '(runs/<experiment>/checkpoints/*.pt)') from None
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"checkpoint '{path}' cannot be read: {first_line}") from None
     if not isinstance(checkpoint, dict) or checkpoint.get('format') != FORMAT:
         raise CheckpointError(f"'{path}' is not a depth_nodes training checkpoint "
                               f'(format {FORMAT})')
@@ -68,8 +73,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = 'cpu') -> dic
 
 
 def method_payload(method: DepthMethod, *, experiment: str, config: Mapping[str, Any],
-                   step: int) -> dict[str, Any]:
-    """The checkpoint dict of a method at iteration ``step``."""
+                   step: int, world_size: int = 1) -> dict[str, Any]:
+    """The checkpoint dict of a method at iteration ``step`` of a ``world_size``-process
+    run."""
     spec = method.model_spec()
     return {
         'format': FORMAT,
@@ -78,6 +84,7 @@ def method_payload(method: DepthMethod, *, experiment: str, config: Mapping[str,
         'method_options': to_plain(dataclasses.asdict(method.config)),
         'config': to_plain(config),
         'step': int(step),
+        'world_size': int(world_size),
         'stage': method.stage,
         'state': method.state_dict(),
         'rng': rng_state(),

@@ -17,8 +17,12 @@ never trains silently with a default.
 """
 from __future__ import annotations
 
+import collections.abc
 import copy
 import dataclasses
+import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -41,8 +45,18 @@ class MethodConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
+DATA_SOURCES = ('dataset', 'rosbag')
+
+
 @dataclass(frozen=True)
 class DataConfig:
+    # 'dataset': a training.datasets loader (dataset, root, options); 'rosbag': recordings
+    # (bags, topics: {role: topic}, holdout; training/datasets/rosbag.py)
+    source: str = 'dataset'
+    bags: tuple[str, ...] = ()                   # rosbag2 directories / ROS 1 .bag files
+    topics: Mapping[str, str] = field(default_factory=dict)    # role -> topic
+    holdout: float = 0.1         # the last part of each bag in time: the val / test split
+    sync_tolerance: float = 0.02                 # s: largest stamp difference of a pair
     dataset: str = 'synthetic'                   # training.datasets registry name
     root: str | None = None                      # dataset directory (None: the default)
     options: Mapping[str, Any] = field(default_factory=dict)     # dataset keyword arguments
@@ -54,6 +68,14 @@ class DataConfig:
     # Training-split augmentation: fields of training.datasets.augment.AugmentConfig
     # (flip_probability, max_rotation_degrees, crop, brightness, ...); None = none.
     augment: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.source not in DATA_SOURCES:
+            raise ValueError(f"source '{self.source}' not in {DATA_SOURCES}")
+        if not 0 <= self.holdout < 1:
+            raise ValueError(f'holdout must be in [0, 1), got {self.holdout}')
+        if self.sync_tolerance < 0:
+            raise ValueError(f'sync_tolerance must be >= 0 s, got {self.sync_tolerance}')
 
 
 @dataclass(frozen=True)
@@ -71,6 +93,9 @@ class TrainerConfig:
     run_dir: str = ''                            # '' = runs/<experiment>
     export_onnx: bool = True                     # write <run_dir>/model.onnx at the end
     deterministic: bool = False                  # torch.use_deterministic_algorithms
+    # Network weights to start from when not resuming (fine-tuning): a training checkpoint
+    # (.pt) or an exported model's torch program (.pt2, e.g. models/dpn_synthetic.pt2).
+    init_weights: str = ''
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -97,8 +122,7 @@ class ExperimentConfig:
     def method_config(self):
         """The method's own frozen config dataclass built from ``method.options``."""
         cls = get_method_class(self.method.name)
-        return build_dataclass(cls.config_class, self.method.options,
-                               f'method.options ({self.method.name})')
+        return checked_dataclass(cls.config_class, self.method.options, 'method.options')
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, fully resolved dict (method defaults filled in): what runs save."""
@@ -115,7 +139,10 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentCo
     except OSError as exc:
         raise ConfigError(f"cannot read config '{path}': {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config '{path}' is not valid YAML: {exc}") from None
+        mark = getattr(exc, 'problem_mark', None)
+        where = f' at line {mark.line + 1}, column {mark.column + 1}' if mark else ''
+        problem = getattr(exc, 'problem', None) or 'syntax error'
+        raise ConfigError(f"config '{path}' is not valid YAML{where}: {problem}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config '{path}' must be a mapping at the top level")
     return config_from_dict(apply_overrides(raw, overrides), source=str(path))
@@ -134,14 +161,14 @@ def config_from_dict(raw: Mapping[str, Any], source: str = '<dict>') -> Experime
         config = ExperimentConfig(
             experiment=str(raw['experiment']),
             description=str(raw.get('description', '')),
-            method=build_dataclass(MethodConfig, _mapping(raw['method'], 'method'), 'method'),
-            data=build_dataclass(DataConfig, _mapping(raw.get('data', {}), 'data'), 'data'),
-            trainer=build_dataclass(TrainerConfig, _mapping(raw.get('trainer', {}), 'trainer'),
-                                    'trainer'))
+            method=checked_dataclass(MethodConfig, _mapping(raw['method'], 'method'), 'method'),
+            data=checked_dataclass(DataConfig, _mapping(raw.get('data', {}), 'data'), 'data'),
+            trainer=checked_dataclass(TrainerConfig, _mapping(raw.get('trainer', {}),
+                                                              'trainer'), 'trainer'))
         config.method_config()  # validates the method name and its options now
         if config.data.augment is not None:
             from training.datasets.augment import AugmentConfig
-            build_dataclass(AugmentConfig, config.data.augment, 'data.augment')
+            checked_dataclass(AugmentConfig, config.data.augment, 'data.augment')
     except (ValueError, TypeError) as exc:
         raise ConfigError(f'{source}: {exc}') from None
     return config
@@ -156,8 +183,10 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
             raise ConfigError(f"override '{item}' is not of the form dotted.key=value")
         try:
             value = yaml.safe_load(text) if text else ''
-        except yaml.YAMLError:
-            value = text
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, 'problem', None) or 'invalid YAML'
+            raise ConfigError(f"override {key}: value '{text}' is not valid YAML "
+                              f'({problem})') from None
         node = out
         parts = key.split('.')
         for part in parts[:-1]:
@@ -169,6 +198,60 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
             node = child
         node[parts[-1]] = value
     return out
+
+
+# Learning-rate options (lr, lr_g, lr_coarse_conv, ...): a negative one is a typo, caught
+# here with its key rather than by the optimizer without it.
+_LEARNING_RATE = re.compile(r'(^|_)lr(_|$)')
+
+
+def checked_dataclass(cls: type, values: Mapping[str, Any], where: str):
+    """build_dataclass after checking each value against its field's annotation (int,
+    float, bool, str, optional, mapping, sequence) and that learning rates are >= 0, so a
+    wrong value is a one-line error naming ``where.key``."""
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        hint = hints.get(key)
+        if hint is not None and not _matches(value, hint):
+            raise ValueError(f'{where}.{key}: expected {_type_name(hint)}, got {value!r}')
+        if (_LEARNING_RATE.search(key) and isinstance(value, (int, float))
+                and not isinstance(value, bool) and value < 0):
+            raise ValueError(f'{where}.{key}: a learning rate must be >= 0, got {value}')
+    return build_dataclass(cls, values, where)
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a YAML value fits a dataclass annotation (unknown annotations: yes)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is not None and isinstance(origin, type):
+        if issubclass(origin, Mapping):
+            return isinstance(value, Mapping)
+        if issubclass(origin, (tuple, list, collections.abc.Sequence)):
+            return isinstance(value, (list, tuple))
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return ' or '.join(_type_name(arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return 'null'
+    origin = typing.get_origin(hint)
+    if origin is not None and isinstance(origin, type):
+        return 'a mapping' if issubclass(origin, Mapping) else 'a list'
+    return getattr(hint, '__name__', str(hint))
 
 
 def save_resolved_config(config: ExperimentConfig, run_dir: Path) -> Path:

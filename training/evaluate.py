@@ -279,6 +279,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          'dataset, root and options: val_options for the '
                                          'evaluated split, options for the baseline')
     parser.add_argument('--dataset', help='dataset name (training.datasets registry)')
+    parser.add_argument('--bag', action='append', metavar='PATH',
+                        help='with --config: evaluate on these recordings (its held-out '
+                             'split: --split val/test; repeatable)')
+    parser.add_argument('--topic', action='append', metavar='ROLE:=TOPIC',
+                        help='with --config and --bag: the topic of a role (repeatable)')
     add_split_arguments(parser)
     parser.add_argument('--baseline', action='append', default=[],
                         choices=('none', 'train-mean', 'nearest', 'linear', 'inpaint'),
@@ -313,11 +318,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       'train_options': {}}
         if args.config:
             from training.config import load_config
-            cfg = load_config(args.config).data
+            from training.train import bag_overrides
+            experiment = load_config(args.config, bag_overrides(args.bag, args.topic))
+            cfg = experiment.data
             configured = {'dataset': cfg.dataset, 'root': cfg.root,
                           'options': dict(cfg.options if cfg.val_options is None
                                           else cfg.val_options),
                           'train_options': dict(cfg.options)}
+            if cfg.source == 'rosbag':     # training/datasets/rosbag.py
+                bag_options = {'bags': list(cfg.bags), 'topics': dict(cfg.topics),
+                               'method': experiment.method.name, 'holdout': cfg.holdout,
+                               'sync_tolerance': cfg.sync_tolerance}
+                configured = {'dataset': 'rosbag', 'root': cfg.root, 'options': bag_options,
+                              'train_options': bag_options}
+        elif args.bag or args.topic:
+            parser.error('--bag and --topic need --config (a training/configs/*_bag.yaml)')
         dataset_name = args.dataset or configured['dataset']
         if not dataset_name:
             parser.error('give --dataset (or --config)')

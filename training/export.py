@@ -192,6 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error('give exactly one of --checkpoint or --untrained')
     if args.untrained and not (args.config or args.method):
         parser.error('--untrained needs --config or --method')
+    if args.checkpoint and Path(args.checkpoint).suffix in ('.onnx', '.pt2'):
+        parser.error(f'--checkpoint {args.checkpoint} is an exported model; give the training '
+                     'checkpoint it came from (runs/<experiment>/checkpoints/last.pt)')
     try:
         if args.checkpoint:
             if args.overrides:

@@ -18,7 +18,10 @@ import argparse
 import math
 import os
 import random
+import shlex
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from training.checkpoint import (CheckpointError, load_checkpoint, method_payload,
-                                 restore_rng_state, save_checkpoint)
+                                 restore_rng_state, rng_state, save_checkpoint)
 from training.config import (DEVICES, ConfigError, ExperimentConfig, load_config,
                              save_resolved_config, to_plain)
 from training.metrics import DepthEvalProtocol, MetricAverager, depth_metrics
@@ -48,6 +51,44 @@ class DistributedEnv:
     def from_environ(cls) -> 'DistributedEnv':
         return cls(int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1)),
                    int(os.environ.get('LOCAL_RANK', 0)))
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C (SIGINT) or SIGTERM stopped training after a whole iteration; the checkpoint
+    at that iteration is saved (every process of a DDP job stops at the same one)."""
+
+    def __init__(self, step: int, checkpoint: Path):
+        super().__init__(f'interrupted at step {step}; saved {checkpoint}')
+        self.step, self.checkpoint = step, checkpoint
+
+
+class StopRequest:
+    """Turns SIGINT / SIGTERM into a flag read between iterations, so an interrupt never
+    leaves a half-stepped model (GANs step several optimizers per iteration). A second
+    Ctrl-C raises KeyboardInterrupt at once. Only the main thread may install handlers."""
+
+    def __init__(self, announce: bool = True):
+        self.requested, self.announce = False, announce
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> 'StopRequest':
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        if self.announce:
+            print(f'\n{signal.Signals(signum).name}: stopping after this iteration and saving '
+                  'a checkpoint (Ctrl-C again to quit without saving)', file=sys.stderr,
+                  flush=True)
 
 
 @dataclass
@@ -157,8 +198,26 @@ def open_dataset(config: ExperimentConfig, split: str, options: Mapping[str, Any
     """A dataset of the config (cached / augmented as configured; augmentation on request)."""
     from training.datasets import build_dataset
     data = config.data
-    dataset = build_dataset(data.dataset, split, data.root,
-                            **dict(data.options if options is None else options))
+    if data.source == 'rosbag':
+        from training.datasets.rosbag import RosbagDataset
+        try:
+            dataset = RosbagDataset(split, data.root, bags=data.bags, topics=data.topics,
+                                    method=config.method.name, holdout=data.holdout,
+                                    sync_tolerance=data.sync_tolerance)
+        except ValueError as exc:
+            raise ConfigError(f'data (rosbag): {exc}') from None
+        if split == data.train_split and len(dataset) == 0:
+            raise ConfigError(f'data (rosbag): no {split} samples in {list(data.bags)} with '
+                              f'topics {dict(data.topics)} (stamps within '
+                              f'{data.sync_tolerance} s?)')
+    else:
+        try:
+            dataset = build_dataset(data.dataset, split, data.root,
+                                    **dict(data.options if options is None else options))
+        except FileNotFoundError as exc:     # a missing dataset directory or file
+            raise ConfigError(f'data.root: {exc}') from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f'data ({data.dataset}, split {split}): {exc}') from None
     if data.cache:
         dataset = CachedDataset(dataset)
     if augment and data.augment is not None:
@@ -231,6 +290,13 @@ class Trainer:
         restore_rng_state(checkpoint['rng'])
         self.step = int(checkpoint['step'])
         self._log(f'resumed from {path} at step {self.step} (stage {checkpoint["stage"]})')
+        saved_world = int(checkpoint.get('world_size', 1))
+        if saved_world != self.context.world_size:
+            self._log(f'warning: {path} was written by {saved_world} process(es) and is '
+                      f'resumed by {self.context.world_size}: the global batch changes from '
+                      f'{saved_world} x {self.config.trainer.batch_size} to '
+                      f'{self.context.world_size} x {self.config.trainer.batch_size} and the '
+                      'data order differs from an uninterrupted run')
         return True
 
     def save(self, *names: str) -> Path | None:
@@ -238,7 +304,8 @@ class Trainer:
             self._saved_step = self.step
             return None
         payload = method_payload(self.method, experiment=self.config.experiment,
-                                 config=self.config.to_dict(), step=self.step)
+                                 config=self.config.to_dict(), step=self.step,
+                                 world_size=self.context.world_size)
         path = None
         for name in names:
             path = save_checkpoint(self.checkpoint_dir / f'{name}.pt', payload)
@@ -266,35 +333,44 @@ class Trainer:
         if self.is_main:
             save_resolved_config(self.config, self.run_dir)
             from torch.utils.tensorboard import SummaryWriter
+            # purge_step hides the points a previous run logged after its checkpoint (they
+            # are logged again); the checkpoint's own step was logged before it was saved.
             self.writer = SummaryWriter(str(self.run_dir / 'tensorboard'),
-                                        purge_step=self.step or None)
+                                        purge_step=self.step + 1 if self.step else None)
         from tqdm import tqdm
         bar = tqdm(total=target, initial=min(self.step, target), disable=not self.progress,
                    unit='it', dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30)
         checkpoint = self.checkpoint_dir / 'last.pt'
         started, started_step = time.perf_counter(), self.step
         try:
-            for stage, _begin, end in self.schedule:
-                if self.step >= end:
-                    continue
-                if self.step >= target:
-                    break
-                self.method.begin_stage(stage)
-                bar.set_description(stage)
-                batches = self._loader()
-                while self.step < min(end, target):
-                    batch = batch_to_device(next(batches), self.context.device)
-                    logs = self.method.training_step(batch, self.step)
-                    bad = {k: v for k, v in logs.items() if not math.isfinite(v)}
-                    if bad:
-                        raise FloatingPointError(f'non-finite training value(s) {bad} at step '
-                                                 f'{self.step} (stage {stage}); lower the '
-                                                 'learning rates or enable grad_clip_norm')
-                    self.step += 1
-                    bar.update(1)
-                    self._after_step(stage, logs, started, started_step)
-                if self.step == end:
-                    self.save('last', stage)
+            with StopRequest(announce=self.is_main) as stop:
+                for stage, _begin, end in self.schedule:
+                    if self.step >= end:
+                        continue
+                    if self.step >= target:
+                        break
+                    self.method.begin_stage(stage)
+                    bar.set_description(stage)
+                    batches = self._loader()
+                    while self.step < min(end, target):
+                        batch = batch_to_device(next(batches), self.context.device)
+                        logs = self.method.training_step(batch, self.step)
+                        bad = {k: v for k, v in logs.items() if not math.isfinite(v)}
+                        if bad:
+                            raise FloatingPointError(
+                                f'non-finite training value(s) {bad} at step {self.step} '
+                                f'(stage {stage}); lower the learning rates or enable '
+                                'grad_clip_norm')
+                        self.step += 1
+                        bar.update(1)
+                        bar.set_postfix(_progress_losses(logs), refresh=False)
+                        self._after_step(stage, logs, started, started_step)
+                        if self._stop_requested(stop):
+                            if self._saved_step != self.step:
+                                self.save('last')
+                            raise TrainingInterrupted(self.step, checkpoint)
+                    if self.step == end:
+                        self.save('last', stage)
             if self._saved_step != self.step:
                 self.save('last')
             self._log(f'{self.step - started_step} iterations in '
@@ -317,6 +393,15 @@ class Trainer:
         return TrainResult(self.run_dir, self.step, checkpoint, onnx_path, val_metrics,
                            self.method)
 
+    def _stop_requested(self, stop: StopRequest) -> bool:
+        """Whether any process was asked to stop (all-reduced under DDP, so every process
+        stops after the same iteration and none waits in a collective for the others)."""
+        if self.context.world_size == 1:
+            return stop.requested
+        flag = torch.tensor([float(stop.requested)], device=self.context.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
+
     def _after_step(self, stage: str, logs: Mapping[str, float], started: float,
                     started_step: int) -> None:
         t = self.config.trainer
@@ -334,9 +419,20 @@ class Trainer:
                     self.writer.add_scalar(f'val/{key}', value, self.step)
 
     def validate(self) -> dict[str, float]:
-        """Depth metrics on the first val_batches batches, at the network's output size."""
+        """Depth metrics on the first val_batches batches, at the network's output size.
+
+        The global random states are restored afterwards (the loader draws a seed from
+        torch's), so training after a validation continues exactly as a run resumed from
+        the checkpoint saved before it."""
         if not self.is_main:
             return {}
+        saved = rng_state()
+        try:
+            return self._validate()
+        finally:
+            restore_rng_state(saved)
+
+    def _validate(self) -> dict[str, float]:
         t = self.config.trainer
         loader = DataLoader(self.val_dataset, batch_size=t.batch_size, shuffle=False,
                             collate_fn=self.method.make_batch, num_workers=0)
@@ -365,6 +461,38 @@ class Trainer:
             print(f'[{self.config.experiment}] {message}', file=sys.stderr, flush=True)
 
 
+def _progress_losses(logs: Mapping[str, float], most: int = 4) -> dict[str, str]:
+    """The first few logged scalars, losses first, short enough for a progress bar."""
+    keys = sorted(logs, key=lambda k: 'loss' not in k)[:most]
+    return {k: f'{logs[k]:.4g}' for k in keys}
+
+
+def init_weights(method: DepthMethod, path: Path) -> None:
+    """Load network weights (not optimizers) from a training checkpoint (.pt) or from the
+    torch program of an exported model (.pt2, whose parameters are named
+    '<export module attribute>.<network key>')."""
+    if not path.is_file():
+        raise ConfigError(f"trainer.init_weights: '{path}' does not exist")
+    if path.suffix == '.pt2':
+        weights = torch.export.load(str(path)).state_dict
+        for name, network in method.networks().items():
+            own = network.state_dict()
+            for prefix in {k.split('.', 1)[0] + '.' for k in weights}:
+                found = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+                if set(own) <= set(found):
+                    network.load_state_dict({k: found[k] for k in own})
+                    break
+            else:
+                raise ConfigError(f"trainer.init_weights: '{path}' has no weights for network "
+                                  f'{name} of {method.name}')
+        return
+    checkpoint = load_checkpoint(path)
+    if checkpoint['method'] != method.name:
+        raise ConfigError(f"trainer.init_weights: '{path}' is a {checkpoint['method']} "
+                          f'checkpoint, not {method.name}')
+    method.load_state_dict(checkpoint['state'], with_optimizers=False)
+
+
 def run_training(config: ExperimentConfig, *, dataset: Sequence | None = None,
                  val_dataset: Sequence | None = None, resume: str | Path = 'auto',
                  until_step: int | None = None, progress: bool = True) -> TrainResult:
@@ -379,6 +507,14 @@ def run_training(config: ExperimentConfig, *, dataset: Sequence | None = None,
         torch.distributed.init_process_group('nccl' if device.type == 'cuda' else 'gloo',
                                              rank=env.rank, world_size=env.world_size)
         owns_group = True
+    if env.rank == 0:
+        if env.world_size > 1:
+            where = (f'DDP, backend {torch.distributed.get_backend()}, world size '
+                     f'{env.world_size} ({config.trainer.batch_size} samples per process)')
+        else:
+            where = 'one process (no DDP)'
+        print(f'[{config.experiment}] training on {device.type}, {where}', file=sys.stderr,
+              flush=True)
     try:
         t = config.trainer
         if t.threads > 0:
@@ -394,8 +530,12 @@ def run_training(config: ExperimentConfig, *, dataset: Sequence | None = None,
             dataset = open_dataset(config, config.data.train_split, augment=True)
         if val_dataset is None and config.data.val_split and env.rank == 0:
             val_dataset = open_dataset(config, config.data.val_split, config.data.val_options)
+            if len(val_dataset) == 0:      # e.g. a bag with holdout 0
+                val_dataset = None
         trainer = Trainer(config, method, dataset, val_dataset, context, progress)
-        trainer.resume(resume)
+        if not trainer.resume(resume) and t.init_weights:
+            init_weights(method, Path(t.init_weights))
+            trainer._log(f'network weights from {t.init_weights}')
         return trainer.run(until_step)
     finally:
         if owns_group:
@@ -408,7 +548,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', required=True, help='experiment YAML (training/configs/)')
     parser.add_argument('overrides', nargs='*', metavar='key=value',
-                        help='config overrides with dotted keys, e.g. trainer.batch_size=8')
+                        help='config overrides with dotted keys, e.g. trainer.batch_size=8 '
+                             '(anywhere on the command line)')
     parser.add_argument('--device', choices=DEVICES, help='overrides trainer.device')
     parser.add_argument('--run-dir', help='overrides trainer.run_dir')
     parser.add_argument('--resume', default='auto',
@@ -417,10 +558,46 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--until-step', type=int,
                         help='stop after this many iterations in total (resumable later)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
-    return parser.parse_args(argv)
+    parser.add_argument('--bag', action='append', metavar='PATH',
+                        help='train from this recording (repeatable; sets data.source=rosbag '
+                             'and data.bags; python -m training.inspect_bag BAG)')
+    parser.add_argument('--topic', action='append', metavar='ROLE:=TOPIC',
+                        help='the topic of a role (repeatable), e.g. image:=/camera/image')
+    return parser.parse_intermixed_args(argv)
+
+
+def bag_overrides(bags: Sequence[str] | None, topics: Sequence[str] | None) -> list[str]:
+    """--bag / --topic as config overrides (values in JSON, which YAML reads)."""
+    import json
+    out = []
+    if bags:
+        out += ['data.source=rosbag', f'data.bags={json.dumps(list(bags))}']
+    for item in topics or ():
+        role, sep, topic = item.partition(':=')
+        if not sep or not role or not topic:
+            raise ConfigError(f"--topic '{item}' is not of the form ROLE:=TOPIC")
+        out.append(f'data.topics.{role}={json.dumps(topic)}')
+    return out
+
+
+def resume_command(argv: Sequence[str], world_size: int) -> str:
+    """The command line that continues this run from its last.pt (same arguments, without
+    --resume, whose default 'auto' picks the checkpoint up)."""
+    args, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == '--resume':
+            skip = True
+        elif not arg.startswith('--resume='):
+            args.append(arg)
+    launcher = (['torchrun', f'--nproc_per_node={world_size}'] if world_size > 1
+                else ['python'])
+    return shlex.join([*launcher, '-m', 'training.train', *args])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     overrides = list(args.overrides)
     if args.device:
@@ -428,12 +605,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.run_dir:
         overrides.append(f'trainer.run_dir={args.run_dir}')
     try:
+        overrides += bag_overrides(args.bag, args.topic)
         config = load_config(args.config, overrides)
         result = run_training(config, resume=args.resume, until_step=args.until_step,
                               progress=not args.no_progress)
     except (ConfigError, CheckpointError, FloatingPointError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
+    except TrainingInterrupted as exc:
+        env = DistributedEnv.from_environ()
+        if env.rank == 0:
+            print(f'{exc}\nresume with: {resume_command(argv, env.world_size)}',
+                  file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:       # a second Ctrl-C, or one outside the training loop
+        print('interrupted; nothing saved since the last checkpoint', file=sys.stderr)
+        return 130
     if DistributedEnv.from_environ().rank == 0:
         print(f'step {result.step}; checkpoint {result.checkpoint}'
               + (f'; model {result.onnx}' if result.onnx else ''))

@@ -45,7 +45,7 @@ UNKNOWN_DEPTH_POLICIES = ('sharp', 'far')
 FINE_LEVELS = (0.0, 1.0, 2.0, 3.0, 4.0)
 LEVEL_RATIO = math.sqrt(2.0)
 # Larger discs are blurred at a lower resolution: kernels up to 9x9 stay on OpenCV's direct
-# convolution (from 11x11 on it switches to a DFT, which is 100x slower for these sizes).
+# convolution (from 11x11 on it switches to a DFT, far slower for these image sizes).
 MAX_WORKING_RADIUS = 4.0
 
 

@@ -1,9 +1,9 @@
 """The model spec: everything the runtime needs to know about a depth network.
 
 It travels inside the ONNX file as one metadata entry, key ``depth_nodes.model_spec``, whose
-value is the JSON of :class:`ModelSpec` (schema documented in README, "Model spec"). A model
-without that entry (a user's own export) gets a spec inferred from its graph plus defaults,
-and node parameters ``spec.<field>`` override any field.
+value is the JSON of :class:`ModelSpec` (schema documented in docs/nodes.md, "Model spec").
+A model without that entry (a user's own export) gets a spec inferred from its graph plus
+defaults, and node parameters ``spec.<field>`` override any field.
 """
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ OUTPUT_KINDS = (
     'normalized_depth',    # output_range mapped linearly onto [min_depth, max_depth]
     'disparity_fraction',  # disparity as a fraction of image width (Godard / Shen et al.)
     'translated_image',    # not depth: an image in output_range (NIR -> RGB translation, CTN)
+    # Inverse depth up to an unknown scale and shift (MiDaS / Depth-Anything-style exports):
+    # metric only after a per-frame fit to sparse depth (mono_depth_node scale_from).
+    'relative_inverse_depth',
 )
 
 

@@ -1,79 +1,12 @@
-"""ROS-free plumbing of a perception node: newest-frame worker, statistics, throttled reports."""
+"""ROS-free plumbing of a perception node: statistics and throttled reports."""
 from __future__ import annotations
 
 import collections
 import threading
 import time
-from typing import Callable, Generic, TypeVar
+from typing import Callable
 
 import numpy as np
-
-T = TypeVar('T')
-
-
-class LatestFrameWorker(Generic[T]):
-    """Processes only the newest submitted item on a background thread.
-
-    A new item replaces one still waiting (that one is counted as dropped), so a slow
-    model never works through a queue of stale frames: latency stays at most about one
-    inference plus the wait for the one in flight.
-    """
-
-    def __init__(self, process: Callable[[T], None], on_error: Callable[[BaseException], None],
-                 name: str = 'depth-worker'):
-        self._process = process
-        self._on_error = on_error
-        self._cond = threading.Condition()
-        self._item: T | None = None
-        self._has_item = False
-        self._running = True
-        self.dropped = 0
-        self.processed = 0
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
-
-    def submit(self, item: T) -> bool:
-        """Hand over the newest item; True when it replaced one not yet processed."""
-        with self._cond:
-            replaced = self._has_item
-            if replaced:
-                self.dropped += 1
-            self._item, self._has_item = item, True
-            self._cond.notify()
-        return replaced
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while self._running and not self._has_item:
-                    self._cond.wait()
-                if not self._running:
-                    return
-                item, self._item, self._has_item = self._item, None, False
-            try:
-                self._process(item)
-            except BaseException as exc:  # the worker must outlive any single bad frame
-                self._on_error(exc)
-            with self._cond:
-                self.processed += 1
-                self._cond.notify_all()
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Block until nothing is waiting (for tests and shutdown); False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._has_item:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-        return True
-
-    def stop(self, timeout: float = 5.0) -> None:
-        with self._cond:
-            self._running = False
-            self._cond.notify_all()
-        self._thread.join(timeout)
 
 
 class RateMeter:

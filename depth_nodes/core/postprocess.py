@@ -7,8 +7,34 @@ import numpy as np
 from depth_nodes.core.model_spec import ModelSpec
 
 
+# Output kinds with no metric scale: metres only after a fit to sparse metric depth.
+SCALE_FREE_KINDS = ('relative_inverse_depth',)
+
+
 class OutputConversionError(ValueError):
     """The output cannot be turned into metres (e.g. disparity without a focal length)."""
+
+
+def scale_fit_kind(output_kind: str) -> str:
+    """The sparse-depth fit (depth_nodes.core.scale_fit.FIT_KINDS) a model output needs:
+    scale and shift in inverse depth for relative inverse depth, else a depth scale."""
+    return 'inverse_depth_affine' if output_kind in SCALE_FREE_KINDS else 'depth_scale'
+
+
+def output_to_prediction(raw: np.ndarray, spec: ModelSpec, *, image_width: int | None = None,
+                         fx: float | None = None, baseline: float | None = None
+                         ) -> np.ndarray:
+    """What a sparse-depth scale fit takes (scale_fit_kind): the relative inverse depth
+    (after output_scale / output_shift), or for every other kind the depth in the model's
+    metres, not limited to any range (the range applies after scaling). NaN: not finite."""
+    if spec.output_kind in SCALE_FREE_KINDS:
+        value = raw.astype(np.float32, copy=True)
+        if spec.output_scale != 1.0 or spec.output_shift != 0.0:
+            value = value * np.float32(spec.output_scale) + np.float32(spec.output_shift)
+        value[~np.isfinite(value)] = np.nan
+        return value
+    return output_to_metres(raw, spec, image_width=image_width, fx=fx, baseline=baseline,
+                            valid_range=(0.0, np.inf))
 
 
 def output_to_metres(raw: np.ndarray, spec: ModelSpec, *, image_width: int | None = None,
@@ -42,6 +68,9 @@ def output_to_metres(raw: np.ndarray, spec: ModelSpec, *, image_width: int | Non
         elif kind == 'disparity_fraction':
             depth = disparity_fraction_to_depth(value, spec, image_width=image_width, fx=fx,
                                                 baseline=baseline)
+        elif kind in SCALE_FREE_KINDS:
+            raise OutputConversionError(f'{kind} has no metric scale: it needs a fit to sparse '
+                                        'metric depth (mono_depth_node parameter scale_from)')
         else:  # pragma: no cover - ModelSpec.validate() rejects other kinds
             raise OutputConversionError(f'unknown output kind {kind}')
     depth = depth.astype(np.float32, copy=False)

@@ -18,10 +18,10 @@ LUMA_RGB = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Resize for a network input: area averaging when shrinking (no aliasing), else bilinear.
 
-    cv2's INTER_AREA is fast for integer factors but ~10x slower for fractional ones (640x480
-    -> 304x228: 1.5 ms). Shrinking by the integer part with INTER_AREA, then the rest with
-    INTER_LINEAR (a factor below 2, where bilinear does not alias) costs 0.2 ms for a result
-    within a grey level of a pure INTER_AREA resize.
+    cv2's INTER_AREA is fast for integer factors but far slower for fractional ones (e.g.
+    640x480 -> 304x228). Shrinking by the integer part with INTER_AREA, then the rest with
+    INTER_LINEAR (a factor below 2, where bilinear does not alias) is much cheaper, for a
+    result within a grey level of a pure INTER_AREA resize.
     """
     src_h, src_w = image.shape[:2]
     if (src_h, src_w) == (height, width):

@@ -8,7 +8,8 @@ depth Z = fx B / (d + cx_r - cx_l).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -24,6 +25,8 @@ SGBM_MODES = {
 }
 # StereoSGBM returns fixed-point disparities with 4 fractional bits.
 SGBM_DISPARITY_SCALE = 16
+# Largest search range chosen automatically: SGBM's time and memory grow with it.
+MAX_AUTO_DISPARITIES = 256
 
 
 @dataclass(frozen=True)
@@ -32,10 +35,11 @@ class SgbmParameters:
 
     ``p1`` / ``p2`` = 0 take OpenCV's recommended 8 cn block^2 and 32 cn block^2 (cn = image
     channels; the matcher runs on grey images, cn = 1). ``num_disparities`` must be a
-    multiple of 16; the search covers [min_disparity, min_disparity + num_disparities).
+    multiple of 16, or 0: chosen per rig by num_disparities_for() (resolved()); the search
+    covers [min_disparity, min_disparity + num_disparities).
     """
     min_disparity: int = 0
-    num_disparities: int = 64
+    num_disparities: int = 0
     block_size: int = 5
     p1: int = 0
     p2: int = 0
@@ -47,9 +51,9 @@ class SgbmParameters:
     mode: str = 'sgbm'
 
     def __post_init__(self) -> None:
-        if self.num_disparities <= 0 or self.num_disparities % 16:
-            raise ValueError(f'num_disparities must be a positive multiple of 16, got '
-                             f'{self.num_disparities}')
+        if self.num_disparities < 0 or self.num_disparities % 16:
+            raise ValueError(f'num_disparities must be a positive multiple of 16 (0: from '
+                             f'min_depth and the rig), got {self.num_disparities}')
         if self.block_size < 1 or self.block_size % 2 == 0:
             raise ValueError(f'block_size must be odd and >= 1, got {self.block_size}')
         if self.p1 < 0 or self.p2 < 0 or (self.p1 and self.p2 and self.p2 <= self.p1):
@@ -61,9 +65,30 @@ class SgbmParameters:
             raise ValueError(f"mode '{self.mode}' not in {sorted(SGBM_MODES)}")
 
     @property
+    def automatic(self) -> bool:
+        return self.num_disparities == 0
+
+    @property
     def max_disparity(self) -> int:
-        """Largest disparity searched, pixels."""
+        """Largest disparity searched, pixels (a match there is masked: the true disparity
+        may lie beyond the search)."""
+        if self.automatic:
+            raise ValueError('num_disparities 0 is resolved per rig first (resolved())')
         return self.min_disparity + self.num_disparities - 1
+
+    def resolved(self, min_depth: float, fx: float, baseline: float, offset: float = 0.0,
+                 width: int = 0) -> SgbmParameters:
+        """These parameters with num_disparities chosen for the rig when it is 0."""
+        if not self.automatic:
+            return self
+        return replace(self, num_disparities=num_disparities_for(
+            min_depth, fx, baseline, offset, self.min_disparity, width))
+
+    def nearest_depth(self, fx: float, baseline: float, offset: float = 0.0) -> float:
+        """Nearest depth (m) the search reaches: Z = fx B / (d + offset) at the largest
+        disparity that is not masked, just below max_disparity."""
+        largest = self.max_disparity + offset
+        return fx * baseline / largest if largest > 0 else math.inf
 
     def smoothness_penalties(self, channels: int = 1) -> tuple[int, int]:
         area = channels * self.block_size ** 2
@@ -77,6 +102,21 @@ class SgbmParameters:
             preFilterCap=self.pre_filter_cap, uniquenessRatio=self.uniqueness_ratio,
             speckleWindowSize=self.speckle_window_size, speckleRange=self.speckle_range,
             mode=SGBM_MODES[self.mode])
+
+
+def num_disparities_for(min_depth: float, fx: float, baseline: float, offset: float = 0.0,
+                        min_disparity: int = 0, width: int = 0) -> int:
+    """The smallest multiple of 16 whose search from ``min_disparity`` reaches ``min_depth``:
+    the disparity there is d = fx B / Z_min - offset (pixels), and max_disparity must lie
+    above it, since a match at the limit is masked. Capped at MAX_AUTO_DISPARITIES and, for a
+    ``width``, below the width (the leftmost num_disparities columns have no match)."""
+    cap = MAX_AUTO_DISPARITIES
+    if width:
+        cap = min(cap, max(16, (width - 1) // 16 * 16))
+    if not min_depth > 0:
+        return cap
+    needed = math.floor(fx * baseline / min_depth - offset) + 2 - min_disparity
+    return int(min(cap, max(16, math.ceil(needed / 16) * 16)))
 
 
 def gray8(image: np.ndarray, encoding: str) -> np.ndarray:
@@ -99,15 +139,18 @@ def gray8(image: np.ndarray, encoding: str) -> np.ndarray:
 
 def sgbm_disparity(left_gray: np.ndarray, right_gray: np.ndarray, params: SgbmParameters,
                    matcher: cv2.StereoSGBM | None = None) -> np.ndarray:
-    """Left-view disparity in pixels (float32, NaN where SGBM found no match)."""
+    """Left-view disparity in pixels (float32, NaN where SGBM found no match and at the
+    search limit, max_disparity, where the true disparity may be larger)."""
     if left_gray.shape != right_gray.shape or left_gray.dtype != right_gray.dtype:
         raise ValueError(f'left {left_gray.shape} {left_gray.dtype} and right '
                          f'{right_gray.shape} {right_gray.dtype} images differ')
     matcher = matcher or params.create_matcher(1 if left_gray.ndim == 2 else
                                                left_gray.shape[2])
     fixed_point = matcher.compute(left_gray, right_gray)
-    # Unmatched pixels get (min_disparity - 1) * 16.
-    invalid = fixed_point < params.min_disparity * SGBM_DISPARITY_SCALE
+    # Unmatched pixels get (min_disparity - 1) * 16; a best match at the last disparity
+    # searched (not interpolated: exactly max_disparity * 16) may lie beyond the search.
+    invalid = (fixed_point < params.min_disparity * SGBM_DISPARITY_SCALE) | \
+        (fixed_point >= params.max_disparity * SGBM_DISPARITY_SCALE)
     disparity = fixed_point.astype(np.float32) * np.float32(1.0 / SGBM_DISPARITY_SCALE)
     disparity[invalid] = np.nan
     return disparity

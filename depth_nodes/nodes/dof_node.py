@@ -1,33 +1,53 @@
 """dof_node: synthetic shallow depth of field from a camera image and its metric depth.
 
-Subscribes: image (sensor_msgs/Image), depth/image (32FC1 metres or 16UC1 mm, REP 118),
+Subscribes: image (sensor_msgs/Image; with image_transport:=compressed, image/compressed as
+            sensor_msgs/CompressedImage), depth/image (32FC1 metres or 16UC1 mm, REP 118),
             approximate-time synchronised on their header stamps
 Publishes:  dof/image (the input image's encoding and header), /diagnostics
-The rendering (depth_nodes.core.bokeh) runs on a keep-newest worker thread.
+The rendering (depth_nodes.core.bokeh) runs in the subscription callback that completes a
+pair, one pair in flight (keep-last-1 inputs, as in the depth nodes).
 """
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticStatus
 from rcl_interfaces.msg import ParameterType, SetParametersResult
-from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from sensor_msgs.msg import Image
 
 from depth_nodes import ros_io
 from depth_nodes.core.bokeh import (UNKNOWN_DEPTH_POLICIES, BokehError, ThinLens,
                                     focus_distance_at, render_depth_of_field)
 from depth_nodes.core.encodings import ImageFormatError, depth_to_metres, lookup_encoding
-from depth_nodes.core.pipeline import (LatencyWindow, LatestFrameWorker, RateMeter,
-                                       ThrottledReporter)
 from depth_nodes.core.sync import ApproximateTimeSync
-from depth_nodes.nodes.depth_node import (OUTPUT_QOS, WARN_PERIOD_S, _descriptor, run_node,
-                                          subscription_qos)
+from depth_nodes.nodes.diagnostics import DiagnosticsPublisher, FrameStats
+from depth_nodes.nodes.parameters import NodeParameters
+from depth_nodes.nodes.topics import Inputs, Outputs, run_node
+from depth_nodes.parameters import (START_ONLY, Parameter, image_transport_parameter,
+                                    sync_slop_parameter)
 
 LENS_PARAMETERS = ('focal_length_mm', 'f_number', 'sensor_width_mm')
+DOF_PARAMETERS = (
+    Parameter('focus_distance', 2.0, 'focus distance in metres (unless focus_point)',
+              float_range=(0.01, 1e4)),
+    Parameter('focus_point', [-1.0, -1.0], 'autofocus on the depth at image pixel [x, y]; '
+              'negative: use focus_distance', dynamic_typing=True),
+    Parameter('f_number', 1.8, 'simulated aperture, f-number N', float_range=(0.5, 64.0)),
+    Parameter('focal_length_mm', 50.0, 'simulated focal length in mm',
+              float_range=(1.0, 2000.0)),
+    Parameter('sensor_width_mm', 36.0, 'simulated sensor width in mm (36: full frame)',
+              float_range=(1.0, 100.0)),
+    Parameter('max_blur_radius', 32.0, 'largest blur radius in pixels',
+              float_range=(0.0, 256.0)),
+    Parameter('unknown_depth', 'sharp', 'pixels without depth: kept sharp, or blurred as '
+              'infinitely far', choices=UNKNOWN_DEPTH_POLICIES),
+    sync_slop_parameter(0.05, 'largest stamp difference (s) of a matched image and depth '
+                        'pair'),
+    Parameter('sync_queue_size', 10, 'messages per input kept for matching',
+              int_range=(1, 1000), applies=START_ONLY),
+    image_transport_parameter('camera images'),
+)
 
 
 @dataclass(frozen=True)
@@ -43,52 +63,30 @@ class DofNode(Node):
 
     def __init__(self, node_name: str = 'dof_node', **node_kwargs):
         super().__init__(node_name, **node_kwargs)
-        p = self.declare_parameter
-        p('focus_distance', 2.0, _descriptor('focus distance in metres (unless focus_point)',
-                                             float_range=(0.01, 1e4)))
-        p('focus_point', [-1.0, -1.0], _descriptor(
-            'autofocus on the depth at image pixel [x, y]; negative: use focus_distance',
-            dynamic=True))
-        p('f_number', 1.8, _descriptor('simulated aperture, f-number N',
-                                       float_range=(0.5, 64.0)))
-        p('focal_length_mm', 50.0, _descriptor('simulated focal length in mm',
-                                               float_range=(1.0, 2000.0)))
-        p('sensor_width_mm', 36.0, _descriptor('simulated sensor width in mm (36: full frame)',
-                                               float_range=(1.0, 100.0)))
-        p('max_blur_radius', 32.0, _descriptor('largest blur radius in pixels',
-                                               float_range=(0.0, 256.0)))
-        p('unknown_depth', 'sharp', _descriptor('pixels without depth: kept sharp, or blurred '
-                                                'as infinitely far',
-                                                choices=UNKNOWN_DEPTH_POLICIES))
-        p('sync_slop', 0.05, _descriptor('largest stamp difference (s) of a matched image and '
-                                         'depth pair', float_range=(0.0, 10.0)))
-        p('sync_queue_size', 10, _descriptor('messages per input kept for matching',
-                                             int_range=(1, 1000), read_only=True))
+        self.params = NodeParameters(self, DOF_PARAMETERS)
         self.settings = self._settings({})
-        self.sync = ApproximateTimeSync(2, self.get_parameter('sync_slop').value,
-                                        self.get_parameter('sync_queue_size').value)
-        self.reporter = ThrottledReporter(self.get_logger().warning, WARN_PERIOD_S)
-        self._errors = ThrottledReporter(self.get_logger().error, WARN_PERIOD_S)
-        self.hints = ThrottledReporter(self.get_logger().warning, 30.0)
-        self.time_jumps = ThrottledReporter(self.get_logger().warning, WARN_PERIOD_S)
-        self.output_rate, self.render_latency = RateMeter(), LatencyWindow()
+        self.sync = ApproximateTimeSync(2, self.params['sync_slop'],
+                                        self.params['sync_queue_size'])
+        self.stats = FrameStats(self)
+        self.reporter, self.hints, self.time_jumps = \
+            self.stats.reporter, self.stats.hints, self.stats.time_jumps
         self.autofocus_distance: float | None = None
-        self._lock = threading.Lock()
-        self.publisher = self.create_publisher(Image, 'dof/image', OUTPUT_QOS)
-        self.worker = LatestFrameWorker(self._render, self._on_worker_error, name='dof-worker')
-        for index, topic in enumerate(('image', 'depth/image')):
-            self.create_subscription(Image, topic, self._receiver(index),
-                                     **subscription_qos(raw=True))
-        self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.create_timer(1.0, self._publish_diagnostics,
-                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.outputs = Outputs(self, {'dof/image': ros_io.IMAGE_TYPE})
+        self.inputs = Inputs(self)
+        # image_transport: <resolved topic>/compressed, so remapping 'image' still applies.
+        self.compressed = self.params['image_transport'] == 'compressed'
+        image = (self.resolve_topic_name('image') + '/compressed', ros_io.COMPRESSED_IMAGE_TYPE) \
+            if self.compressed else ('image', ros_io.IMAGE_TYPE)
+        for index, (topic, msgtype) in enumerate((image, ('depth/image', ros_io.IMAGE_TYPE))):
+            self.inputs.stream(msgtype, topic, self._receiver(index))
+        self._diagnostics = DiagnosticsPublisher(self, 'depth of field', self._status)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
     # -- parameters -------------------------------------------------------------------
     def _settings(self, changed: dict) -> DofSettings:
         """Settings from the current parameters with ``changed`` applied; BokehError or
         ValueError name the bad value."""
-        value = {name: changed.get(name, self.get_parameter(name).value) for name in (
+        value = {name: changed.get(name, self.params[name]) for name in (
             'focus_distance', 'focus_point', 'max_blur_radius', 'unknown_depth',
             *LENS_PARAMETERS)}
         lens = ThinLens(**{k: float(value[k]) for k in LENS_PARAMETERS})
@@ -96,8 +94,7 @@ class DofNode(Node):
         point = [float(v) for v in value['focus_point']]
         if len(point) != 2:
             raise ValueError(f'focus_point must be [x, y], got {value["focus_point"]}')
-        if value['unknown_depth'] not in UNKNOWN_DEPTH_POLICIES:
-            raise ValueError(f"unknown_depth must be one of {UNKNOWN_DEPTH_POLICIES}")
+        self.params.table['unknown_depth'].check(value['unknown_depth'])
         return DofSettings(lens, float(value['focus_distance']),
                            tuple(point) if min(point) >= 0 else None,
                            float(value['max_blur_radius']), value['unknown_depth'])
@@ -111,10 +108,9 @@ class DofNode(Node):
             settings = self._settings(changed)
         except (BokehError, ValueError, TypeError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
-        with self._lock:
-            self.settings = settings
-            if settings.focus_point is None:
-                self.autofocus_distance = None
+        self.settings = settings
+        if settings.focus_point is None:
+            self.autofocus_distance = None
         if 'sync_slop' in changed:
             self.sync.slop_s = float(changed['sync_slop'])
         return SetParametersResult(successful=True)
@@ -122,11 +118,15 @@ class DofNode(Node):
     # -- frames ---------------------------------------------------------------------------
     def _receiver(self, index: int):
         def receive(raw: bytes) -> None:
+            received = time.perf_counter()
             try:
-                msg = ros_io.image_from_cdr(raw)
+                # A CompressedImage's pixels are decoded in _render, for matched pairs only.
+                msg = ros_io.compressed_image_from_cdr(raw) if index == 0 and self.compressed \
+                    else ros_io.image_from_cdr(raw)
             except ImageFormatError as exc:
                 self.reporter.report(exc.kind, f'dropped input: {exc}')
                 return
+            self.stats.input_rate.tick()
             stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
             resets = self.sync.stats.resets
             pair = self.sync.add(index, stamp, msg)
@@ -134,22 +134,17 @@ class DofNode(Node):
                 self.time_jumps.report('time_backwards', 'input time went back (bag loop, '
                                        'driver restart?): synchroniser reset')
             if pair is not None:
-                self.worker.submit((time.perf_counter(), pair))
+                self.stats.run_frame(lambda: self._render(received, *pair))
         return receive
 
-    def _render(self, stamped) -> None:
-        received, (image_msg, depth_msg) = stamped
-        with self._lock:
-            settings = self.settings
-        try:
-            out = self.render(image_msg, depth_msg, settings)
-        except ImageFormatError as exc:
-            self.reporter.report(exc.kind, f'dropped input: {exc}')
-            return
-        self.publisher.publish(ros_io.image_to_cdr(out, image_msg.encoding,
-                                                   ros_io.header_from(image_msg)))
-        self.output_rate.tick()
-        self.render_latency.add(time.perf_counter() - received)
+    def _render(self, received: float, image_msg, depth_msg) -> None:
+        if self.compressed:
+            image_msg = ros_io.decompress_image(image_msg)
+        out = self.render(image_msg, depth_msg, self.settings)
+        self.outputs.publish([('dof/image', ros_io.image_to_cdr(
+            out, image_msg.encoding, ros_io.header_from(image_msg)))])
+        self.stats.output_rate.tick()
+        self.stats.pipeline_latency.add(time.perf_counter() - received)
 
     def render(self, image_msg, depth_msg, settings: DofSettings):
         """The blurred image of one matched pair (ImageFormatError for unusable input)."""
@@ -179,33 +174,18 @@ class DofNode(Node):
                                      max_radius=settings.max_radius,
                                      unknown_depth=settings.unknown_depth)
 
-    def _on_worker_error(self, exc: BaseException) -> None:
-        self._errors.report(type(exc).__name__, f'failed to render a frame: '
-                                                f'{type(exc).__name__}: {exc}')
-
-    def _publish_diagnostics(self) -> None:
-        p50, p95 = self.render_latency.percentiles(50, 95)
-        rate = self.output_rate.rate()
+    def _status(self):
+        rate = self.stats.output_rate.rate()
         stats = self.sync.stats
         focus = self.autofocus_distance or self.settings.focus_distance
-        status = DiagnosticStatus(name=f'{self.get_name()}: depth of field',
-                                  level=DiagnosticStatus.OK if rate else DiagnosticStatus.WARN,
-                                  message='running' if rate else 'no matched image + depth')
-        values = {'output rate (Hz)': f'{rate:.2f}', 'end-to-end p50 (ms)': f'{p50 * 1e3:.2f}',
-                  'end-to-end p95 (ms)': f'{p95 * 1e3:.2f}',
-                  'pairs matched': str(stats.matched), 'inputs unmatched': str(stats.unmatched),
-                  'frames dropped (busy)': str(self.worker.dropped),
-                  'frames rejected (bad input)': str(self.reporter.total),
-                  'time jumps back (state reset)': str(self.time_jumps.total),
+        values = {**self.stats.values(), 'pairs matched': str(stats.matched),
+                  'inputs unmatched': str(stats.unmatched),
+                  'frames dropped (busy)': str(self.inputs.lost),
+                  'inputs lost before the node (queue full)': str(self.inputs.lost),
                   'focus distance (m)': f'{focus:.3f}'}
-        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self._diagnostics.publish(array)
-
-    def destroy_node(self):
-        self.worker.stop()
-        return super().destroy_node()
+        if rate:
+            return DiagnosticStatus.OK, 'running', '', values
+        return DiagnosticStatus.WARN, 'no matched image + depth', '', values
 
 
 def main(args=None) -> int:

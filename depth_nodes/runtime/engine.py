@@ -1,14 +1,17 @@
-"""The inference-engine contract and the choice of backend.
+"""The inference-engine contract: what every backend offers and the options it takes.
 
-An engine runs one model: named float32 inputs in, named outputs out. Backends:
+An engine runs one model: named float32 inputs in, named outputs out. The backends
+(created by depth_nodes.runtime.backends, which imports them; nothing here does):
 
 - ``onnxruntime``: the default everywhere; CPU, or the CUDA provider when onnxruntime-gpu
   is installed and a GPU is present, or the OpenVINO provider on the CPU when
   onnxruntime-openvino is the installed build.
-- ``tensorrt``: NVIDIA GPUs with TensorRT 10; engines built from the ONNX file and cached.
+- ``tensorrt``: NVIDIA GPUs with TensorRT 10 (>= 10.3, < 11); engines built from the ONNX
+  file and cached.
 - ``torch``: PyTorch on a ``torch.export`` program (``.pt2`` beside the ``.onnx``), for
   debugging and parity checks against the training code.
-- ``auto``: TensorRT when it is importable and a CUDA device exists, else ONNX Runtime.
+- ``auto``: TensorRT when a supported version is importable and a CUDA device exists, else
+  ONNX Runtime.
 """
 from __future__ import annotations
 
@@ -38,10 +41,6 @@ class EngineOptions:
     force_engine_update: bool = False
     intra_op_threads: int = 0        # ONNX Runtime / torch CPU threads (0 = library default)
     device_id: int = 0               # CUDA device
-    # ONNX Runtime CPU: run ELU / LeakyReLU / residual Adds in the blocked NCHWc layout of
-    # the convolutions around them instead of reordering to NCHW and back (ort_nchwc.py).
-    # The environment variable DEPTH_NODES_ORT_NCHWC=0 turns it off.
-    nchwc_elementwise: bool = True
     # ONNX Runtime's OpenVINO provider on the CPU when the installed ONNX Runtime is the
     # OpenVINO build (onnxruntime-openvino); DEPTH_NODES_ORT_OPENVINO=0 turns it off too.
     openvino: bool = True
@@ -59,31 +58,3 @@ class Engine(Protocol):
 
     def describe(self) -> str:
         """One line for logs and diagnostics, e.g. 'onnxruntime 1.31 (CPUExecutionProvider)'."""
-
-
-def resolve_backend(requested: str) -> tuple[str, str]:
-    """The backend to use for a requested one, and why (for the log)."""
-    if requested not in BACKENDS:
-        raise ValueError(f"backend '{requested}' not in {BACKENDS}")
-    if requested != 'auto':
-        return requested, 'requested'
-    from depth_nodes.runtime import tensorrt_engine
-    available, reason = tensorrt_engine.availability()
-    if available:
-        return 'tensorrt', 'auto: TensorRT and a CUDA device are available'
-    return 'onnxruntime', f'auto: {reason}, using ONNX Runtime'
-
-
-def create_engine(model_path: Path, backend: str, options: EngineOptions = EngineOptions()
-                  ) -> Engine:
-    """Open ``model_path`` with a concrete backend (not 'auto'; see resolve_backend)."""
-    if backend == 'onnxruntime':
-        from depth_nodes.runtime.onnxruntime_engine import OnnxRuntimeEngine
-        return OnnxRuntimeEngine(model_path, options)
-    if backend == 'torch':
-        from depth_nodes.runtime.torch_engine import TorchEngine
-        return TorchEngine(model_path, options)
-    if backend == 'tensorrt':
-        from depth_nodes.runtime.tensorrt_engine import TensorRTEngine
-        return TensorRTEngine(model_path, options)
-    raise ValueError(f"backend '{backend}' is not a concrete backend")

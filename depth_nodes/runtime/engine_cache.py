@@ -1,4 +1,5 @@
-"""The TensorRT engine cache: build an engine once per model, TensorRT version, GPU and precision.
+"""The TensorRT engine cache: build an engine once per model, TensorRT version, GPU, precision
+and builder settings.
 
 A serialized TensorRT engine only runs on the TensorRT version and GPU model that built it, at
 the precision it was built for. Building takes seconds to minutes, so engines are cached on
@@ -6,11 +7,10 @@ disk and reused across starts; nothing here imports TensorRT (the builder and th
 deserialiser are passed in), so the logic is tested on machines without a GPU.
 
 Cache key (:class:`EngineKey`): SHA-256 of the ONNX file (and of ``<model>.onnx.data`` when
-the weights are stored externally) + TensorRT version + GPU name + compute capability +
-precision (+ SHA-256 of the INT8 calibration table for int8). The builder's workspace limit
-is *not* part of the key: it only bounds which tactics the builder may try, and an engine
-built under any limit is correct; it is recorded in the sidecar, and ``force_engine_update``
-rebuilds with a new limit on purpose.
+the weights are stored externally) + TensorRT version + GPU name + compute capability + SM
+count (Jetson Orin modules share name and capability, not engines) + precision + builder
+settings (TF32, workspace limit: changing them must rebuild) (+ SHA-256 of the INT8
+calibration table for int8).
 
 One cache entry is three files in the cache directory::
 
@@ -50,8 +50,10 @@ SIDECAR_SCHEMA = 1
 # What load_or_build found (CachedEngine.status):
 # HIT       a complete entry for this exact key; deserialised and used
 # MISS      nothing cached for this model and precision: built
-# MISMATCH  an entry for this model and GPU built for another key (model file changed,
-#           TensorRT upgraded, ...): rebuilt, the stale entry removed
+# MISMATCH  an entry for this model, GPU and TensorRT version built for another key (model
+#           file or builder settings changed): rebuilt, the stale entry removed. Entries of
+#           other TensorRT versions or GPUs are left alone: two installs sharing a cache
+#           directory must not evict each other's engines at every start.
 # CORRUPT   an entry for this key that is incomplete, altered or does not deserialise:
 #           rebuilt over it
 # FORCED    force_engine_update: rebuilt although the cache may have held it
@@ -103,6 +105,8 @@ class EngineKey:
     compute_capability: str          # 'major.minor', e.g. '8.7' (Jetson Orin), '8.9' (RTX 4090)
     precision: str                   # fp32 | fp16 | int8
     calibration_sha256: str = ''     # int8 only: the calibration table the engine was built from
+    sm_count: str = ''               # streaming multiprocessors (Orin modules differ here only)
+    builder_settings: str = ''       # e.g. 'tf32=off,workspace_mb=1024'
 
     def digest(self) -> str:
         """SHA-256 of the key's canonical JSON (names the cache files)."""
@@ -128,7 +132,8 @@ class EngineKey:
 
 def make_engine_key(onnx_path: Path, *, tensorrt_version: str, gpu_name: str,
                     compute_capability: tuple[int, int] | str, precision: str,
-                    calibration_cache: Path | None = None) -> EngineKey:
+                    calibration_cache: Path | None = None, sm_count: int | str = '',
+                    builder_settings: str = '') -> EngineKey:
     """The key of an engine for ``onnx_path`` on this TensorRT and GPU."""
     if not isinstance(compute_capability, str):
         compute_capability = '.'.join(str(int(v)) for v in compute_capability)
@@ -136,7 +141,8 @@ def make_engine_key(onnx_path: Path, *, tensorrt_version: str, gpu_name: str,
     if precision == 'int8' and calibration_cache is not None:
         calibration = file_sha256(Path(calibration_cache))
     return EngineKey(onnx_model_sha256(onnx_path), str(tensorrt_version), str(gpu_name),
-                     compute_capability, precision, calibration)
+                     compute_capability, precision, calibration, str(sm_count),
+                     str(builder_settings))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -244,7 +250,7 @@ class EngineCache:
             return CacheLookup(MISMATCH, engine_path, f'cached engine was built for another '
                                f'key ({changes})', stale=tuple(stale))
         return CacheLookup(MISS, engine_path, 'no engine cached for this model, TensorRT, '
-                                              'GPU and precision')
+                                              'GPU, precision and builder settings')
 
     def _read_entry(self, engine_path: Path, sidecar_path: Path, key: EngineKey
                     ) -> tuple[bytes | None, str]:
@@ -273,10 +279,11 @@ class EngineCache:
         return data, ''
 
     def _stale_entries(self, onnx_path: Path, key: EngineKey) -> list[Path]:
-        """Sidecars of other-key entries for the same model file, precision and GPU.
+        """Sidecars of other-key entries for the same model file, precision, GPU and TensorRT.
 
-        Entries for other GPUs are left alone: a cache directory shared by two machines (a
-        network home) must not make them rebuild each other's engines at every start.
+        Entries for other GPUs or TensorRT versions are left alone: a cache directory shared
+        by two machines (a network home) or two TensorRT installs must not make them rebuild
+        each other's engines at every start.
         """
         if not self.directory.is_dir():
             return []
@@ -290,8 +297,10 @@ class EngineCache:
             except (OSError, ValueError, KeyError, TypeError):
                 continue
             if (sidecar.get('onnx_path') == source and other != key
+                    and other.tensorrt_version == key.tensorrt_version
                     and other.gpu_name == key.gpu_name
-                    and other.compute_capability == key.compute_capability):
+                    and other.compute_capability == key.compute_capability
+                    and other.sm_count == key.sm_count):
                 found.append(sidecar_path)
         return found
 

@@ -12,7 +12,9 @@ import numpy as np
 
 from depth_nodes.core.camera import CameraIntrinsics
 from depth_nodes.core.model_spec import ModelSpec
-from depth_nodes.core.postprocess import output_to_metres, resize_output, squeeze_output
+from depth_nodes.core.postprocess import (SCALE_FREE_KINDS, output_to_metres,
+                                          output_to_prediction, resize_output, scale_fit_kind,
+                                          squeeze_output)
 from depth_nodes.core.preprocess import image_to_tensor
 from depth_nodes.core.stereo import mirror_post_process
 from depth_nodes.runtime.model import LoadedModel
@@ -33,10 +35,14 @@ class DepthResult:
 
 
 class MonoDepthEstimator:
-    """One image in, one metric depth map out (RGB, gray or NIR models)."""
+    """One image in, one metric depth map out (RGB, gray or NIR models).
+
+    ``scale_fitted``: the caller fits the metric scale to sparse depth (predict()); only
+    then is a model without metric scale (SCALE_FREE_KINDS) accepted.
+    """
 
     def __init__(self, model: LoadedModel, output_resolution: str = 'input',
-                 post_process: str = 'none'):
+                 post_process: str = 'none', scale_fitted: bool = False):
         if output_resolution not in OUTPUT_RESOLUTIONS:
             raise ValueError(f"output_resolution '{output_resolution}' not in "
                              f'{OUTPUT_RESOLUTIONS}')
@@ -46,6 +52,10 @@ class MonoDepthEstimator:
             raise ValueError(f"post_process 'pp' needs a disparity model "
                              f'({POST_PROCESSED_KINDS}); this one outputs '
                              f'{model.spec.output_kind}')
+        if model.spec.output_kind in SCALE_FREE_KINDS and not scale_fitted:
+            raise ValueError(f'the model outputs {model.spec.output_kind}, which has no metric '
+                             'scale: it runs only with a scale fit to sparse metric depth (set '
+                             'scale_from to semidense or points)')
         self.post_process = post_process
         self.model = model
         self.spec: ModelSpec = model.spec
@@ -96,10 +106,29 @@ class MonoDepthEstimator:
         return self.raw_to_result(raw, image.shape[0], image.shape[1], camera, baseline,
                                   inference_s, depth_range)
 
-    def raw_to_result(self, raw: np.ndarray, height: int, width: int,
-                      camera: CameraIntrinsics | None, baseline: float | None,
-                      inference_s: float, depth_range: tuple[float, float] | None = None
-                      ) -> DepthResult:
+    @property
+    def scale_fit_kind(self) -> str:
+        """The sparse-depth fit predict()'s output takes (depth_nodes.core.scale_fit)."""
+        return scale_fit_kind(self.spec.output_kind)
+
+    def predict(self, image: np.ndarray, encoding: str,
+                camera: CameraIntrinsics | None = None, baseline: float | None = None
+                ) -> DepthResult:
+        """estimate() before metric scale: ``depth`` holds what a scale fit takes
+        (output_to_prediction: depth in the model's metres, unlimited, or relative inverse
+        depth), at the output resolution, with the output's camera."""
+        tensor = image_to_tensor(image, encoding, self.spec)
+        raw, inference_s = self.infer_post_processed(tensor)
+        raw, out_camera = self._output_geometry(raw, image.shape[0], image.shape[1], camera)
+        prediction = output_to_prediction(raw, self.spec, image_width=raw.shape[1],
+                                          fx=out_camera.fx if out_camera else None,
+                                          baseline=baseline)
+        return DepthResult(prediction, out_camera, inference_s)
+
+    def _output_geometry(self, raw: np.ndarray, height: int, width: int,
+                         camera: CameraIntrinsics | None
+                         ) -> tuple[np.ndarray, CameraIntrinsics | None]:
+        """The raw output at the output resolution, and the camera of that resolution."""
         if self.output_resolution == 'input':
             out_h, out_w = height, width
         else:
@@ -108,8 +137,14 @@ class MonoDepthEstimator:
         if camera is not None:
             out_camera = camera if (out_w, out_h) == (camera.width, camera.height) \
                 else camera.scaled(out_w, out_h)
-        raw = resize_output(raw, out_h, out_w)
-        depth = output_to_metres(raw, self.spec, image_width=out_w,
+        return resize_output(raw, out_h, out_w), out_camera
+
+    def raw_to_result(self, raw: np.ndarray, height: int, width: int,
+                      camera: CameraIntrinsics | None, baseline: float | None,
+                      inference_s: float, depth_range: tuple[float, float] | None = None
+                      ) -> DepthResult:
+        raw, out_camera = self._output_geometry(raw, height, width, camera)
+        depth = output_to_metres(raw, self.spec, image_width=raw.shape[1],
                                  fx=out_camera.fx if out_camera else None, baseline=baseline,
                                  valid_range=depth_range)
         return DepthResult(depth, out_camera, inference_s)

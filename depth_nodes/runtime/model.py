@@ -8,8 +8,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from depth_nodes.core.model_spec import ModelSpec, ModelSpecError, spec_from_metadata
-from depth_nodes.runtime.engine import (Engine, EngineOptions, ModelLoadError, create_engine,
-                                        resolve_backend)
+from depth_nodes.runtime.backends import create_engine, resolve_backend
+from depth_nodes.runtime.engine import Engine, EngineOptions, ModelLoadError
 
 MODEL_SUFFIXES = ('.onnx', '.pt2')
 PACKAGE = 'depth_nodes'

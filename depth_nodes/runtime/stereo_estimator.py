@@ -14,6 +14,7 @@ live rig's (fx / W) B is from the training rig's.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,10 +26,13 @@ from depth_nodes.core.camera import CameraIntrinsics
 from depth_nodes.core.model_spec import ModelSpec
 from depth_nodes.core.postprocess import resize_output
 from depth_nodes.core.preprocess import image_to_tensor
-from depth_nodes.core.stereo import (SgbmParameters, disparity_offset, gray8, sgbm_disparity,
-                                     sgbm_valid_window, stereo_baseline, stereo_depth)
+from depth_nodes.core.stereo import (MAX_AUTO_DISPARITIES, SgbmParameters, disparity_offset,
+                                     gray8, sgbm_disparity, sgbm_valid_window, stereo_baseline,
+                                     stereo_depth)
 from depth_nodes.runtime.estimator import DepthResult, MonoDepthEstimator
 from depth_nodes.runtime.model import LoadedModel
+
+log = logging.getLogger(__name__)
 
 # Smallest disparity increment (DisparityImage.delta_d): SGBM's fixed point has 4 fractional
 # bits; a network's float output is continuous, 1/256 px lies below its noise.
@@ -78,19 +82,47 @@ def _mask_range(depth: np.ndarray, depth_range: tuple[float, float]) -> np.ndarr
 
 
 class SgbmStereoEstimator:
-    """OpenCV StereoSGBM on the grey images; depth at the input resolution."""
+    """OpenCV StereoSGBM on the grey images; depth at the input resolution.
+
+    With num_disparities 0 the search range follows the rig and min_depth (the matcher is
+    rebuilt when they change); a range that cannot reach min_depth is logged once.
+    """
 
     def __init__(self, params: SgbmParameters = SgbmParameters(), min_depth: float = 0.1,
                  max_depth: float = 100.0):
         self.params = params
-        self.matcher = params.create_matcher(1)
+        self.search: SgbmParameters | None = None       # params with the range resolved
+        self.matcher = None if params.automatic else params.create_matcher(1)
+        self._warned = False
         # Only the depth range is used (the node's min_depth / max_depth default to it).
         self.spec = ModelSpec(method='sgbm', input_kind='stereo', min_depth=min_depth,
                               max_depth=max_depth)
+        search = 'automatic' if params.automatic else str(params.num_disparities)
         self.description = (f'OpenCV {cv2.__version__} StereoSGBM '
-                            f'({params.num_disparities} disparities from '
+                            f'({search} disparities from '
                             f'{params.min_disparity}, block {params.block_size}, '
                             f'mode {params.mode})')
+
+    def search_for(self, fx: float, baseline: float, offset: float, width: int,
+                   min_depth: float) -> SgbmParameters:
+        """The parameters for this rig (range resolved), with their matcher built."""
+        search = self.params.resolved(min_depth, fx, baseline, offset, width)
+        if search != self.search:
+            if self.params.automatic:
+                log.info(f'StereoSGBM: {search.num_disparities} disparities from '
+                         f'{search.min_disparity} for min_depth {min_depth:g} m, fx '
+                         f'{fx:g} px, baseline {baseline:g} m')
+            self.search, self.matcher = search, search.create_matcher(1)
+        nearest = search.nearest_depth(fx, baseline, offset)
+        if nearest > min_depth * 1.001 and not self._warned:
+            self._warned = True
+            log.warning(
+                f'StereoSGBM searches {search.num_disparities} disparities from '
+                f'{search.min_disparity}: it reaches {nearest:.3g} m, not min_depth '
+                f'{min_depth:g} m (fx {fx:g} px, baseline {baseline:g} m); nearer pixels are '
+                f'masked. Raise sgbm.num_disparities (0: automatic, up to '
+                f'{MAX_AUTO_DISPARITIES}) or min_depth.')
+        return search
 
     def estimate(self, left: np.ndarray, left_encoding: str, right: np.ndarray,
                  right_encoding: str, left_camera: CameraIntrinsics,
@@ -99,13 +131,14 @@ class SgbmStereoEstimator:
         _check_pair(left, right, left_camera, right_camera)
         b = rig_baseline(left_camera, right_camera, baseline)
         offset = disparity_offset(left_camera, right_camera)
+        depth_range = depth_range or (self.spec.min_depth, self.spec.max_depth)
+        p = self.search_for(left_camera.fx, b, offset, left.shape[1], depth_range[0])
         start = time.perf_counter()
         disparity = sgbm_disparity(gray8(left, left_encoding), gray8(right, right_encoding),
-                                   self.params, self.matcher)
+                                   p, self.matcher)
         seconds = time.perf_counter() - start
         depth = stereo_depth(disparity, left_camera.fx, b, offset)
-        depth = _mask_range(depth, depth_range or (self.spec.min_depth, self.spec.max_depth))
-        p = self.params
+        depth = _mask_range(depth, depth_range)
         return StereoResult(depth, disparity + np.float32(offset), left_camera, b,
                             p.min_disparity + offset, p.max_disparity + offset,
                             SGBM_DISPARITY_STEP,

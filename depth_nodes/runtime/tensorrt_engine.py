@@ -1,36 +1,45 @@
 """TensorRT backend (NVIDIA GPUs): build an engine from the ONNX model, cache it, run it.
 
 The one module that imports ``tensorrt``, and only inside functions, so importing it (e.g. for
-``availability()`` or the calibration-data helpers) works on machines without TensorRT.
-Written against the TensorRT 10 Python API:
+``availability()``) works on machines without TensorRT. Supported: TensorRT 10.3 and later
+10.x (``SUPPORTED``); other versions are refused with the reason, and ``backend:=auto`` then
+uses ONNX Runtime. TensorRT 8.6 (JetPack 6.0) needs the explicit-batch network flag this code
+does not pass; TensorRT 11 removed the precision flags and the implicit INT8 calibrator used
+here.
 
 - build: ``trt.Builder`` -> ``create_network(0)`` (explicit batch is the only mode in TRT 10)
   -> ``trt.OnnxParser.parse_from_file`` (errors reported by node name) -> builder config
-  (workspace pool limit, FP16/INT8 flags, entropy calibrator, timing cache) with one
-  optimisation profile pinned to the model's static input shapes -> ``build_serialized_network``.
-- cache: depth_nodes.runtime.engine_cache (key = ONNX SHA-256 + TensorRT version + GPU +
-  precision), so a node never rebuilds an engine the cache already holds.
+  (workspace pool limit, TF32 off so fp32 engines match ONNX Runtime to float rounding,
+  FP16/INT8 flags, entropy calibrator, timing cache) with one optimisation profile pinned to
+  the model's static input shapes -> ``build_serialized_network``.
+- cache: depth_nodes.runtime.engine_cache (key = ONNX SHA-256 + TensorRT version + GPU name,
+  compute capability and SM count + precision + builder settings), so a node never rebuilds
+  an engine the cache already holds.
 - run: named I/O tensors; device buffers are torch CUDA tensors allocated once, host staging
   buffers are pinned, copies are asynchronous on a dedicated ``torch.cuda.Stream`` around
   ``execute_async_v3``, and the stream is synchronised before numpy arrays are returned.
 
-INT8 uses implicit quantization with ``IInt8EntropyCalibrator2`` fed by the same
-pre-processing the node runs (depth_nodes.core.preprocess.image_to_tensor with the model's
-spec). NVIDIA deprecated implicit quantization in TensorRT 10.1 in favour of Q/DQ models; it
-still works throughout TensorRT 10.
+INT8 uses implicit quantization with ``IInt8EntropyCalibrator2``. The runtime never reads
+images or datasets: calibration data comes in as an iterable of ``{input name: tensor}``
+feeds (depth_nodes.calibration_images for a directory of images, training.calibration_feeds
+for a training dataset). The calibration table is kept only after a complete calibration and
+a successful build, written atomically; a failed calibration leaves no table. NVIDIA
+deprecated implicit quantization in TensorRT 10.1 in favour of Q/DQ models; it still works
+throughout TensorRT 10.
 """
 from __future__ import annotations
 
 import importlib.util
 import logging
+import re
+import shlex
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from depth_nodes.core.model_spec import ModelSpec
 from depth_nodes.runtime.engine import PRECISIONS, EngineOptions, ModelLoadError
 from depth_nodes.runtime.engine_cache import (EngineCache, EngineCacheError, atomic_write_bytes,
                                               make_engine_key, onnx_model_sha256,
@@ -38,25 +47,54 @@ from depth_nodes.runtime.engine_cache import (EngineCache, EngineCacheError, ato
 
 LOGGER = logging.getLogger('depth_nodes.tensorrt')
 
+# TensorRT versions this module is written and tested against: >= 10.3, < 11.
+SUPPORTED = ((10, 3), (11, 0))
+SUPPORTED_TEXT = 'TensorRT >= 10.3, < 11'
 # Builder workspace limit of the nodes (MiB). Enough for the tactics of the small convnets
-# here; the CLI's --workspace-mb changes it. Not part of the cache key (engine_cache.py).
+# here; the CLI's --workspace-mb changes it (and so the engine's cache key).
 DEFAULT_WORKSPACE_MB = 1024
-# INT8 calibration tables: beside the model (shipped with it) or in the engine cache.
+# INT8 calibration tables: in the engine cache (calibrated on this machine) or beside the
+# model (shipped with it); see calibration_cache_candidates.
 CALIBRATION_SUFFIX = '.int8.calib'
 TIMING_CACHE_SUFFIX = '.timing'
-# NVIDIA's INT8 guidance: a few hundred representative images are enough for CNNs.
-DEFAULT_CALIBRATION_SAMPLES = 500
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.pgm', '.ppm', '.webp')
 
 
 class TensorRTBuildError(RuntimeError):
     """The ONNX parser or the builder refused the model; the message says where and why."""
 
 
+def parse_version(text: str) -> tuple[int, int] | None:
+    """'10.3.0.26' -> (10, 3); None when the text is not a version."""
+    match = re.match(r'\s*(\d+)\.(\d+)', str(text))
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def version_problem(version: str) -> str:
+    """'' when ``version`` is a supported TensorRT, else why not (for logs and errors)."""
+    parsed = parse_version(version)
+    if parsed is None:
+        return f"TensorRT reports an unreadable version '{version}'"
+    if not SUPPORTED[0] <= parsed < SUPPORTED[1]:
+        return f'TensorRT {version} is not supported (depth_nodes needs {SUPPORTED_TEXT})'
+    return ''
+
+
 def availability() -> tuple[bool, str]:
-    """(True, '') when TensorRT is importable and a CUDA device exists, else (False, why)."""
-    if importlib.util.find_spec('tensorrt') is None:
+    """(True, '') when a supported TensorRT is importable and a CUDA device exists, else
+    (False, why)."""
+    try:
+        found = importlib.util.find_spec('tensorrt') is not None
+    except ValueError:          # a module without a spec already imported under that name
+        found = True
+    if not found:
         return False, 'TensorRT is not installed'
+    try:
+        import tensorrt as trt
+    except Exception as exc:  # noqa: BLE001  ImportError, OSError (libnvinfer missing), ...
+        return False, f'TensorRT cannot be imported ({type(exc).__name__}: {exc})'
+    problem = version_problem(getattr(trt, '__version__', ''))
+    if problem:
+        return False, problem
     try:
         import torch
     except ImportError:
@@ -71,11 +109,49 @@ def tensorrt_version() -> str:
     return trt.__version__
 
 
-def gpu_identity(device_id: int = 0) -> tuple[str, tuple[int, int]]:
-    """(GPU name, compute capability) of a CUDA device, e.g. ('Orin', (8, 7))."""
+@dataclass(frozen=True)
+class GpuIdentity:
+    """What an engine is specific to besides TensorRT: Jetson Orin modules share the name
+    and compute capability but differ in SM count, and their engines are not portable."""
+    name: str
+    capability: tuple[int, int]
+    sm_count: int
+
+
+def gpu_identity(device_id: int = 0) -> GpuIdentity:
+    """The name, compute capability and SM count of a CUDA device."""
     import torch
     props = torch.cuda.get_device_properties(device_id)
-    return props.name, (props.major, props.minor)
+    return GpuIdentity(props.name, (props.major, props.minor), int(props.multi_processor_count))
+
+
+@dataclass(frozen=True)
+class BuilderSettings:
+    """Builder settings an engine depends on; part of its cache key."""
+    workspace_mb: int = DEFAULT_WORKSPACE_MB
+    tf32: bool = False          # off: fp32 engines compute in fp32, like ONNX Runtime
+
+    def describe(self) -> str:
+        return f"tf32={'on' if self.tf32 else 'off'},workspace_mb={int(self.workspace_mb)}"
+
+
+def engine_key(onnx_path: Path, precision: str, gpu: GpuIdentity, settings: BuilderSettings,
+               calibration_table: Path | None = None, version: str | None = None):
+    """The cache key of an engine: what build_engine stores and a node looks up."""
+    return make_engine_key(onnx_path, tensorrt_version=version or tensorrt_version(),
+                           gpu_name=gpu.name, compute_capability=gpu.capability,
+                           sm_count=gpu.sm_count, precision=precision,
+                           builder_settings=settings.describe(),
+                           calibration_cache=calibration_table if precision == 'int8'
+                           else None)
+
+
+def timing_cache_path(cache_dir: Path, version: str, gpu: GpuIdentity) -> Path:
+    """The kernel timing cache in an engine cache directory: timings depend on the GPU and
+    TensorRT only, so all models' builds share it."""
+    return Path(cache_dir) / (f'trt{version}.{safe_file_name(gpu.name)}.sm'
+                              f"{'.'.join(map(str, gpu.capability))}.{gpu.sm_count}sms"
+                              f'{TIMING_CACHE_SUFFIX}')
 
 
 _LOGGER_SINGLETON = None
@@ -170,14 +246,19 @@ def build_serialized_engine(onnx_path: Path, precision: str = 'fp32',
     """Parse ``onnx_path`` and build a serialized TensorRT engine at ``precision``.
 
     ``timing_cache``: a file of kernel timings reused across builds (read when present,
-    written back atomically); ``calibrator``: an IInt8EntropyCalibrator2 for int8 (see
-    make_entropy_calibrator). Raises TensorRTBuildError naming the offending nodes.
+    written back atomically); ``calibrator``: from make_entropy_calibrator, for int8 (the
+    table it produced is in ``calibrator.table``; save it with save_calibration_table).
+    Raises TensorRTBuildError naming the offending nodes, or saying why calibration failed.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision '{precision}' not in {PRECISIONS}")
     if precision == 'int8' and calibrator is None:
-        raise ValueError('int8 needs a calibrator (calibration images or a calibration cache)')
+        raise ValueError('int8 needs a calibrator (calibration images or a calibration table)')
     import tensorrt as trt
+    problem = version_problem(getattr(trt, '__version__', ''))
+    if problem:
+        raise TensorRTBuildError(problem)
+    settings = BuilderSettings(workspace_mb)
     onnx_path = Path(onnx_path)
     logger = logger or default_logger()
     builder = trt.Builder(logger)
@@ -188,8 +269,12 @@ def build_serialized_engine(onnx_path: Path, precision: str = 'fp32',
         raise TensorRTBuildError(f"TensorRT's ONNX parser rejected '{onnx_path}':\n"
                                  + format_parser_errors(errors, _onnx_node_names(onnx_path)))
     config = builder.create_builder_config()
-    if workspace_mb > 0:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    if settings.workspace_mb > 0:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE,
+                                     int(settings.workspace_mb) << 20)
+    if not settings.tf32:
+        # On by default from Ampere: fp32 layers would round their inputs to 10-bit mantissas.
+        config.clear_flag(trt.BuilderFlag.TF32)
     profile = builder.create_optimization_profile()
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
@@ -205,14 +290,16 @@ def build_serialized_engine(onnx_path: Path, precision: str = 'fp32',
     if precision == 'int8':
         config.set_flag(trt.BuilderFlag.INT8)
         config.int8_calibrator = calibrator
-        if hasattr(config, 'set_calibration_profile'):
+        if hasattr(config, 'set_calibration_profile'):   # deprecated with implicit INT8
             config.set_calibration_profile(profile)
     if timing_cache is not None:
         _attach_timing_cache(config, Path(timing_cache))
     serialized = builder.build_serialized_network(network, config)
-    calibration_error = getattr(calibrator, 'error', None)
-    if calibration_error is not None:
-        raise TensorRTBuildError(f'INT8 calibration failed: {calibration_error}')
+    if calibrator is not None:
+        failure = calibration_failure(calibrator)
+        if failure:
+            raise TensorRTBuildError(f'INT8 calibration failed: {failure}; no calibration '
+                                     'table was written')
     if serialized is None:
         raise TensorRTBuildError(f"TensorRT could not build an engine for '{onnx_path}' at "
                                  f'{precision} (the TensorRT log above says why)')
@@ -234,140 +321,156 @@ def _attach_timing_cache(config, path: Path) -> None:
 
 
 # -- INT8 calibration ------------------------------------------------------------------------
-def read_calibration_image(path: Path) -> tuple[np.ndarray, str]:
-    """An image file as (pixels, ROS encoding), the way a camera driver would publish it."""
-    import cv2
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ValueError(f"calibration image '{path}' cannot be read (not an image?)")
-    channels = 1 if image.ndim == 2 else image.shape[2]
-    encodings = {(np.uint8, 1): 'mono8', (np.uint16, 1): 'mono16', (np.uint8, 3): 'bgr8',
-                 (np.uint8, 4): 'bgra8'}
-    encoding = encodings.get((image.dtype.type, channels))
-    if encoding is None:
-        raise ValueError(f"calibration image '{path}': {channels}-channel {image.dtype} images "
-                         'are not supported (use 8-bit colour or 8/16-bit mono)')
-    return (image if channels > 1 else image.reshape(image.shape[:2])), encoding
-
-
-def calibration_batches_from_directory(directory: Path, spec: ModelSpec,
-                                       limit: int = DEFAULT_CALIBRATION_SAMPLES
-                                       ) -> Iterator[dict[str, np.ndarray]]:
-    """Feeds for single-image models from the image files in ``directory`` (sorted by name).
-
-    Each image goes through image_to_tensor with the model's spec: what the node does.
-    """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise ValueError(f"calibration directory '{directory}' does not exist")
-    if len(spec.input_names) != 1 or spec.input_kind not in ('rgb', 'gray', 'nir'):
-        raise ValueError(f'a directory of images calibrates single-image models; this model '
-                         f"takes {list(spec.input_names)} ({spec.input_kind}): use "
-                         '--calibration-dataset')
-    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise ValueError(f"calibration directory '{directory}' holds no images "
-                         f'({", ".join(IMAGE_SUFFIXES)})')
-    return _image_feeds(files[:limit], spec)
-
-
-def _image_feeds(files: list[Path], spec: ModelSpec) -> Iterator[dict[str, np.ndarray]]:
-    from depth_nodes.core.preprocess import image_to_tensor
-    for path in files:
-        image, encoding = read_calibration_image(path)
-        yield {spec.input_names[0]: image_to_tensor(image, encoding, spec)}
-
-
-def sample_to_feeds(sample: Mapping[str, Any], spec: ModelSpec) -> dict[str, np.ndarray]:
-    """A training-dataset sample (training/datasets/base.py keys) -> the model's input feeds."""
-    from depth_nodes.core.preprocess import image_to_tensor
-    kind, names = spec.input_kind, spec.input_names
-    if kind in ('rgb', 'gray') and len(names) == 1:
-        return {names[0]: image_to_tensor(sample['rgb'], 'rgb8', spec)}
-    if kind == 'nir' and len(names) == 1:
-        return {names[0]: image_to_tensor(sample['nir'], 'mono8', spec)}
-    if kind == 'stereo' and len(names) == 2:
-        return {names[0]: image_to_tensor(sample['rgb'], 'rgb8', spec),
-                names[1]: image_to_tensor(sample['right'], 'rgb8', spec)}
-    raise ValueError(f"INT8 calibration of '{kind}' models with inputs {list(names)} is not "
-                     'supported; build this model at fp16')
-
-
-def calibration_batches_from_dataset(name: str, spec: ModelSpec, split: str = 'train',
-                                     root: str | None = None,
-                                     limit: int = DEFAULT_CALIBRATION_SAMPLES
-                                     ) -> Iterator[dict[str, np.ndarray]]:
-    """Feeds from a registered training dataset (needs training/ from a source checkout)."""
-    try:
-        from training.datasets import build_dataset
-    except ImportError:
-        raise ValueError('--calibration-dataset needs the training package of a depth_nodes '
-                         'source checkout on PYTHONPATH (source tools/env.sh)') from None
-    dataset = build_dataset(name, split, root)
-    count = min(len(dataset), limit)
-    if count == 0:
-        raise ValueError(f"dataset '{name}' ({split}) has no samples")
-    return (sample_to_feeds(dataset[i], spec) for i in range(count))
+def _cuda_device(torch, device_id: int):
+    """The torch device of CUDA ``device_id`` (one place, so tests can stand a CPU in)."""
+    return torch.device('cuda', device_id)
 
 
 def calibration_cache_candidates(onnx_path: Path, cache_dir: Path) -> list[Path]:
-    """Where a node looks for an INT8 calibration table: beside the model, then the cache."""
+    """Where the CLI and the nodes look for an INT8 calibration table, in this order: the
+    engine cache (a table calibrated on this machine, which build_engine writes), then beside
+    the model (a table shipped with it)."""
     onnx_path = Path(onnx_path)
     in_cache = f'{onnx_path.stem}.{onnx_model_sha256(onnx_path)[:16]}{CALIBRATION_SUFFIX}'
-    return [onnx_path.with_suffix(CALIBRATION_SUFFIX), Path(cache_dir) / in_cache]
+    return [Path(cache_dir) / in_cache, onnx_path.with_suffix(CALIBRATION_SUFFIX)]
+
+
+def find_calibration_table(onnx_path: Path, cache_dir: Path) -> Path | None:
+    """The first calibration table that exists among calibration_cache_candidates."""
+    return next((p for p in calibration_cache_candidates(onnx_path, cache_dir) if p.is_file()),
+                None)
+
+
+def int8_build_command(onnx_path: Path, cache_dir: Path) -> str:
+    """The build_engine command that calibrates ``onnx_path`` and leaves the table and the
+    engine where a node with ``engine_cache_dir`` = ``cache_dir`` finds them."""
+    onnx_path, cache_dir = Path(onnx_path), Path(cache_dir)
+    output = cache_dir / f'{safe_file_name(onnx_path.stem)}.int8.engine'
+    return ' '.join(['python3 -m depth_nodes.build_engine', '--onnx', shlex.quote(str(onnx_path)),
+                     '--precision int8 --calibration-dir <images>', '--engine-cache-dir',
+                     shlex.quote(str(cache_dir)), '--output', shlex.quote(str(output))])
+
+
+class CalibrationFeed:
+    """What the calibrator does besides TensorRT and CUDA: hand out feeds one at a time,
+    remember why it stopped, and hold the table TensorRT produced until the build is known
+    to have succeeded (exceptions cannot cross TensorRT's C++ callbacks)."""
+
+    def __init__(self, batches: Iterable[Mapping[str, np.ndarray]],
+                 table_to_read: Path | None = None):
+        self._batches = iter(batches)
+        self.table_to_read = Path(table_to_read) if table_to_read else None
+        self.batches_used = 0
+        self.asked = False          # TensorRT asked for a batch (it did not take a table)
+        self.exhausted = False      # the feeds ran out (not an error)
+        self.table_read = False
+        self.error: str | None = None
+        self.table: bytes | None = None   # the table TensorRT wrote, in memory only
+
+    def next_feeds(self) -> Mapping[str, np.ndarray] | None:
+        self.asked = True
+        if self.error is not None or self.exhausted:
+            return None
+        try:
+            batch = next(self._batches)
+        except StopIteration:
+            self.exhausted = True
+            return None
+        except Exception as exc:  # noqa: BLE001  reported after the build
+            self.error = f'{type(exc).__name__}: {exc}'
+            return None
+        return batch
+
+    def read_table(self) -> bytes | None:
+        if self.table_to_read is not None and self.table_to_read.is_file():
+            self.table_read = True
+            return self.table_to_read.read_bytes()
+        return None
+
+    def keep_table(self, cache) -> None:
+        self.table = bytes(cache)
+
+
+def calibration_failure(calibrator) -> str:
+    """Why a calibration cannot be trusted ('' when it can); a calibrator or its feed."""
+    feed = getattr(calibrator, 'feed', calibrator)
+    if feed.error is not None:
+        return feed.error
+    if feed.asked and feed.batches_used == 0:
+        if feed.table_read:
+            return (f"TensorRT did not accept the calibration table '{feed.table_to_read}' "
+                    '(another TensorRT or model?) and no calibration images were given')
+        return 'no calibration images'
+    return ''
+
+
+def save_calibration_table(calibrator, path: Path) -> bool:
+    """Write the table of a complete calibration to ``path`` atomically; False when there is
+    nothing new to write (the table was read, not made). Never writes a partial table."""
+    feed = getattr(calibrator, 'feed', calibrator)
+    failure = calibration_failure(feed)
+    if failure:
+        raise TensorRTBuildError(f'INT8 calibration failed: {failure}')
+    if feed.table is None or feed.batches_used == 0 or not feed.exhausted:
+        return False
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, feed.table)
+    return True
 
 
 def make_entropy_calibrator(batches: Iterable[Mapping[str, np.ndarray]],
                             input_shapes: Mapping[str, tuple[int, ...]],
-                            cache_path: Path | None, device_id: int = 0):
-    """An ``trt.IInt8EntropyCalibrator2`` fed by ``batches`` with a calibration cache file.
+                            table_to_read: Path | None = None, device_id: int = 0,
+                            device: Any = None):
+    """An ``trt.IInt8EntropyCalibrator2`` fed by ``batches``; its ``feed`` (CalibrationFeed)
+    says what happened.
 
-    When ``cache_path`` exists TensorRT reads the table from it and asks for no batches;
-    otherwise it calibrates on ``batches`` and the table is written there (atomically).
+    ``table_to_read``: a calibration table TensorRT uses instead of calibrating (pass it only
+    when no batches are given: new calibration data means a new table). The table TensorRT
+    writes stays in memory (``feed.table``) until save_calibration_table. ``device``: the
+    torch device of the input buffers (default CUDA ``device_id``).
     """
     import tensorrt as trt
     import torch
+    dynamic = {n: tuple(s) for n, s in input_shapes.items() if any(d < 0 for d in s)}
+    if dynamic:
+        raise ValueError(f'INT8 calibration needs static input shapes; dynamic: {dynamic}')
+    device = _cuda_device(torch, device_id) if device is None else torch.device(device)
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self):
             trt.IInt8EntropyCalibrator2.__init__(self)
-            self._batches = iter(batches)
-            self._device = torch.device('cuda', device_id)
+            self.feed = CalibrationFeed(batches, table_to_read)
             self._buffers = {name: torch.empty(tuple(shape), dtype=torch.float32,
-                                               device=self._device)
+                                               device=device)
                              for name, shape in input_shapes.items()}
-            self.cache_path = Path(cache_path) if cache_path else None
-            self.batches_used = 0
-            self.error: str | None = None   # exceptions cannot cross the C++ callback
 
         def get_batch_size(self) -> int:
             return 1   # explicit-batch networks: the batch dimension is in the input shape
 
         def get_batch(self, names):
+            batch = self.feed.next_feeds()
+            if batch is None:
+                return None
             try:
-                batch = next(self._batches)
                 for name in names:
                     value = np.ascontiguousarray(batch[name], dtype=np.float32)
                     self._buffers[name].copy_(torch.from_numpy(value).view(
                         self._buffers[name].shape))
-                torch.cuda.current_stream(self._device).synchronize()
-            except StopIteration:
+                if device.type == 'cuda':
+                    torch.cuda.current_stream(device).synchronize()
+            except Exception as exc:  # noqa: BLE001  reported after the build
+                self.feed.error = f'{type(exc).__name__}: {exc}'
                 return None
-            except Exception as exc:  # noqa: BLE001
-                self.error = f'{type(exc).__name__}: {exc}'
-                return None
-            self.batches_used += 1
+            self.feed.batches_used += 1
             return [self._buffers[name].data_ptr() for name in names]
 
         def read_calibration_cache(self):
-            if self.cache_path is not None and self.cache_path.is_file():
-                return self.cache_path.read_bytes()
-            return None
+            return self.feed.read_table()
 
         def write_calibration_cache(self, cache) -> None:
-            if self.cache_path is not None:
-                self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_bytes(self.cache_path, bytes(cache))
+            self.feed.keep_table(cache)
 
     return EntropyCalibrator()
 
@@ -377,21 +480,47 @@ def _torch_dtype(torch, numpy_dtype) -> Any:
     return torch.from_numpy(np.zeros(0, dtype=numpy_dtype)).dtype
 
 
+def numpy_dtype(trt, tensor_dtype, name: str) -> np.dtype:
+    """The numpy type of an engine I/O tensor; ValueError for types numpy lacks (BF16, FP8)."""
+    try:
+        return np.dtype(trt.nptype(tensor_dtype))
+    except TypeError:
+        raise ValueError(f"engine tensor '{name}' is {tensor_dtype}, which has no numpy type: "
+                         'export the model with float32 (or float16) inputs and outputs'
+                         ) from None
+
+
 class TensorRTEngine:
-    """The Engine protocol (depth_nodes.runtime.engine) on a cached or freshly built engine."""
+    """The Engine protocol (depth_nodes.runtime.engine) on a cached or freshly built engine.
+
+    Every failure while opening is a ModelLoadError naming the model: an unsupported
+    TensorRT, a parser or builder refusal, CUDA out of memory, an I/O type numpy lacks.
+    """
     backend = 'tensorrt'
 
     def __init__(self, model_path: Path, options: EngineOptions = EngineOptions()):
+        self.model_path = Path(model_path)
         available, reason = availability()
         if not available:
             raise ModelLoadError(model_path, f'backend tensorrt is unavailable: {reason}')
-        self.model_path = Path(model_path)
         if self.model_path.suffix != '.onnx':
             raise ModelLoadError(self.model_path, 'the tensorrt backend builds its engine from '
                                                   'the .onnx model')
         if options.precision not in PRECISIONS:
             raise ModelLoadError(self.model_path, f"precision '{options.precision}' not in "
                                                   f'{PRECISIONS}')
+        try:
+            self._open(options)
+        except ModelLoadError:
+            raise
+        except (TensorRTBuildError, EngineCacheError, OSError, ValueError) as exc:
+            raise ModelLoadError(self.model_path, str(exc)) from None
+        except (RuntimeError, TypeError, AttributeError) as exc:
+            # torch (CUDA out of memory, ...) and bindings that differ from TensorRT 10's
+            raise ModelLoadError(self.model_path, f'TensorRT or CUDA failed: '
+                                                  f'{type(exc).__name__}: {exc}') from None
+
+    def _open(self, options: EngineOptions) -> None:
         import tensorrt as trt
         import torch
         self._trt, self._torch = trt, torch
@@ -405,28 +534,25 @@ class TensorRTEngine:
         if not 0 <= options.device_id < torch.cuda.device_count():
             raise ModelLoadError(self.model_path, f'CUDA device {options.device_id} does not '
                                                   f'exist ({torch.cuda.device_count()} found)')
-        self._device = torch.device('cuda', options.device_id)
-        self.gpu_name, capability = gpu_identity(options.device_id)
-        self.compute_capability = '.'.join(map(str, capability))
+        self._device = _cuda_device(torch, options.device_id)
+        self.gpu = gpu_identity(options.device_id)
+        self.gpu_name = self.gpu.name
+        self.compute_capability = '.'.join(map(str, self.gpu.capability))
         self.tensorrt_version = trt.__version__
         cache = EngineCache(options.engine_cache_dir or None, log=LOGGER.warning)
+        settings = BuilderSettings(DEFAULT_WORKSPACE_MB)
         calibration = None
         if self.precision == 'int8':
-            candidates = calibration_cache_candidates(self.model_path, cache.directory)
-            calibration = next((p for p in candidates if p.is_file()), None)
+            calibration = find_calibration_table(self.model_path, cache.directory)
             if calibration is None:
                 raise ModelLoadError(self.model_path, (
-                    'precision int8 needs an INT8 calibration table; create it once with '
-                    f'`python -m depth_nodes.build_engine --onnx {self.model_path} --precision '
-                    'int8 --calibration-dir <images>` (looked for: '
-                    + ', '.join(map(str, candidates)) + ')'))
-        key = make_engine_key(self.model_path, tensorrt_version=self.tensorrt_version,
-                              gpu_name=self.gpu_name, compute_capability=capability,
-                              precision=self.precision, calibration_cache=calibration)
-        # Kernel timings depend on the GPU and TensorRT only: shared by all models' builds.
-        timing_cache = cache.directory / (
-            f'trt{self.tensorrt_version}.{safe_file_name(self.gpu_name)}.sm'
-            f'{self.compute_capability}{TIMING_CACHE_SUFFIX}')
+                    'precision int8 needs an INT8 calibration table; create it once with `'
+                    + int8_build_command(self.model_path, cache.directory) + '` (looked for: '
+                    + ', '.join(map(str, calibration_cache_candidates(
+                        self.model_path, cache.directory))) + ')'))
+        key = engine_key(self.model_path, self.precision, self.gpu, settings, calibration,
+                         self.tensorrt_version)
+        timing_cache = timing_cache_path(cache.directory, self.tensorrt_version, self.gpu)
         # Kept as long as the engine: an ICudaEngine must not outlive its IRuntime.
         self._runtime = runtime = trt.Runtime(default_logger())
 
@@ -437,18 +563,14 @@ class TensorRTEngine:
             calibrator = None
             if calibration is not None:
                 calibrator = make_entropy_calibrator((), interface.input_shapes, calibration,
-                                                     options.device_id)
-            return build_serialized_engine(self.model_path, self.precision, DEFAULT_WORKSPACE_MB,
-                                           timing_cache, calibrator)
+                                                     options.device_id, self._device)
+            return build_serialized_engine(self.model_path, self.precision,
+                                           settings.workspace_mb, timing_cache, calibrator)
 
         with torch.cuda.device(self._device):
-            try:
-                self.cached = cache.load_or_build(
-                    self.model_path, key, build=build, deserialize=runtime.deserialize_cuda_engine,
-                    force=options.force_engine_update,
-                    details={'workspace_mb': DEFAULT_WORKSPACE_MB})
-            except (TensorRTBuildError, EngineCacheError, OSError, ValueError) as exc:
-                raise ModelLoadError(self.model_path, str(exc)) from None
+            self.cached = cache.load_or_build(
+                self.model_path, key, build=build, deserialize=runtime.deserialize_cuda_engine,
+                force=options.force_engine_update)
             LOGGER.info('%s: %s', self.model_path.name, self.cached.describe())
             self._setup_buffers(self.cached.engine, interface.output_names)
         self._lock = threading.Lock()
@@ -470,16 +592,18 @@ class TensorRTEngine:
             if any(d < 0 for d in shape):
                 raise ModelLoadError(self.model_path, f"engine tensor '{name}' has the dynamic "
                                                       f'shape {shape}')
-            dtype = _torch_dtype(torch, trt.nptype(engine.get_tensor_dtype(name)))
+            dtype = _torch_dtype(torch, numpy_dtype(trt, engine.get_tensor_dtype(name), name))
             device_buffer = torch.empty(shape, dtype=dtype, device=self._device)
-            host_buffer = torch.empty(shape, dtype=dtype, pin_memory=True)
+            host_buffer = torch.empty(shape, dtype=dtype,
+                                      pin_memory=self._device.type == 'cuda')
             self._context.set_tensor_address(name, device_buffer.data_ptr())
             if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                 self._context.set_input_shape(name, shape)
                 self._inputs[name] = (host_buffer, device_buffer)
             else:
                 self._outputs[name] = (host_buffer, device_buffer)
-        torch.cuda.synchronize(self._device)   # allocations done before the stream uses them
+        if self._device.type == 'cuda':
+            torch.cuda.synchronize(self._device)   # allocations done before the stream uses them
         self.input_shapes = {n: tuple(h.shape) for n, (h, _) in self._inputs.items()}
         self.output_names = tuple(n for n in onnx_output_names if n in self._outputs) or \
             tuple(self._outputs)
@@ -514,4 +638,5 @@ class TensorRTEngine:
 
     def describe(self) -> str:
         return (f'tensorrt {self.tensorrt_version} {self.precision} on {self.gpu_name} '
-                f'(sm {self.compute_capability}); {self.cached.describe()}')
+                f'(sm {self.compute_capability}, {self.gpu.sm_count} SMs); '
+                f'{self.cached.describe()}')

@@ -1,50 +1,6 @@
-import threading
-import time
-
 import pytest
 
-from depth_nodes.core.pipeline import (LatencyWindow, LatestFrameWorker, RateMeter,
-                                       ThrottledReporter)
-
-
-def test_latest_frame_worker_drops_stale_frames_and_keeps_the_newest():
-    gate = threading.Event()
-    seen = []
-
-    def process(item):
-        gate.wait(2.0)
-        seen.append(item)
-
-    worker = LatestFrameWorker(process, on_error=lambda e: None)
-    worker.submit(0)
-    time.sleep(0.05)           # item 0 is now in flight, blocked on the gate
-    for i in range(1, 6):
-        worker.submit(i)       # 1..4 are replaced in turn; 5 waits
-    gate.set()
-    assert worker.wait_idle(2.0)
-    time.sleep(0.05)
-    worker.stop()
-    assert seen == [0, 5]
-    assert worker.dropped == 4
-
-
-def test_worker_survives_exceptions():
-    errors = []
-    done = threading.Event()
-
-    def process(item):
-        if item == 'bad':
-            raise ValueError('boom')
-        done.set()
-
-    worker = LatestFrameWorker(process, on_error=errors.append)
-    worker.submit('bad')
-    worker.wait_idle(1.0)
-    time.sleep(0.05)
-    worker.submit('good')
-    assert done.wait(1.0)
-    worker.stop()
-    assert len(errors) == 1 and str(errors[0]) == 'boom'
+from depth_nodes.core.pipeline import LatencyWindow, RateMeter, ThrottledReporter
 
 
 def test_rate_meter():

@@ -31,3 +31,19 @@ def test_forbidden_list_catches_a_ros_import(tmp_path):
     probe = tmp_path / 'probe.py'
     probe.write_text('from sensor_msgs.msg import Image\nimport rclpy.node\n')
     assert {'sensor_msgs.msg', 'rclpy.node'} <= set(imported_modules(probe))
+
+
+def test_the_installed_package_never_imports_training():
+    """training/ is a source-checkout package, not installed with depth_nodes: calibration
+    feeds and the like are passed in from training, never imported from depth_nodes."""
+    files = sorted(PACKAGE_DIR.rglob('*.py'))
+    assert len(files) >= 30
+    offenders = [(str(f.relative_to(PACKAGE_DIR)), m) for f in files for m in imported_modules(f)
+                 if m == 'training' or m.startswith('training.')]
+    assert offenders == []
+
+
+def test_training_import_check_catches_a_lazy_import(tmp_path):
+    probe = tmp_path / 'probe.py'
+    probe.write_text('def f():\n    from training.datasets import build_dataset\n')
+    assert list(imported_modules(probe)) == ['training.datasets']

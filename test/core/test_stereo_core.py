@@ -2,6 +2,7 @@
 projection matrices, disparity -> depth with a principal-point offset, the "pp" combination."""
 import numpy as np
 import pytest
+from fixtures.stereo_pairs import textured_pair
 
 from depth_nodes.core.camera import CameraIntrinsics, CameraModelError
 from depth_nodes.core.encodings import ImageFormatError
@@ -12,15 +13,6 @@ from depth_nodes.core.stereo import (SgbmParameters, disparity_offset, gray8,
 LEFT = CameraIntrinsics(640, 480, fx=500.0, fy=500.0, cx=319.5, cy=239.5)
 # The right camera of a 0.12 m rig: P[0, 3] = -fx B = -60
 RIGHT = CameraIntrinsics(640, 480, fx=500.0, fy=500.0, cx=319.5, cy=239.5, tx=-60.0)
-
-
-def textured_pair(disparity: int, height=96, width=160, seed=0):
-    """A random-texture fronto-parallel plane: right[:, x] = left[:, x + d]."""
-    rng = np.random.default_rng(seed)
-    texture = rng.integers(0, 256, (height // 4, (width + disparity) // 4 + 1), np.uint8)
-    wide = np.kron(texture, np.ones((4, 4), np.uint8))[:height, :width + disparity]
-    wide = np.ascontiguousarray(wide)
-    return np.ascontiguousarray(wide[:, :width]), np.ascontiguousarray(wide[:, disparity:])
 
 
 def test_sgbm_recovers_a_known_constant_disparity():

@@ -18,12 +18,15 @@ LAUNCH_ACTIONS = REPO / 'depth_nodes' / 'launch_actions.py'
 REMAPS = list(REMAP_ARGUMENTS.items())      # default: the node's own input name
 LAUNCH_ARGUMENTS = {
     'depth.launch.py': [('method', 'eigen'), ('model', ''), ('backend', ''), ('namespace', ''),
-                        ('use_sim_time', 'false'), ('rviz', 'false'), ('dof', 'false')]
-    + REMAPS,
+                        ('use_sim_time', 'false'), ('rviz', 'false'), ('dof', 'false'),
+                        ('image_transport', '')] + REMAPS,
     'bag_replay.launch.py': [('bag', None), ('method', 'eigen'), ('rate', '1.0'),
-                             ('loop', 'false'), ('rviz', 'false'), ('dof', 'false'),
-                             ('record', ''), ('shutdown_at_end', 'true'), ('model', ''),
-                             ('backend', ''), ('namespace', '')] + REMAPS,
+                             ('loop', 'false'), ('player', 'auto'), ('rviz', 'false'),
+                             ('dof', 'false'), ('record', ''), ('recorder', 'auto'),
+                             ('shutdown_at_end', 'true'), ('model', ''), ('backend', ''),
+                             ('namespace', ''), ('image_transport', '')] + REMAPS,
+    'multi_camera.launch.py': [('cameras', 'front rear'), ('method', 'eigen'), ('model', ''),
+                               ('backend', ''), ('use_sim_time', 'false')],
 }
 
 
@@ -36,11 +39,27 @@ def load_launch_file(path: Path):
     return module
 
 
+@pytest.mark.parametrize('path', sorted((REPO / 'config').glob('*.yaml')),
+                         ids=lambda p: p.name)
+def test_params_files_apply_to_their_node_in_any_namespace(path):
+    """The only root key is `/**` (every node, any namespace, as nav2 and image_pipeline
+    configs do): a bare node-name key matches only a node in the root namespace, and the
+    node in namespace:=robot1 then silently ran its defaults (issue 16)."""
+    params = yaml.safe_load(path.read_text())
+    assert list(params) == ['/**'], path.name
+    assert isinstance(params['/**']['ros__parameters'], dict)
+
+
+def test_image_transport_argument_sets_the_node_parameter(tmp_path):
+    (node,) = launch_plan('eigen', image_transport='compressed', share=tmp_path, environ={})
+    assert node.parameters[1] == {'use_sim_time': False, 'image_transport': 'compressed'}
+    (node,) = launch_plan('eigen', share=tmp_path, environ={})
+    assert 'image_transport' not in node.parameters[1]       # empty: the params file's
+
+
 def test_every_method_has_a_params_file_for_its_node():
     for method in METHODS.values():
-        params = yaml.safe_load((REPO / 'config' / method.params_file).read_text())
-        assert method.executable in params, method.name
-        assert 'ros__parameters' in params[method.executable]
+        assert (REPO / 'config' / method.params_file).is_file(), method.name
 
 
 def test_plan_for_eigen_with_remaps_and_overrides(tmp_path):
@@ -96,8 +115,10 @@ def test_launch_arguments_keep_their_names_defaults_and_descriptions(path):
     described = dict((name, text) for name, _, text in arguments)
     assert all(text.strip() for text in described.values())
     assert all(f'{m.name} ({m.summary})' in described['method'] for m in METHODS.values())
-    source = 'bag topic' if path.name == 'bag_replay.launch.py' else 'topic'
-    assert described['left_image'] == f"{source} remapped to the node's 'left/image_rect' input"
+    if 'left_image' in described:
+        source = 'bag topic' if path.name == 'bag_replay.launch.py' else 'topic'
+        assert described['left_image'] == \
+            f"{source} remapped to the node's 'left/image_rect' input"
 
 
 def test_boolean_launch_arguments():
@@ -123,7 +144,7 @@ def test_dof_adds_dof_node_on_the_methods_image_and_depth(tmp_path):
     assert [p.executable for p in launch_plan('eigen', dof=True, share=tmp_path)] == \
         ['mono_depth_node', 'dof_node']
     params = yaml.safe_load((REPO / 'config' / 'dof.yaml').read_text())
-    assert params['dof_node']['ros__parameters']['focus_distance'] > 0
+    assert params['/**']['ros__parameters']['focus_distance'] > 0
 
 
 def test_dof_refuses_methods_without_rgb_images(tmp_path):

@@ -1,12 +1,10 @@
 """Every RViz config names only topics the nodes really publish or subscribe, with the frame
 the sample bags and camera drivers use.
 
-The topics come from the code, not a copied list: the string topics of every
-create_publisher / create_subscription / create_input_subscription call in the node's module
-and in depth_node.py (the shared outputs), resolved in the root namespace as the launch files
-start the nodes, plus the method's inputs (Method.inputs).
+The topics come from the code, not a copied list: the inputs and outputs of the node's frame
+path (depth_nodes.frames), which the node subscribes and publishes, resolved in the root
+namespace as the launch files start the nodes, plus the method's inputs (Method.inputs).
 """
-import ast
 import sys
 from pathlib import Path
 
@@ -14,56 +12,21 @@ import pytest
 import yaml
 
 from depth_nodes.methods import METHODS
+from depth_nodes.process_bag import FRAME_PATHS
 
 REPO = Path(__file__).resolve().parents[2]
-NODES = REPO / 'depth_nodes' / 'nodes'
 RVIZ_FILES = sorted((REPO / 'config').glob('*.rviz'))
-TOPIC_CALLS = ('create_publisher', 'create_subscription', 'create_input_subscription')
 sys.path.insert(0, str(REPO / 'tools'))
 from make_sample_bags import FRAME_ID  # noqa: E402
 
 
-def _string_values(node: ast.AST, loops: dict[str, list[str]]) -> list[str]:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return [node.value]
-    if isinstance(node, ast.Name):
-        return loops.get(node.id, [])
-    return []
-
-
-def _loop_constants(tree: ast.AST) -> dict[str, list[str]]:
-    """`for t in ('a', 'b')` / `for i, t in enumerate(('a', 'b'))`: t -> ['a', 'b']."""
-    loops = {}
-    for loop in (n for n in ast.walk(tree) if isinstance(n, ast.For)):
-        target, iterable = loop.target, loop.iter
-        if isinstance(iterable, ast.Call) and getattr(iterable.func, 'id', '') == 'enumerate':
-            iterable = iterable.args[0]
-            target = target.elts[1] if isinstance(target, ast.Tuple) else target
-        if isinstance(target, ast.Name) and isinstance(iterable, (ast.Tuple, ast.List)):
-            loops[target.id] = [e.value for e in iterable.elts
-                                if isinstance(e, ast.Constant) and isinstance(e.value, str)]
-    return loops
-
-
-def module_topics(path: Path) -> set[str]:
-    """Topics (root namespace) of every publisher/subscription a module creates."""
-    tree = ast.parse(path.read_text())
-    loops = _loop_constants(tree)
-    topics = set()
-    for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
-        name = getattr(call.func, 'attr', getattr(call.func, 'id', ''))
-        if name not in TOPIC_CALLS:
-            continue
-        args = [k.value for k in call.keywords if k.arg == 'topic'] or call.args[1:2]
-        for arg in args:
-            topics.update(t if t.startswith('/') else '/' + t
-                          for t in _string_values(arg, loops))
-    return topics
-
-
 def method_topics(method) -> set[str]:
-    return module_topics(NODES / 'depth_node.py') | module_topics(
-        NODES / f'{method.executable}.py') | {'/' + t for t in method.inputs}
+    """Topics (root namespace) of a method's node: its frame path's inputs and outputs,
+    /diagnostics, and the method's inputs (Method.inputs)."""
+    path = FRAME_PATHS[method.executable]
+    names = {*path.outputs(), *path.streams, *path.latest_inputs,
+             *path.message_inputs, *method.inputs}
+    return {'/diagnostics'} | {t if t.startswith('/') else '/' + t for t in names}
 
 
 def rviz_topics(config) -> set[str]:

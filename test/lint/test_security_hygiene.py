@@ -129,12 +129,14 @@ PATH_WORDS = ('path', 'file', 'dir', 'directory', 'model', 'folder')
 
 
 def declared_parameters() -> set[str]:
-    """Names declared by the nodes: declare_parameter('name', ...) and p('name', ...)."""
+    """Names of the nodes' parameters: declare_parameter('name', ...) and the tables the
+    nodes declare from, Parameter('name', ...)."""
     names = set()
-    for path in (REPO / 'depth_nodes' / 'nodes').glob('*.py'):
+    for path in (REPO / 'depth_nodes').rglob('*.py'):
         for call in (n for n in ast.walk(ast.parse(path.read_text()))
                      if isinstance(n, ast.Call)):
-            if dotted(call.func).split('.')[-1] in ('declare_parameter', 'p') and call.args \
+            if dotted(call.func).split('.')[-1] in ('declare_parameter', 'Parameter') \
+                    and call.args \
                     and isinstance(call.args[0], ast.Constant) \
                     and isinstance(call.args[0].value, str):
                 names.add(call.args[0].value)

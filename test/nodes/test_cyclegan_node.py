@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 def model_path():
     method = get_method('cyclegan')
     params = yaml.safe_load((REPO / 'config' / method.params_file).read_text())
-    path = REPO / 'models' / params[method.executable]['ros__parameters']['model']
+    path = REPO / 'models' / params['/**']['ros__parameters']['model']
     assert path.is_file(), f'the params file names {path.name}, which models/ lacks'
     return path
 

@@ -149,3 +149,33 @@ def test_depth_of_field_after_the_pix2pix_demo_model():
         assert np.isfinite(depth).all() and 0.5 <= depth.min() and depth.max() <= 8.0
         np.testing.assert_array_equal(ros_io.image_to_array(msg),
                                       render_depth_of_field(image, depth, 3.0, LENS))
+
+
+def test_compressed_image_transport_on_a_remapped_topic_renders_the_decoded_image():
+    # image:=/cam/color/image_raw with image_transport:=compressed: the node takes
+    # /cam/color/image_raw/compressed. png is lossless, so the output is the raw path's exactly;
+    # a truncated png is dropped, counted, and the next pair still renders.
+    from sensor_msgs.msg import CompressedImage
+
+    from depth_nodes.core.compressed import encode_compressed
+    image, depth = scene()
+    factory = functools.partial(
+        DofNode, cli_args=['--ros-args', '-r', 'image:=/cam/color/image_raw'],
+        parameter_overrides=overrides(focus_distance=2.0, image_transport='compressed'))
+    fmt, data = encode_compressed(image, 'bgr8', 'png')
+    with ros_graph(factory) as (probe, (node,)):
+        probe.record(Image, 'dof/image')
+        image_pub = probe.publisher(CompressedImage, '/cam/color/image_raw/compressed')
+        depth_pub = probe.publisher(Image, 'depth/image')
+        assert probe.wait_for_subscribers(image_pub) and probe.wait_for_subscribers(depth_pub)
+        depth_pub.publish(ros_io.array_to_image(depth, '32FC1', header(7)))
+        time.sleep(0.05)
+        image_pub.publish(CompressedImage(header=header(7), format=fmt, data=data[:60]))
+        depth_pub.publish(ros_io.array_to_image(depth, '32FC1', header(8)))
+        time.sleep(0.05)
+        image_pub.publish(CompressedImage(header=header(8), format=fmt, data=data))
+        msg = wait_output(probe, 1)
+        assert msg.header.stamp.sec == 8 and msg.encoding == 'bgr8'
+        np.testing.assert_array_equal(ros_io.image_to_array(msg),
+                                      render_depth_of_field(image, depth, 2.0, LENS))
+        assert node.reporter.counts['compressed_data'] == 1

@@ -1,5 +1,5 @@
 """depth_nodes.frames without a ROS graph: accept() / process() on hand-made messages, the
-synchroniser's dropped-input reports, DepthMessages, and run-time parameter checks."""
+synchroniser's dropped-input reports, encode(), and run-time parameter checks."""
 import types
 from dataclasses import replace
 
@@ -16,8 +16,8 @@ from depth_nodes.core.camera import CameraIntrinsics
 from depth_nodes.core.colorize import colorize_depth
 from depth_nodes.core.encodings import ImageFormatError
 from depth_nodes.core.model_spec import ModelSpec
-from depth_nodes.frames import (DepthMessages, MonoDepthFramePath, SemiDenseFramePath,
-                                StereoFramePath, parameter_defaults)
+from depth_nodes.frames import (MonoDepthFramePath, SemiDenseFramePath, StereoFramePath,
+                                parameter_defaults)
 from depth_nodes.runtime.estimator import MonoDepthEstimator
 from depth_nodes.runtime.model import open_model
 
@@ -53,7 +53,7 @@ def test_mono_frame_is_the_estimators_depth_with_the_input_header(mono_model):
     path = mono_path(mono_model, publish_points=True, max_depth=20.0)
     assert path.accept('camera_info', camera_info()) is None        # kept, no frame yet
     job = path.accept('image', malformed.image_cdr(image, 'rgb8', T0 + 5))
-    frame = path.process(job)
+    frame = path.estimate(job)
     expected = MonoDepthEstimator(mono_model).estimate(image, 'rgb8', CAM,
                                                        depth_range=(0.1, 20.0))
     np.testing.assert_array_equal(frame.result.depth, expected.depth)
@@ -63,7 +63,7 @@ def test_mono_frame_is_the_estimators_depth_with_the_input_header(mono_model):
     assert frame.result.camera == CAM and frame.info_template.k[0] == 60.0
     np.testing.assert_array_equal(frame.rgb, image)         # colours depth/points
     # Without publish_points (or without a camera) no colours are made.
-    assert mono_path(mono_model).process(job).rgb is None
+    assert mono_path(mono_model).estimate(job).rgb is None
 
 
 def test_mono_rejections_name_their_kind(mono_model):
@@ -75,21 +75,20 @@ def test_mono_rejections_name_their_kind(mono_model):
     path.accept('camera_info', camera_info(replace(CAM, width=32, height=24)))
     with pytest.raises(ImageFormatError, match='camera_info is 32x24 but the image is 64x48') \
             as wrong_size:
-        path.process(path.accept('image', malformed.image_cdr(image, 'rgb8', T0)))
+        path.estimate(path.accept('image', malformed.image_cdr(image, 'rgb8', T0)))
     assert wrong_size.value.kind == 'camera_info_size'
 
 
 def test_depth_messages_make_only_what_is_wanted(mono_model):
     image = np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)
-    path = mono_path(mono_model, publish_points=True)
+    path = mono_path(mono_model, publish_points=True, publish_colored=True)
     path.accept('camera_info', camera_info())
-    frame = path.process(path.accept('image', malformed.image_cdr(image, 'rgb8', T0)))
+    frame = path.estimate(path.accept('image', malformed.image_cdr(image, 'rgb8', T0)))
     built = []
     frame.extra['extra/topic'] = lambda: built.append(1) or b'extra'
-    messages = DepthMessages()
-    assert [topic for topic, _ in messages(frame, lambda topic: False, 2)] == \
+    assert [topic for topic, _ in path.encode(frame, lambda topic: False)] == \
         ['depth/image', 'depth/camera_info'] and built == []
-    out = dict(messages(frame, lambda topic: True, 2))
+    out = dict(path.encode(frame, lambda topic: True))
     assert list(out) == ['depth/image', 'depth/camera_info', 'depth/colored', 'depth/points',
                          'extra/topic'] and built == [1]
     depth = frame.result.depth
@@ -105,6 +104,22 @@ def test_depth_messages_make_only_what_is_wanted(mono_model):
     assert xyzrgb[5, 7, 2] == depth[10, 14]       # stride 2: point (5, 7) is pixel (10, 14)
     # x = (u - cx) z / fx at pixel (10, 14)
     assert xyzrgb[5, 7, 0] == pytest.approx((14 - 31.5) * depth[10, 14] / 60.0, rel=1e-6)
+
+
+def test_process_is_accept_then_estimate_then_encode(mono_model):
+    """process(): the one call from input messages to output messages (node and bag)."""
+    image = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    path = mono_path(mono_model, publish_colored=True)
+    path.accept('camera_info', camera_info())
+    job = path.accept('image', malformed.image_cdr(image, 'rgb8', T0 + 7))
+    out = path.process(job, wants=lambda topic: topic != 'depth/colored')
+    assert [topic for topic, _ in out.messages] == ['depth/image', 'depth/camera_info']
+    depth = ros_io.image_from_cdr(out.messages[0][1])
+    np.testing.assert_array_equal(ros_io.image_to_array(depth), path.estimate(job).result.depth)
+    assert (depth.header.stamp.sec, depth.header.stamp.nanosec) == (1_700_000_000, 7)
+    assert out.header.stamp.nanosec == 7 and out.inference_s > 0 and out.hints == []
+    # The switch decides too (publish_colored off); no camera_info yet: none published.
+    assert [t for t, _ in mono_path(mono_model).process(job).messages] == ['depth/image']
 
 
 # -- stereo: synchronisation and SGBM depth ------------------------------------------------
@@ -132,10 +147,10 @@ def test_stereo_pairs_by_stamp_and_reports_partnerless_images_once_matched():
     assert [m.header.stamp.sec for m in job] == [1_700_000_002] * 2
     assert dropped == [('unsynchronised', 2)]       # the two partnerless ones, in one report
     with pytest.raises(ImageFormatError, match='no left/camera_info received yet'):
-        path.process(job)
+        path.estimate(job)
     path.accept('left/camera_info', camera_info())
     path.accept('right/camera_info', camera_info(replace(CAM, tx=-CAM.fx * 0.5)))  # B 0.5 m
-    frame = path.process(job)
+    frame = path.estimate(job)
     # Z = fx B / d = 60 * 0.5 / 4 = 7.5 m where SGBM matched.
     assert np.nanmedian(frame.result.depth) == pytest.approx(7.5, rel=0.02)
     assert frame.hints == []                                 # SGBM: no training rig
@@ -182,7 +197,7 @@ def test_semidense_variance_is_synchronised_and_filters_pixels(semidense_model):
     variance[30, 40] = 5.0                                  # above max_variance: dropped
     assert path.accept('semidense/depth', malformed.image_cdr(sparse, '32FC1', T0)) is None
     job = path.accept('semidense/variance', malformed.image_cdr(variance, '32FC1', T0))
-    dense = path.process(job).result.depth
+    dense = path.estimate(job).result.depth
     # Only the 2 m sample is left: s = 2, so unknown pixels (the dropped one too) are 1 m.
     assert (dense[10, 20], dense[30, 40], dense[0, 0]) == (2.0, pytest.approx(1.0),
                                                            pytest.approx(1.0))

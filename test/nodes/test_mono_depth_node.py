@@ -186,7 +186,7 @@ def test_input_qos_is_sensor_data_and_overridable_by_parameters(model_path):
                        'qos_overrides./image.subscription.reliability': 'reliable'})
                    ) as (_, (default, overridden)):
         def reliability(node):
-            (sub,) = [s for s in node.input_subscriptions if s.topic_name == '/image']
+            (sub,) = [s for s in node.inputs.streams if s.topic_name == '/image']
             return sub.qos_profile.reliability, sub.qos_profile.depth
         assert reliability(default) == (QoSReliabilityPolicy.BEST_EFFORT, 1)
         assert reliability(overridden) == (QoSReliabilityPolicy.RELIABLE, 1)
@@ -244,3 +244,31 @@ def test_tests_run_against_the_colcon_built_package():
         pytest.skip('not started through tools/test.sh (no colcon workspace in the environment)')
     import depth_nodes
     assert Path(depth_nodes.__file__).resolve().is_relative_to(Path(workspace).resolve())
+
+
+def test_a_frame_that_fails_is_counted_and_the_next_one_is_published(model_path):
+    """A failure inside the frame path (not bad input) is logged, counted per exception type,
+    and does not stop the node: frames are processed in the subscription callback."""
+    with ros_graph(node_factory(model_path)) as (probe, (node,)):
+        probe.record(Image, 'depth/image')
+        pub = probe.publisher(Image, 'image')
+        assert probe.wait_for_subscribers(pub)
+        estimate, calls = node.frames.estimate, []
+
+        def fail_once(job):
+            calls.append(job[0].header.stamp.sec)
+            if len(calls) == 1:
+                raise RuntimeError('engine fault')
+            return estimate(job)
+        node.frames.estimate = fail_once
+        image = random_image(9)
+        pub.publish(ros_io.array_to_image(image, 'rgb8', header(1)))
+        assert probe.wait_for(lambda: node.stats.errors.counts['RuntimeError'] == 1)
+        pub.publish(ros_io.array_to_image(image, 'rgb8', header(2)))
+        wait_depth(probe, 1)
+        (depth,) = probe.messages('depth/image')
+        assert depth.header.stamp.sec == 2 and calls == [1, 2]
+        expected = MonoDepthEstimator(open_model(str(model_path), 'onnxruntime')).estimate(
+            image, 'rgb8').depth
+        np.testing.assert_allclose(ros_io.image_to_array(depth), expected, rtol=1e-6)
+        assert node.reporter.total == 0          # not counted as bad input

@@ -183,7 +183,7 @@ def test_launch_plan_and_params_file_of_method_nir(tmp_path):
     # Only the inputs the NIR node has are remapped.
     assert node.remappings == [('nir/image', '/ir/image_raw'), ('nir/camera_info', '/ir/info')]
     params = yaml.safe_load((REPO / 'config' / 'nir.yaml').read_text())
-    values = params['nir_depth_node']['ros__parameters']
+    values = params['/**']['ros__parameters']
     assert (values['model'], values['depth_model']) == ('ctn_synthetic.onnx',
                                                         'dpn_synthetic.onnx')
     with ros_graph(functools.partial(NirDepthNode, parameter_overrides=overrides(
@@ -203,7 +203,7 @@ def test_params_file_models_load_by_name_and_run_the_demo_chain():
     from depth_nodes.runtime.nir_estimator import NirDepthEstimator
     from training.datasets import build_dataset
     values = yaml.safe_load((REPO / 'config' / 'nir.yaml').read_text())[
-        'nir_depth_node']['ros__parameters']
+        '/**']['ros__parameters']
     try:
         for name in (values['model'], values['depth_model']):
             resolve_model_path(name)

@@ -21,6 +21,7 @@ from sensor_msgs.msg import Image
 
 from depth_nodes import ros_io
 from depth_nodes.core.model_spec import ModelSpec
+from depth_nodes.frames import MonoDepthFramePath
 from depth_nodes.nodes.mono_depth_node import MonoDepthNode
 
 SPEC = ModelSpec(method='affine', input_height=24, input_width=32, output_kind='log_depth',
@@ -33,25 +34,32 @@ LOAD_S = 8.0
 T0 = 1_700_000_000 * 10**9
 
 
-class SlowMonoDepthNode(MonoDepthNode):
-    """mono_depth_node whose engine takes INFERENCE_S longer; counts delivered inputs."""
+class SlowFramePath(MonoDepthFramePath):
+    """mono_depth_node's frame path with an engine that takes INFERENCE_S longer."""
 
-    def __init__(self, **kwargs):
-        self.delivered = 0
-        super().__init__(**kwargs)
-
-    def make_estimator(self, model, output_resolution):
+    @classmethod
+    def build_estimator(cls, model, values):
         run = model.engine.run
 
         def slow_run(feeds):
             time.sleep(INFERENCE_S)
             return run(feeds)
         model.engine.run = slow_run
-        return super().make_estimator(model, output_resolution)
+        return super().build_estimator(model, values)
 
-    def submit(self, item):
+
+class SlowMonoDepthNode(MonoDepthNode):
+    """mono_depth_node on SlowFramePath; counts delivered inputs."""
+
+    frame_path = SlowFramePath
+
+    def __init__(self, **kwargs):
+        self.delivered = 0
+        super().__init__(**kwargs)
+
+    def submit(self, job, received):
         self.delivered += 1
-        super().submit(item)
+        super().submit(job, received)
 
 
 def rss_bytes() -> int:
@@ -107,16 +115,16 @@ def test_sustained_overload_keeps_latency_bounded_memory_flat_and_counts_drops(m
             if i % int(LOAD_HZ) == 0:
                 rss.append(rss_bytes())
             time.sleep(max(0.0, (i - first_load) / LOAD_HZ - (time.perf_counter() - start)))
-        assert node.worker.wait_idle(5.0)
+        assert probe.wait_for(lambda: len(received) == node.delivered, timeout=5.0)
         time.sleep(0.3)
         load_sent = [s for s in list(sent)[first_load:]]
         with lock:
             latencies = [received[s] - sent[s] for s in load_sent if s in received]
         processed = len(latencies)
-        lost = sum(g.lost for g in node.input_gaps)
+        lost = node.inputs.lost
         # Diagnostics report exactly the frames the node had to skip.
         assert probe.wait_for(lambda: diagnostics and diagnostics[-1]['frames dropped (busy)']
-                              == str(node.worker.dropped) and diagnostics[-1][
+                              == str(lost) and diagnostics[-1][
                                   'inputs lost before the node (queue full)'] == str(lost),
                               timeout=3.0)
         delivered = node.delivered
@@ -125,11 +133,11 @@ def test_sustained_overload_keeps_latency_bounded_memory_flat_and_counts_drops(m
     assert n_load >= 0.9 * LOAD_HZ * LOAD_S
     # The model ran at its own pace, not the camera's: about LOAD_S / INFERENCE_S frames.
     assert 0.6 * LOAD_S / INFERENCE_S <= processed <= LOAD_S / INFERENCE_S + 2
-    # Every frame sent was run, or dropped by the busy worker, or replaced in the keep-last-1
-    # input queue before the node took it; each of the two losses is counted.
-    assert delivered == len(received) + node.worker.dropped
+    # Every frame sent was run, or replaced in the keep-last-1 input queue while the node was
+    # busy; those are counted.
+    assert delivered == len(received)
     assert len(sent) == delivered + lost
-    assert node.worker.dropped > 0
+    assert lost > 0
     p95 = float(np.percentile(latencies, 95))
     assert p95 <= 2 * single, f'p95 {p95 * 1e3:.1f} ms vs single frame {single * 1e3:.1f} ms'
     # Memory flat: the last second within 5 % (and 8 MB) of the first second under load.

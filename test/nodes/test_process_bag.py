@@ -354,3 +354,30 @@ def test_stereo_offline_depth_and_disparity_are_the_nodes(method, tmp_path):
         near = np.isfinite(depth) & (truth < 24.7 / 4)
         assert near.sum() > 100
         assert np.median(np.abs(depth[near] - truth[near]) / truth[near]) < 0.1
+
+
+def test_scale_from_offline_fits_sparse_depth_that_follows_its_image(
+        semidense_bag, model_path, tmp_path):
+    # eigen with scale_from: the bag's semidense/depth (true depth at the LSD-SLAM-like mask)
+    # is stamped as its image but written after it, as a SLAM map follows its frame.
+    # process_bag waits (INFO_LOOKAHEAD_S of bag time) for the kept inputs of an image's
+    # stamp, so every frame is scaled by the fit to its own sparse depth.
+    from depth_nodes.core.scale_fit import fit_depth_scale
+    params = {'model': str(model_path), 'backend': 'onnxruntime', 'scale_from': 'semidense'}
+    report = pb.process_bag(semidense_bag, tmp_path / 'out', 'eigen', parameters=params,
+                            topics={'image': TOPICS['image'],
+                                    'semidense/depth': '/semidense/depth'}, progress=False)
+    images, sparse = (
+        [ros_io.image_to_array(ros_io.image_from_cdr(raw)) for _, raw in messages(
+            semidense_bag, topic)] for topic in (TOPICS['image'], '/semidense/depth'))
+    assert report.depth_images == len(images) and not report.rejected
+    estimator = MonoDepthEstimator(open_model(str(model_path), 'onnxruntime'),
+                                   scale_fitted=True)
+    outputs = messages(tmp_path / 'out', '/depth/image')
+    for image, known, (_, raw) in zip(images, sparse, outputs):
+        prediction = estimator.predict(image, 'rgb8').depth
+        expected = fit_depth_scale(prediction, known,
+                                   inlier_log_error=np.log1p(0.1)).apply(prediction)
+        expected[(expected < 0.1) | (expected > 80.0)] = np.nan
+        offline = ros_io.image_to_array(ros_io.image_from_cdr(raw))
+        np.testing.assert_array_equal(offline, expected)

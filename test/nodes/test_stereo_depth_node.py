@@ -186,7 +186,7 @@ def test_sgbm_parameters_are_checked_at_run_time(tmp_path):
     with ros_graph(node_factory()) as (probe, (node,)):
         result = node.set_parameters([Parameter('sgbm.num_disparities', value=40)])[0]
         assert not result.successful and 'multiple of 16' in result.reason
-        assert node.estimator.params.num_disparities == 64           # the default kept
+        assert node.estimator.params.num_disparities == 0     # the default (automatic) kept
         assert node.set_parameters([Parameter('sgbm.block_size', value=7)])[0].successful
         assert node.estimator.params.block_size == 7
         # A model that outputs metric depth cannot give disparity: refused, SGBM kept.

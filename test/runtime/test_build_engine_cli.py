@@ -15,11 +15,12 @@ import pytest
 from fixtures.models import write_affine_model, write_determinant_model
 
 from depth_nodes import build_engine
+from depth_nodes.calibration_images import calibration_batches_from_directory
 from depth_nodes.core.model_spec import ModelSpec
 from depth_nodes.runtime import tensorrt_engine
-from depth_nodes.runtime.tensorrt_engine import (calibration_batches_from_directory,
-                                                 calibration_cache_candidates,
-                                                 format_parser_errors, sample_to_feeds)
+from depth_nodes.runtime.tensorrt_engine import (calibration_cache_candidates,
+                                                 format_parser_errors)
+from training.calibration_feeds import sample_to_feeds
 
 SPEC = ModelSpec(method='affine', input_height=4, input_width=6, mean=(0.5, 0.5, 0.5),
                  std=(0.25, 0.25, 0.25))
@@ -79,27 +80,58 @@ def test_missing_files_are_named(onnx_model, tmp_path, capsys):
                                                     str(tmp_path)])
 
 
-def test_int8_calibration_table_defaults_to_the_engine_cache(onnx_model, tmp_path):
+def test_int8_calibration_table_one_place_for_the_cli_and_the_node(onnx_model, tmp_path):
     images = tmp_path / 'images'
     images.mkdir()
+    cache = tmp_path / 'cache'
     args = build_engine.parse_args(['--onnx', str(onnx_model), '--output', str(tmp_path / 'e'),
                                     '--precision', 'int8', '--calibration-dir', str(images),
-                                    '--engine-cache-dir', str(tmp_path / 'cache')])
+                                    '--engine-cache-dir', str(cache)])
     sha = hashlib.sha256(onnx_model.read_bytes()).hexdigest()
-    assert args.calibration_cache == tmp_path / 'cache' / f'affine.{sha[:16]}.int8.calib'
-    # With that table present, int8 needs no images any more (what a robot does).
-    args.calibration_cache.parent.mkdir()
-    args.calibration_cache.write_bytes(b'TRT-1001-EntropyCalibration2\n')
-    again = build_engine.parse_args(['--onnx', str(onnx_model), '--output', str(tmp_path / 'e'),
-                                     '--precision', 'int8', '--engine-cache-dir',
-                                     str(tmp_path / 'cache')])
-    assert again.calibration_cache == args.calibration_cache
+    in_cache = cache / f'affine.{sha[:16]}.int8.calib'
+    # Calibration data: a new table, written to the engine cache, nothing read.
+    assert (args.calibration_output, args.calibration_table) == (in_cache, None)
+    # Without calibration data the CLI finds a table where the node looks: beside the model
+    # (shipped), then the engine cache, which takes precedence.
+    beside = onnx_model.with_suffix('.int8.calib')
+    beside.write_bytes(b'TRT-1003-EntropyCalibration2\n')
+    argv = ['--onnx', str(onnx_model), '--output', str(tmp_path / 'e'), '--precision', 'int8',
+            '--engine-cache-dir', str(cache)]
+    assert build_engine.parse_args(argv).calibration_table == beside
+    assert tensorrt_engine.find_calibration_table(onnx_model, cache) == beside
+    cache.mkdir()
+    in_cache.write_bytes(b'TRT-1003-EntropyCalibration2\n')
+    assert build_engine.parse_args(argv).calibration_table == in_cache
+    assert tensorrt_engine.find_calibration_table(onnx_model, cache) == in_cache
+    # New calibration data replaces both: the CLI names them in its warning.
+    assert build_engine.existing_tables(args) == [in_cache, beside]
 
 
-def test_calibration_table_candidates_beside_the_model_then_in_the_cache(onnx_model, tmp_path):
+def test_calibration_table_candidates_the_cache_then_beside_the_model(onnx_model, tmp_path):
     sha = hashlib.sha256(onnx_model.read_bytes()).hexdigest()
     assert calibration_cache_candidates(onnx_model, tmp_path / 'cache') == [
-        tmp_path / 'affine.int8.calib', tmp_path / 'cache' / f'affine.{sha[:16]}.int8.calib']
+        tmp_path / 'cache' / f'affine.{sha[:16]}.int8.calib', tmp_path / 'affine.int8.calib']
+
+
+def test_calibration_dataset_outside_training_build_engine_says_where_it_works(
+        onnx_model, tmp_path, capsys):
+    err = parse_error(capsys, ['--onnx', str(onnx_model), '--output', str(tmp_path / 'e'),
+                               '--precision', 'int8', '--calibration-dataset', 'synthetic'])
+    assert 'run the same command as `python -m training.build_engine ...`' in err
+    from training import build_engine as training_build_engine
+    from training.calibration_feeds import dataset_calibration_feeds
+    args = build_engine.parse_args(['--onnx', str(onnx_model), '--output', str(tmp_path / 'e'),
+                                    '--precision', 'int8', '--calibration-dataset', 'synthetic',
+                                    '--engine-cache-dir', str(tmp_path / 'c')],
+                                   dataset_feeds=dataset_calibration_feeds)
+    assert args.calibration_dataset == 'synthetic' and args.calibration_output is not None
+    feeds = list(dataset_calibration_feeds('synthetic', SPEC, limit=2))
+    assert len(feeds) == 2 and feeds[0]['image'].shape == (1, 3, 4, 6)
+    if not TENSORRT_HERE:       # the arguments pass; building needs TensorRT
+        assert training_build_engine.main(['--onnx', str(onnx_model), '--output',
+                                           str(tmp_path / 'e'), '--precision', 'int8',
+                                           '--calibration-dataset', 'synthetic']) == 1
+        assert 'cannot build a TensorRT engine here' in capsys.readouterr().err
 
 
 @pytest.mark.skipif(TENSORRT_HERE, reason='TensorRT and a GPU are present: the CLI builds')
@@ -110,7 +142,7 @@ def test_without_tensorrt_exits_1_with_a_clear_message(onnx_model, tmp_path):
     assert proc.returncode == 1
     reason = tensorrt_engine.availability()[1]
     assert proc.stderr.startswith(f'error: cannot build a TensorRT engine here: {reason}.')
-    assert 'needs TensorRT 10' in proc.stderr and 'docs/tensorrt.md' in proc.stderr
+    assert 'needs TensorRT >= 10.3, < 11' in proc.stderr and 'docs/tensorrt.md' in proc.stderr
     assert not (tmp_path / 'm.engine').exists()
 
 

@@ -21,7 +21,7 @@ from depth_nodes.runtime.engine_cache import (CORRUPT, FORCED, HIT, MISMATCH, MI
                                               default_cache_dir, make_engine_key)
 
 KEY_ARGS = dict(tensorrt_version='10.3.0', gpu_name='Orin', compute_capability=(8, 7),
-                precision='fp16')
+                precision='fp16', sm_count=16, builder_settings='tf32=off,workspace_mb=1024')
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def deserialize(data: bytes) -> str:
 def test_key_components_are_hashes_versions_gpu_and_precision(model, tmp_path):
     key = make_engine_key(model, **KEY_ARGS)
     assert key == EngineKey(hashlib.sha256(b'onnx graph v1').hexdigest(), '10.3.0', 'Orin',
-                            '8.7', 'fp16', '')
+                            '8.7', 'fp16', '', '16', 'tf32=off,workspace_mb=1024')
     calibration = tmp_path / 'table.calib'
     calibration.write_bytes(b'TRT-1001-EntropyCalibration2')
     int8 = make_engine_key(model, **{**KEY_ARGS, 'precision': 'int8'},
@@ -68,7 +68,8 @@ def test_key_components_are_hashes_versions_gpu_and_precision(model, tmp_path):
 
 @pytest.mark.parametrize('field, value', [
     ('onnx_sha256', '0' * 64), ('tensorrt_version', '10.4.0'), ('gpu_name', 'RTX 4090'),
-    ('compute_capability', '8.9'), ('precision', 'fp32'), ('calibration_sha256', 'ab' * 32)])
+    ('compute_capability', '8.9'), ('precision', 'fp32'), ('calibration_sha256', 'ab' * 32),
+    ('sm_count', '8'), ('builder_settings', 'tf32=on,workspace_mb=1024')])
 def test_every_key_field_changes_the_digest(model, field, value):
     key = make_engine_key(model, **KEY_ARGS)
     other = replace(key, **{field: value})
@@ -104,7 +105,8 @@ def test_miss_builds_and_stores_then_hit_reuses_without_building(model, tmp_path
     sidecar = json.loads(first.engine_path.with_suffix('.json').read_text())
     assert sidecar['key'] == {'onnx_sha256': key.onnx_sha256, 'tensorrt_version': '10.3.0',
                               'gpu_name': 'Orin', 'compute_capability': '8.7',
-                              'precision': 'fp16', 'calibration_sha256': ''}
+                              'precision': 'fp16', 'calibration_sha256': '', 'sm_count': '16',
+                              'builder_settings': 'tf32=off,workspace_mb=1024'}
     assert sidecar['engine_bytes'] == len(b'engine:') + 64
     assert sidecar['onnx_path'] == str(model.resolve())
     second = cache.load_or_build(model, key, build=builder.for_key(key), deserialize=deserialize)
@@ -131,15 +133,31 @@ def test_changed_model_is_a_mismatch_rebuilt_and_the_stale_entry_removed(model, 
     assert len(messages) == 1 and 'rebuilding' in messages[0] and 'mismatch' in messages[0]
 
 
-def test_tensorrt_upgrade_is_a_mismatch_naming_both_versions(model, tmp_path):
+def test_changed_builder_settings_are_a_mismatch_naming_them(model, tmp_path):
     cache = EngineCache(tmp_path / 'cache', log=lambda m: None)
     old_key = make_engine_key(model, **KEY_ARGS)
     cache.load_or_build(model, old_key, build=Builder().for_key(old_key),
                         deserialize=deserialize)
-    new_key = replace(old_key, tensorrt_version='10.7.0')
+    new_key = replace(old_key, builder_settings='tf32=off,workspace_mb=2048')
     found = cache.lookup(model, new_key)
     assert found.status == MISMATCH
-    assert found.reason.endswith('(tensorrt_version: 10.3.0 -> 10.7.0)')
+    assert found.reason.endswith('(builder_settings: tf32=off,workspace_mb=1024 -> '
+                                 'tf32=off,workspace_mb=2048)')
+
+
+@pytest.mark.parametrize('other', [dict(tensorrt_version='10.7.0'), dict(sm_count='8')])
+def test_two_tensorrt_versions_or_orin_modules_sharing_the_directory_keep_their_engines(
+        model, tmp_path, other):
+    """Before: a TensorRT 10.3 and a 10.7 install sharing one cache evicted each other's
+    engine at every start. Orin modules share name and compute capability, not engines."""
+    cache = EngineCache(tmp_path / 'cache', log=lambda m: None)
+    first = make_engine_key(model, **KEY_ARGS)
+    second = replace(first, **other)
+    builder = Builder()
+    for key in (first, second, first, second):
+        cache.load_or_build(model, key, build=builder.for_key(key), deserialize=deserialize)
+    assert builder.calls == 2
+    assert cache.lookup(model, first).status == HIT and cache.lookup(model, second).status == HIT
 
 
 def test_another_gpu_sharing_the_directory_keeps_its_engine(model, tmp_path):
@@ -233,7 +251,8 @@ CRASH_SCRIPT = textwrap.dedent('''
         real_replace(src, dst)
     engine_cache.os.replace = crashing_replace
     key = make_engine_key(model, tensorrt_version='10.3.0', gpu_name='Orin',
-                          compute_capability=(8, 7), precision='fp16')
+                          compute_capability=(8, 7), precision='fp16', sm_count=16,
+                          builder_settings='tf32=off,workspace_mb=1024')
     EngineCache(cache_dir).load_or_build(model, key, build=lambda: b'engine:' + b'e' * 4096,
                                          deserialize=lambda b: b)
 ''')
@@ -316,7 +335,8 @@ PROCESS_SCRIPT = textwrap.dedent('''
     model, cache_dir, work, index, count = (Path(sys.argv[1]), Path(sys.argv[2]),
                                             Path(sys.argv[3]), sys.argv[4], int(sys.argv[5]))
     key = make_engine_key(model, tensorrt_version='10.3.0', gpu_name='Orin',
-                          compute_capability=(8, 7), precision='fp16')
+                          compute_capability=(8, 7), precision='fp16', sm_count=16,
+                          builder_settings='tf32=off,workspace_mb=1024')
     def build():
         with open(work / 'builds.log', 'a') as log:
             log.write(index + '\\n')

@@ -8,7 +8,8 @@ from fixtures.models import affine_reference, write_affine_model
 from depth_nodes.core.camera import CameraIntrinsics
 from depth_nodes.core.model_spec import ModelSpec
 from depth_nodes.core.preprocess import image_to_tensor
-from depth_nodes.runtime.engine import ModelLoadError, resolve_backend
+from depth_nodes.runtime.backends import resolve_backend
+from depth_nodes.runtime.engine import ModelLoadError
 from depth_nodes.runtime.estimator import MonoDepthEstimator
 from depth_nodes.runtime.model import open_model, resolve_model_path
 

@@ -1,7 +1,8 @@
 """TensorRT for real: build tiny engines, run them, compare with ONNX Runtime; the real cache.
 
-Needs TensorRT 10 (Python bindings) and a CUDA GPU with PyTorch's CUDA build; everywhere else
-those tests are skipped with the reason, and only the clean refusal of backend tensorrt runs.
+Needs TensorRT >= 10.3, < 11 (Python bindings) and a CUDA GPU with PyTorch's CUDA build;
+everywhere else those tests are skipped with the reason, and only the clean refusal of backend
+tensorrt runs (test_tensorrt_fakes.py covers the rest against fakes of the bindings).
 The model is the affine fixture (a 1x1 convolution), so expected outputs are known by hand.
 """
 import numpy as np
@@ -9,13 +10,15 @@ import pytest
 from fixtures.models import affine_reference, write_affine_model, write_determinant_model
 from onnx import helper, TensorProto
 
+from depth_nodes.calibration_images import calibration_batches_from_directory
 from depth_nodes.core.model_spec import METADATA_KEY, ModelSpec
 from depth_nodes.core.preprocess import image_to_tensor
 from depth_nodes.runtime import tensorrt_engine
 
 AVAILABLE, WHY_NOT = tensorrt_engine.availability()
 needs_tensorrt = pytest.mark.skipif(not AVAILABLE, reason=f'TensorRT runtime tests need '
-                                                          f'TensorRT 10 and a CUDA GPU: {WHY_NOT}')
+                                                          f'{tensorrt_engine.SUPPORTED_TEXT} and '
+                                                          f'a CUDA GPU: {WHY_NOT}')
 
 SPEC = ModelSpec(method='affine', input_height=48, input_width=64, mean=(0.5, 0.5, 0.5),
                  std=(0.25, 0.25, 0.25), output_kind='log_depth', min_depth=1e-3,
@@ -133,15 +136,16 @@ def test_int8_calibrates_on_images_then_reuses_the_table(affine_onnx, tmp_path):
     # A frame like the calibration images, pre-processed as the node does.
     tensor = image_to_tensor(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8), 'rgb8', SPEC)
     table = tmp_path / 'affine.int8.calib'
-    batches = tensorrt_engine.calibration_batches_from_directory(images, SPEC)
-    calibrator = tensorrt_engine.make_entropy_calibrator(batches, {'image': (1, 3, 48, 64)},
-                                                         table)
+    batches = calibration_batches_from_directory(images, SPEC)
+    calibrator = tensorrt_engine.make_entropy_calibrator(batches, {'image': (1, 3, 48, 64)})
     engine_bytes = tensorrt_engine.build_serialized_engine(affine_onnx, 'int8',
                                                            calibrator=calibrator)
-    assert calibrator.batches_used == 16 and table.stat().st_size > 0
+    assert not table.exists()               # written only when the caller saves it
+    assert tensorrt_engine.save_calibration_table(calibrator, table)
+    assert calibrator.feed.batches_used == 16 and table.stat().st_size > 0
     again = tensorrt_engine.make_entropy_calibrator((), {'image': (1, 3, 48, 64)}, table)
     tensorrt_engine.build_serialized_engine(affine_onnx, 'int8', calibrator=again)
-    assert again.batches_used == 0          # the table was read, no images needed
+    assert again.feed.batches_used == 0 and again.feed.table_read   # table read, no images
     assert len(engine_bytes) > 0
     # A node finds a table beside the model and runs int8: 8-bit steps over the output range.
     model_table = affine_onnx.with_suffix('.int8.calib')

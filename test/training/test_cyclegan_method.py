@@ -10,8 +10,8 @@ import fake_depth_scenes
 from depth_nodes.core.postprocess import output_to_metres
 from depth_nodes.core.preprocess import image_to_tensor
 from training.models import METHODS, TrainContext
-from training.models.cyclegan import (CycleGANConfig, CycleGANMethod, ImageHistory,
-                                      TranslationConfig, UnpairedDomains, normalize_depth)
+from training.models.cyclegan import CycleGANConfig, CycleGANMethod, normalize_depth
+from training.models.two_domain import ImageHistory, TranslationConfig, UnpairedDomains
 
 torch.set_num_threads(1)
 SMALL = dict(input_height=32, input_width=32, generator_channels=4, generator_blocks=2,
@@ -120,7 +120,7 @@ def test_baselines_are_configurations_of_the_same_code():
 
 def test_translation_core_handles_domains_of_different_channels():
     # The NIR (1) -> RGB (3) case of the cross-modal method, on the same core.
-    from training.models.cyclegan import CycleTranslation
+    from training.models.two_domain import CycleTranslation
     torch.manual_seed(0)
     config = TranslationConfig(x_channels=1, y_channels=3, generator_channels=4,
                                generator_blocks=1, discriminator_channels=4,

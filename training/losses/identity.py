@@ -8,7 +8,7 @@ The paper writes the identity term as
 i.e. each generator is fed its *own* input domain and asked to change it little. Zhu et al.'s
 CycleGAN identity term instead feeds each generator the domain it *produces*:
 E_y ||y - G1(y)||_1 + E_x ||x - G2(x)||_1. The method chooses which images it passes
-(``identity_inputs: paper | target`` in training/models/cyclegan.py); this module computes
+(``identity_inputs: paper | target`` in training/models/two_domain.py); this module computes
 the two L1 distances it is given.
 
 Channel matching (``match_channels``): G1 maps C_X -> C_Y channels. Where the compared or

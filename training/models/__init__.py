@@ -1,4 +1,6 @@
 """Training methods, one per file, behind the contract in training/models/base.py.
+two_domain.py is not a method: it is the translation core that cyclegan.py and
+nir_translation.py both build on.
 
 Add a method: write training/models/<name>.py with a DepthMethod subclass and list it here.
 """

@@ -5,7 +5,7 @@ stereo-trained DPN, training/models/monodepth.py) also works for NIR cameras in 
 
     NIR image -> CTN G1 -> pseudo-RGB -> DPN -> disparity -> metric depth
 
-The translation itself is the two-domain core of training/models/cyclegan.py
+The translation itself is the two-domain core of training/models/two_domain.py
 (``CycleTranslation``: G1: NIR (1 channel) -> RGB (3), G2: RGB -> NIR, PatchGAN D_X and D_Y,
 LSGAN, cycle and identity losses, Adam with beta1 = 0.5, the image history), trained, saved
 and exported as a method by its ``TranslationMethod`` (which also gives ``translate``: NIR in
@@ -57,7 +57,7 @@ from depth_nodes.core.model_spec import ModelSpec
 from depth_nodes.core.preprocess import image_to_tensor, resize_image
 from depth_nodes.runtime.nir_estimator import translated_image_to_rgb8
 from training.models.base import TrainContext, depth_targets, require_keys
-from training.models.cyclegan import TranslationConfig, TranslationMethod, UnpairedDomains
+from training.models.two_domain import TranslationConfig, TranslationMethod, UnpairedDomains
 
 NIR_KEYS = ('nir', 'right_nir')
 # Images in [-1, 1]: x = (pixel / max - 0.5) / 0.5, CycleGAN's normalisation.
