@@ -156,7 +156,7 @@ def test_demo_config_runs_both_stages(tmp_path):
         f'trainer.run_dir={tmp_path}'])
     result = run_training(config, dataset=fake_depth_scenes.FakeRooms(size=4), progress=False)
     assert result.step == 3 and result.method.stage == 'low_lr'
-    assert result.method.optimizer.param_groups[0]['lr'] == 1e-4
+    assert result.method.optimizer.param_groups[0]['lr'] == 2e-4     # the config's lr_decayed
     assert (tmp_path / 'checkpoints' / 'high_lr.pt').is_file()   # export: see test_onnx_*
 
 
