@@ -6,10 +6,12 @@ the tests. The model's input is static (TensorRT needs a fixed profile): a semi-
 of another size is moved onto the model's grid sample by sample
 (core.semidense.resample_sparse_depth: no sample is blurred into its unknown neighbours),
 the dense output is resized back bilinearly and the known input depths can be put back
-exactly (``keep_input_depth``). The network is fully convolutional and can be exported at
-any even size (tools/benchmark_semidense.py --height --width), but it bridges the gaps
-between samples it learnt at its training resolution: export it at that size, or train at
-the camera's (models/semidense_synthetic.md measures both).
+exactly (``keep_input_depth``). Two kinds of model (spec extras.depth_normalization):
+'log_geometric_mean' models take the nearest fill, mask, distances [and intensity] in
+metres and return metres (the scale is handled in their graph, so their output scales with
+the input); the older 'frame_percentile' models take depth / s and return depth / s. The
+network bridges the gaps between samples it learnt at its training resolution: run it at
+that size (the shipped model: the camera's 640x480).
 """
 from __future__ import annotations
 

@@ -4,10 +4,10 @@ VGG16 perceptual loss when no VGG16 weights are available.
 
 With R = log d - log d* the log-depth error of the valid pixels,
 
-    L_grad = 1/K sum_k 1/n_k sum_i ( |grad_x R^k_i| + |grad_y R^k_i| )             (eq. 4)
+    L_grad = 1/K sum_k 1/n_k ( sum |grad_x R^k| + sum |grad_y R^k| )               (eq. 4)
 
-R^k is R subsampled by 2^k (k = 0..K-1), and a difference counts only where both of its
-pixels are valid (n_k of them). A constant log offset (a global scale error) costs nothing,
+R^k is R subsampled by 2^k (k = 0..K-1); a difference counts only where both of its pixels
+are valid, and n_k is the number of such horizontal plus vertical differences. A constant log offset (a global scale error) costs nothing,
 a blurred or displaced depth edge costs its full height at every scale: the term asks for
 the ground truth's edges and slopes, which a per-pixel L1 alone rewards weakly.
 """
