@@ -7,9 +7,10 @@ With R = log d - log d* the log-depth error of the valid pixels,
     L_grad = 1/K sum_k 1/n_k ( sum |grad_x R^k| + sum |grad_y R^k| )               (eq. 4)
 
 R^k is R subsampled by 2^k (k = 0..K-1); a difference counts only where both of its pixels
-are valid, and n_k is the number of such horizontal plus vertical differences. A constant log offset (a global scale error) costs nothing,
-a blurred or displaced depth edge costs its full height at every scale: the term asks for
-the ground truth's edges and slopes, which a per-pixel L1 alone rewards weakly.
+are valid, and n_k is the number of such horizontal plus vertical differences. A constant
+log offset (a global scale error) costs nothing, a blurred or displaced depth edge costs its
+full height at every scale: the term asks for the ground truth's edges and slopes, which a
+per-pixel L1 alone rewards weakly.
 """
 from __future__ import annotations
 
