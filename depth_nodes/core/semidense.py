@@ -212,15 +212,7 @@ def semidense_to_tensor(depth: np.ndarray, spec, intensity: np.ndarray | None = 
     np.divide(depth, np.float32(scale), out=tensor[0, 0], where=known)
     tensor[0, 1] = known
     if channels == 3:
-        if intensity is None:
-            raise ImageFormatError('this model needs the intensity image as its third input '
-                                   'channel', 'missing_image')
-        if intensity.ndim != 2 or intensity.dtype != np.uint8:
-            raise ValueError(f'intensity must be (H, W) uint8, got {intensity.shape} '
-                             f'{intensity.dtype}')
-        if intensity.shape != depth.shape:
-            intensity = resize_image(intensity, *depth.shape)[:, :, 0]
-        np.multiply(intensity, np.float32(1.0 / 255.0), out=tensor[0, 2], casting='unsafe')
+        _write_intensity(tensor[0, 2], intensity, 'third')
     return tensor, scale
 
 
@@ -275,16 +267,21 @@ def semidense_fill_tensor(depth: np.ndarray, spec, intensity: np.ndarray | None 
     tensor[0, 1] = known_depth(depth)
     tensor[0, 2] = distance
     if channels == 4:
-        if intensity is None:
-            raise ImageFormatError('this model needs the intensity image as its fourth input '
-                                   'channel', 'missing_image')
-        if intensity.ndim != 2 or intensity.dtype != np.uint8:
-            raise ValueError(f'intensity must be (H, W) uint8, got {intensity.shape} '
-                             f'{intensity.dtype}')
-        if intensity.shape != depth.shape:
-            intensity = resize_image(intensity, *depth.shape)[:, :, 0]
-        np.multiply(intensity, np.float32(1.0 / 255.0), out=tensor[0, 3], casting='unsafe')
+        _write_intensity(tensor[0, 3], intensity, 'fourth')
     return tensor
+
+
+def _write_intensity(channel: np.ndarray, intensity: np.ndarray | None, which: str) -> None:
+    """The intensity image, in [0, 1] at the channel's size, into the input channel."""
+    if intensity is None:
+        raise ImageFormatError(f'this model needs the intensity image as its {which} input '
+                               'channel', 'missing_image')
+    if intensity.ndim != 2 or intensity.dtype != np.uint8:
+        raise ValueError(f'intensity must be (H, W) uint8, got {intensity.shape} '
+                         f'{intensity.dtype}')
+    if intensity.shape != channel.shape:
+        intensity = resize_image(intensity, *channel.shape)[:, :, 0]
+    np.multiply(intensity, np.float32(1.0 / 255.0), out=channel, casting='unsafe')
 
 
 def merge_known_depth(dense: np.ndarray, sparse: np.ndarray,
