@@ -90,7 +90,7 @@ def render_sample(scene: Scene, camera: CameraIntrinsics, pose: CameraPose, base
 @lru_cache(maxsize=1)
 def _read_noise_bank() -> np.ndarray:
     """2^20 standard normal values drawn once from a fixed seed; each image reads a window
-    at a random offset, which is ~20x cheaper than drawing fresh normals per pixel."""
+    at a random offset instead of drawing fresh normals per pixel."""
     return np.random.default_rng(NOISE_BANK_SEED).standard_normal(1 << 20, dtype=np.float32)
 
 
