@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from depth_nodes.core.camera import CameraIntrinsics
+from depth_nodes.core.encodings import ImageFormatError
 from depth_nodes.core.model_spec import ModelSpec
 from depth_nodes.core.postprocess import resize_output
 from depth_nodes.core.preprocess import image_to_tensor
@@ -133,6 +134,14 @@ class SgbmStereoEstimator:
         offset = disparity_offset(left_camera, right_camera)
         depth_range = depth_range or (self.spec.min_depth, self.spec.max_depth)
         p = self.search_for(left_camera.fx, b, offset, left.shape[1], depth_range[0])
+        # OpenCV refuses a search range (plus half a block) as wide as the image (cv::error,
+        # 'input images are too small'): a clear, counted rejection instead.
+        if max(p.max_disparity + 1, 0) + p.block_size // 2 >= \
+                left.shape[1] + min(p.min_disparity, 0):
+            raise ImageFormatError(
+                f'the pair is {left.shape[1]} px wide but StereoSGBM searches disparities '
+                f'{p.min_disparity}..{p.max_disparity}: set sgbm.num_disparities below the '
+                'width (0: automatic)', 'image_too_small')
         start = time.perf_counter()
         disparity = sgbm_disparity(gray8(left, left_encoding), gray8(right, right_encoding),
                                    p, self.matcher)

@@ -87,3 +87,26 @@ def test_automatic_range_is_resolved_before_use():
         SgbmParameters().max_disparity
     assert SgbmParameters().resolved(0.5, 500.0, 0.12).num_disparities == 128
     assert SgbmParameters(num_disparities=32).resolved(0.5, 500.0, 0.12).num_disparities == 32
+
+
+def test_a_search_range_as_wide_as_the_image_is_a_counted_rejection_not_an_opencv_error():
+    # 40 px wide, 128 disparities asked: OpenCV would raise cv2.error ('input images are too
+    # small'); the estimator refuses the pair as bad input (dropped and counted by the nodes
+    # and process_bag). The automatic range stays below the width and runs.
+    import numpy as np
+    import pytest
+
+    from depth_nodes.core.camera import CameraIntrinsics
+    from depth_nodes.core.encodings import ImageFormatError
+    from depth_nodes.core.stereo import SgbmParameters
+    from depth_nodes.runtime.stereo_estimator import SgbmStereoEstimator
+    image = np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    cam = CameraIntrinsics(40, 48, fx=30.0, fy=30.0, cx=19.5, cy=23.5)
+    fixed = SgbmStereoEstimator(SgbmParameters(num_disparities=128))
+    with pytest.raises(ImageFormatError, match='40 px wide .* 0..127') as err:
+        fixed.estimate(image, 'rgb8', image, 'rgb8', cam, cam, baseline=0.1)
+    assert err.value.kind == 'image_too_small'
+    automatic = SgbmStereoEstimator(SgbmParameters(num_disparities=0))
+    result = automatic.estimate(image, 'rgb8', image, 'rgb8', cam, cam, baseline=0.1)
+    assert result.depth.shape == (48, 40)
+    assert automatic.search.max_disparity < 40
