@@ -9,7 +9,7 @@ from training.datasets.synthetic import (ROBOT_FOV_DEG, Imaging, SyntheticScenes
 from training.datasets.synthetic_geometry import (Box, CameraPose, Lighting, Material, Room,
                                                   Scene, cast_rays)
 from training.datasets.synthetic_scenes import (COLUMN_HALF_WIDTH, ROBOT_CAMERA_HEIGHT,
-                                                build_indoor,
+                                                add_subject, build_indoor,
                                                 faceted_ball, faceted_column, stepped_ramp)
 from training.datasets.synthetic_textures import PHOTO_TEXTURES, photo_tile
 
@@ -107,6 +107,27 @@ def test_clutter_occluders_and_photographs_without_swallowing_the_camera():
                        [b.material for b in plain.boxes] + list(plain.room.materials))
     assert varied > classic + 20 * 6              # >= 4 clutter objects, many multi-box
     assert 0.2 < photo / total < 0.6              # PHOTO_PROBABILITY = 0.4 (+ stacked tops)
+
+
+def test_subject_stands_in_the_middle_of_the_view():
+    from training.datasets.synthetic_geometry import Room
+    room = Room((-5, 0, 0), (5, 3, 12), (PAINT,) * 6)
+    placed = 0
+    for seed in range(30):
+        boxes = []
+        add_subject(np.random.default_rng(seed), room, (0.0, 1.0), 0.3, boxes)
+        if not boxes:
+            continue
+        placed += 1
+        centres = np.array([b.center for b in boxes])
+        bearing = np.arctan2(centres[:, 0] - 0.0, centres[:, 2] - 1.0)
+        distance = np.hypot(centres[:, 0], centres[:, 2] - 1.0)
+        # Within half width 1 m (0.4 across) of a point 1.3-3.5 m away at yaw 0.3 +- 0.2.
+        assert np.all(np.abs(bearing - 0.3) < 0.2 + np.arcsin(1.0 / 1.3))
+        assert np.all((distance > 1.3 - 1.1) & (distance < 3.5 + 1.1))
+        assert min(b.center[1] - b.half_size[1] for b in boxes) >= -1e-9   # on or above floor
+        assert 3 <= len(boxes) <= 8 * 12                                    # 3-8 parts
+    assert 10 < placed < 25                       # 60 % of the frames
 
 
 def test_variety_depth_in_range_with_near_objects():

@@ -10,8 +10,9 @@ pixels that still fall outside are masked by the sensor range, as real ground tr
 camera heights, pitches and rolls as robots have them (ROBOT_*; the focal length is drawn by
 the dataset, synthetic.ROBOT_FOV_DEG), clutter of many shapes and sizes (boxes, stacks,
 faceted columns and balls for curved surfaces, stepped ramps for slanted ones), occluders
-near the camera, textures from real photographs (synthetic_textures.PHOTO_TEXTURES) and a
-wider range of lamp power, colour and ambient light.
+near the camera, a compound subject in the middle of the view, textures from real
+photographs (synthetic_textures.PHOTO_TEXTURES) and a wider range of lamp power, colour and
+ambient light.
 """
 from __future__ import annotations
 
@@ -127,6 +128,7 @@ def build_indoor(rng: np.random.Generator, travel: float = 0.0, variety: bool = 
     if variety:
         add_clutter(rng, room, (cam_x, cam_z), boxes)
         add_occluder(rng, room, (cam_x, cam_y, cam_z), yaw, boxes)
+        add_subject(rng, room, (cam_x, cam_z), yaw, boxes)
         boxes[:] = [replace(box, material=photo_material(rng, (0.3, 1.5)))
                     if box.material.emission == 0 and rng.random() < PHOTO_PROBABILITY
                     else box for box in boxes]
@@ -367,6 +369,41 @@ def add_occluder(rng, room: Room, camera, yaw: float, boxes: list[Box]) -> None:
         return
     boxes.append(Box((x, y, z), half, photo_material(rng, (0.3, 1.2)),
                      float(rng.uniform(-np.pi, np.pi))))
+
+
+def add_subject(rng, room: Room, camera_xz, yaw: float, boxes: list[Box]) -> None:
+    """In 60 % of the frames, what a photographer or a robot's task frames: a compound object
+    (3-8 parts: blocks, columns, balls; 0.3-1.2 m high, up to 2 m wide) on the floor in the
+    middle of the view, 1.3-3.5 m away."""
+    if rng.random() >= 0.6:
+        return
+    distance, bearing = rng.uniform(1.3, 3.5), yaw + rng.uniform(-0.2, 0.2)
+    half_width = min(rng.uniform(0.25, 1.0), distance - 0.8)
+    x = camera_xz[0] + distance * np.sin(bearing)
+    z = camera_xz[1] + distance * np.cos(bearing)
+    lo, hi = room.lower, room.upper
+    if not (lo[0] + half_width < x < hi[0] - half_width and z < hi[2] - half_width):
+        return
+    height = rng.uniform(0.3, 1.2)
+    turn = float(rng.uniform(-np.pi, np.pi))
+    c, s = np.cos(turn), np.sin(turn)
+    for _ in range(rng.integers(3, 9)):
+        along, across = rng.uniform(-1, 1) * half_width, rng.uniform(-0.4, 0.4) * half_width
+        px, pz = x + c * along + s * across, z - s * along + c * across
+        size = rng.uniform(0.08, 0.45) * height
+        bottom = rng.uniform(0.0, 0.6) * height
+        material = (photo_material(rng, (0.3, 1.0)) if rng.random() < PHOTO_PROBABILITY else
+                    _material(rng, 'car_paint', 1.0, tint=_colour(rng, 0.05, 1.0, (0, 0.9))))
+        part = rng.choice(['block', 'column', 'ball'])
+        if part == 'block':
+            half = (size * rng.uniform(0.5, 2.0), size, size * rng.uniform(0.3, 1.0))
+            boxes.append(Box((px, bottom + half[1], pz), half, material,
+                             turn + float(rng.uniform(-0.3, 0.3))))
+        elif part == 'column':
+            boxes += faceted_column((px, bottom + size, pz), size * rng.uniform(0.2, 0.8), size,
+                                    material)
+        else:
+            boxes += faceted_ball((px, bottom + size, pz), size, material)
 
 
 # ----------------------------------------------------------------------------- outdoor
