@@ -198,3 +198,14 @@ def test_white_balance_and_blur_act_on_the_rendered_image():
         plain[..., 1].mean()
     blurred = render(Imaging(0.2, blur_sigma=1.2))
     assert np.abs(np.diff(blurred, axis=1)).mean() < 0.8 * np.abs(np.diff(plain, axis=1)).mean()
+
+
+def test_variety_fraction_mixes_the_two_worlds():
+    half = SyntheticScenes('train', size=40, scene='indoor', variety=0.5, outputs=('depth',),
+                           **SIZE)
+    # The classic world always has a 60 deg camera: fx = 48 / tan(30 deg) = 83.14.
+    classic = [abs(half[i]['camera'].fx - 48.0 / np.tan(np.radians(30.0))) < 1e-9
+               for i in range(len(half))]
+    assert 10 < sum(classic) < 30
+    with pytest.raises(ValueError, match='variety'):
+        SyntheticScenes('train', variety=1.5)

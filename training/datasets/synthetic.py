@@ -167,14 +167,15 @@ class SyntheticScenes:
     0.54 outdoor), scene ('indoor' | 'outdoor' | 'mixed'), fov (horizontal degrees; default
     60 indoor, 70 outdoor; with variety drawn in ROBOT_FOV_DEG), seed, outputs (subset of
     OUTPUTS; fewer is faster), noise (sensor read noise on the images), semidense_density,
-    variety (the issue-21 world, module docstring; indoor scenes).
+    variety (the issue-21 world, module docstring; indoor scenes): True, or the fraction of
+    samples drawn from it (the rest are the classic scenes).
     """
 
     def __init__(self, split: str, root: str | None = None, *, size: int | None = None,
                  height: int = 256, width: int = 256, baseline: float | None = None,
                  scene: str = 'mixed', fov: float | None = None, seed: int = 0,
                  outputs=OUTPUTS, noise: bool = True, semidense_density: float = 0.125,
-                 variety: bool = False):
+                 variety: bool | float = False):
         if split not in SPLITS:
             raise ValueError(f'split {split!r} not in {SPLITS}')
         if root is not None:
@@ -188,7 +189,9 @@ class SyntheticScenes:
         self.baseline, self.fov = baseline, fov
         self.outputs, self.noise = tuple(outputs), bool(noise)
         self.semidense_density = semidense_density
-        self.variety = bool(variety)
+        if not 0.0 <= float(variety) <= 1.0:
+            raise ValueError(f'variety must be a boolean or a fraction in [0, 1], got {variety}')
+        self.variety = float(variety)
 
     def __len__(self) -> int:
         return self.size
@@ -203,12 +206,14 @@ class SyntheticScenes:
         index %= self.size
         rng = self.rng(index)
         kind = self.scene if self.scene != 'mixed' else ('indoor', 'outdoor')[rng.integers(2)]
-        scene, trajectory = build_scene(kind, rng, variety=self.variety)
-        fov = self.fov or (float(rng.uniform(*ROBOT_FOV_DEG)) if self.variety
+        # A fraction draws once per sample; True (1.0) and False (0.0) draw nothing.
+        variety = self.variety == 1.0 or (self.variety > 0 and rng.random() < self.variety)
+        scene, trajectory = build_scene(kind, rng, variety=variety)
+        fov = self.fov or (float(rng.uniform(*ROBOT_FOV_DEG)) if variety
                            else DEFAULT_FOV_DEG[kind])
         camera = pinhole_camera(self.width, self.height, fov)
         baseline = self.baseline or DEFAULT_BASELINE[kind]
-        imaging = draw_imaging(rng) if self.variety else None
+        imaging = draw_imaging(rng) if variety else None
         sample = render_sample(scene, camera, trajectory.start, baseline, rng, self.outputs,
                                self.noise, self.semidense_density, imaging)
         sample['name'] = f'synthetic/{self.split}/{index:06d}/{kind}'
