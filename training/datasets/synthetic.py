@@ -7,12 +7,18 @@ rectified right view with the left view's disparity d = fx * B / Z, an NIR image
 own reflectances and illumination, and the semi-dense mask an LSD-SLAM-like system would
 reconstruct (depth_nodes.core.semidense).
 
+Option ``variety`` draws the issue-21 world meant to carry over to real images: the scene
+elements of synthetic_scenes (robot camera poses, clutter, curved and slanted surfaces,
+occluders, photograph textures), a focal length per sample (ROBOT_FOV_DEG) and the imaging
+of real cameras (draw_imaging: exposure, white balance, tone curve, blur, read noise).
+
 Sample ``index`` of split ``split`` is a pure function of (seed, split, index): the
 Generator is seeded with SeedSequence([seed, split code, index]), so the splits draw from
 disjoint streams and a sample never changes between runs, processes or DataLoader workers.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import cv2
@@ -34,6 +40,28 @@ SCENE_KINDS = ('indoor', 'outdoor', 'mixed')
 EXPOSURE_KEY = (0.16, 0.3)
 RGB_NOISE, NIR_NOISE = 1.5, 2.5
 NOISE_BANK_SEED = 1234567
+# variety=True: horizontal field of view of robot cameras, from a long lens to a wide one.
+ROBOT_FOV_DEG = (45.0, 95.0)
+
+
+@dataclass(frozen=True)
+class Imaging:
+    """How a camera turns radiance into an 8-bit image (variety=True draws one per sample)."""
+    exposure_key: float                 # mean linear brightness auto-exposure aims for
+    white_balance: tuple[float, float, float] = (1.0, 1.0, 1.0)   # per-channel gains
+    gamma: float = 1 / 2.2              # tone curve exponent
+    blur_sigma: float = 0.0             # pixels: defocus / motion, Gaussian
+    noise_std: float = RGB_NOISE        # read noise, grey levels
+
+
+def draw_imaging(rng: np.random.Generator) -> Imaging:
+    """Under- to over-exposed, a white balance off by up to 20 %, tone curves from flat to
+    contrasty, blur up to 1.2 px and read noise 0.5-5 grey levels."""
+    return Imaging(exposure_key=float(rng.uniform(0.06, 0.45)),
+                   white_balance=tuple(float(g) for g in rng.uniform(0.8, 1.2, size=3)),
+                   gamma=float(1 / rng.uniform(1.8, 2.6)),
+                   blur_sigma=float(rng.uniform(0.0, 1.2)) if rng.random() < 0.6 else 0.0,
+                   noise_std=float(rng.uniform(0.5, 5.0)))
 
 
 def pinhole_camera(width: int, height: int, fov_deg: float) -> CameraIntrinsics:
@@ -44,18 +72,23 @@ def pinhole_camera(width: int, height: int, fov_deg: float) -> CameraIntrinsics:
 
 def render_sample(scene: Scene, camera: CameraIntrinsics, pose: CameraPose, baseline: float,
                   rng: np.random.Generator, outputs=OUTPUTS, noise: bool = True,
-                  semidense_density: float = 0.125) -> Sample:
-    """Render the requested outputs of one frame (see the module docstring for the keys)."""
+                  semidense_density: float = 0.125, imaging: Imaging | None = None) -> Sample:
+    """Render the requested outputs of one frame (see the module docstring for the keys).
+    ``imaging`` (RGB and right views): None = the default camera, key drawn in
+    EXPOSURE_KEY."""
     unknown = set(outputs) - set(OUTPUTS)
     if unknown:
         raise ValueError(f'unknown synthetic outputs {sorted(unknown)}; choose from {OUTPUTS}')
     hits = cast_rays(scene, camera, pose)
     depth = hits.depth
     radiance, nir_radiance = shade(scene, camera, pose, hits, with_nir='nir' in outputs)
-    key = rng.uniform(*EXPOSURE_KEY)
-    exposure = key / max(float(radiance.mean()), 1e-6)
+    if imaging is None:
+        imaging = Imaging(float(rng.uniform(*EXPOSURE_KEY)))
+    radiance = _camera_optics(radiance, imaging)
+    exposure = imaging.exposure_key / max(float(radiance.mean()), 1e-6)
     sample: Sample = {'camera': camera, 'baseline': float(baseline)}
-    rgb = _to_uint8(radiance, exposure, rng, RGB_NOISE if noise else 0.0)
+    rgb_noise = imaging.noise_std if noise else 0.0
+    rgb = _to_uint8(radiance, exposure, rng, rgb_noise, imaging.gamma)
     if 'rgb' in outputs or 'semidense_mask' in outputs:
         sample['rgb'] = rgb
     if 'depth' in outputs:
@@ -74,7 +107,8 @@ def render_sample(scene: Scene, camera: CameraIntrinsics, pose: CameraPose, base
         r_radiance, _ = shade(scene, camera, right_pose, cast_rays(scene, camera, right_pose),
                               with_nir=False)
         # Same exposure as the left camera: a synchronised rig shares its settings.
-        sample['right'] = _to_uint8(r_radiance, exposure, rng, RGB_NOISE if noise else 0.0)
+        sample['right'] = _to_uint8(_camera_optics(r_radiance, imaging), exposure, rng,
+                                    rgb_noise, imaging.gamma)
     if 'nir' in outputs:
         nir_key = rng.uniform(*EXPOSURE_KEY)
         nir_exposure = nir_key / max(float(nir_radiance.mean()), 1e-6)
@@ -94,13 +128,22 @@ def _read_noise_bank() -> np.ndarray:
     return np.random.default_rng(NOISE_BANK_SEED).standard_normal(1 << 20, dtype=np.float32)
 
 
+def _camera_optics(radiance: np.ndarray, imaging: Imaging) -> np.ndarray:
+    """White balance gains and Gaussian blur on linear radiance (H, W, 3); no-op by default."""
+    if imaging.white_balance != (1.0, 1.0, 1.0):
+        radiance = radiance * np.asarray(imaging.white_balance, np.float32)
+    if imaging.blur_sigma > 0:
+        radiance = cv2.GaussianBlur(radiance, (0, 0), imaging.blur_sigma)
+    return radiance
+
+
 def _to_uint8(radiance: np.ndarray, exposure: float, rng: np.random.Generator,
-              noise_std: float) -> np.ndarray:
-    """Exposure, a soft highlight roll-off 1 - exp(-x), sRGB-like gamma, read noise."""
+              noise_std: float, gamma: float = 1 / 2.2) -> np.ndarray:
+    """Exposure, a soft highlight roll-off 1 - exp(-x), gamma tone curve, read noise."""
     x = radiance * np.float32(-exposure)
     value = np.exp(x, out=x)
     np.subtract(1.0, value, out=value)
-    np.power(value, np.float32(1 / 2.2), out=value)
+    np.power(value, np.float32(gamma), out=value)
     value *= np.float32(255.0)
     if noise_std > 0:
         bank = _read_noise_bank()
@@ -122,14 +165,17 @@ class SyntheticScenes:
     Options: size (samples in the split; defaults train 2000 / val 200 / test 200),
     height, width (pixels, default 256x256), baseline (metres; default 0.12 indoor,
     0.54 outdoor), scene ('indoor' | 'outdoor' | 'mixed'), fov (horizontal degrees; default
-    60 indoor, 70 outdoor), seed, outputs (subset of OUTPUTS; fewer is faster), noise
-    (sensor read noise on the images), semidense_density.
+    60 indoor, 70 outdoor; with variety drawn in ROBOT_FOV_DEG), seed, outputs (subset of
+    OUTPUTS; fewer is faster), noise (sensor read noise on the images), semidense_density,
+    variety (the issue-21 world, module docstring; indoor scenes): True, or the fraction of
+    samples drawn from it (the rest are the classic scenes).
     """
 
     def __init__(self, split: str, root: str | None = None, *, size: int | None = None,
                  height: int = 256, width: int = 256, baseline: float | None = None,
                  scene: str = 'mixed', fov: float | None = None, seed: int = 0,
-                 outputs=OUTPUTS, noise: bool = True, semidense_density: float = 0.125):
+                 outputs=OUTPUTS, noise: bool = True, semidense_density: float = 0.125,
+                 variety: bool | float = False):
         if split not in SPLITS:
             raise ValueError(f'split {split!r} not in {SPLITS}')
         if root is not None:
@@ -143,6 +189,9 @@ class SyntheticScenes:
         self.baseline, self.fov = baseline, fov
         self.outputs, self.noise = tuple(outputs), bool(noise)
         self.semidense_density = semidense_density
+        if not 0.0 <= float(variety) <= 1.0:
+            raise ValueError(f'variety must be a boolean or a fraction in [0, 1], got {variety}')
+        self.variety = float(variety)
 
     def __len__(self) -> int:
         return self.size
@@ -157,11 +206,16 @@ class SyntheticScenes:
         index %= self.size
         rng = self.rng(index)
         kind = self.scene if self.scene != 'mixed' else ('indoor', 'outdoor')[rng.integers(2)]
-        scene, trajectory = build_scene(kind, rng)
-        camera = pinhole_camera(self.width, self.height, self.fov or DEFAULT_FOV_DEG[kind])
+        # A fraction draws once per sample; True (1.0) and False (0.0) draw nothing.
+        variety = self.variety == 1.0 or (self.variety > 0 and rng.random() < self.variety)
+        scene, trajectory = build_scene(kind, rng, variety=variety)
+        fov = self.fov or (float(rng.uniform(*ROBOT_FOV_DEG)) if variety
+                           else DEFAULT_FOV_DEG[kind])
+        camera = pinhole_camera(self.width, self.height, fov)
         baseline = self.baseline or DEFAULT_BASELINE[kind]
+        imaging = draw_imaging(rng) if variety else None
         sample = render_sample(scene, camera, trajectory.start, baseline, rng, self.outputs,
-                               self.noise, self.semidense_density)
+                               self.noise, self.semidense_density, imaging)
         sample['name'] = f'synthetic/{self.split}/{index:06d}/{kind}'
         return sample
 

@@ -5,19 +5,35 @@ fixes the scene. Distances are metres in the world frame of synthetic_render (X 
 Y up, Z forward; floor/road at Y = 0). The camera is placed so that what it sees lies in the
 scene type's depth range (indoor 0.5-10 m like a Kinect, outdoor 1-80 m like a Velodyne);
 pixels that still fall outside are masked by the sensor range, as real ground truth is.
+
+``variety=True`` (indoor) builds the world of issue 21, meant to carry over to real images:
+camera heights, pitches and rolls as robots have them (ROBOT_*; the focal length is drawn by
+the dataset, synthetic.ROBOT_FOV_DEG), clutter of many shapes and sizes (boxes, stacks,
+faceted columns and balls for curved surfaces, stepped ramps for slanted ones), occluders
+near the camera, a compound subject in the middle of the view, textures from real
+photographs (synthetic_textures.PHOTO_TEXTURES) and a wider range of lamp power, colour and
+ambient light.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from training.datasets.synthetic_geometry import (Box, CameraPose, Lighting, Material, Road,
                                                   Room, Scene)
 from training.datasets.synthetic_render import build_ground_shading
+from training.datasets.synthetic_textures import PHOTO_TEXTURES
 
 DEPTH_RANGE = {'indoor': (0.5, 10.0), 'outdoor': (1.0, 80.0)}
 DEFAULT_FOV_DEG = {'indoor': 60.0, 'outdoor': 70.0}   # horizontal; NYU Kinect ~62 deg
+# variety=True: a ground robot's camera at 0.15 m up to a mobile manipulator's head at 1.8 m
+# (metres); pitch (radians, > 0 up) reaches -0.6 only for cameras >= 1 m high (lower ones
+# would see only the floor within 0.5 m); roll of a robot on uneven ground.
+ROBOT_CAMERA_HEIGHT = (0.15, 1.8)
+ROBOT_PITCH = (-0.6, 0.15)
+ROBOT_ROLL = (-0.12, 0.12)
+PHOTO_PROBABILITY = 0.4        # chance that a room face or object wears a photograph
 
 
 @dataclass(frozen=True)
@@ -65,9 +81,10 @@ def _material(rng, texture: str, tile_metres: float | tuple[float, float], *, ti
 
 # ----------------------------------------------------------------------------- indoor
 
-def build_indoor(rng: np.random.Generator, travel: float = 0.0
+def build_indoor(rng: np.random.Generator, travel: float = 0.0, variety: bool = False
                  ) -> tuple[Scene, Trajectory]:
-    """A furnished room; the camera starts near one end and may move ``travel`` metres."""
+    """A furnished room; the camera starts near one end and may move ``travel`` metres.
+    ``variety``: the issue-21 world (module docstring)."""
     width = rng.uniform(3.0, 6.0)
     length = rng.uniform(3.5, 8.0) + travel
     height = rng.uniform(2.4, 3.1)
@@ -83,8 +100,11 @@ def build_indoor(rng: np.random.Generator, travel: float = 0.0
     ceiling = _material(rng, 'plaster', 2.0, tint=_colour(rng, 0.8, 1.0, (0, 0.1)))
     walls = [wall, wall, wall, wall]
     walls[rng.integers(4)] = accent
-    room = Room((-width / 2, 0.0, 0.0), (width / 2, height, length),
-                (walls[0], walls[1], floor, ceiling, walls[2], walls[3]))
+    faces = [walls[0], walls[1], floor, ceiling, walls[2], walls[3]]
+    if variety:
+        faces = [photo_material(rng, (1.0, 3.0)) if rng.random() < PHOTO_PROBABILITY else face
+                 for face in faces]
+    room = Room((-width / 2, 0.0, 0.0), (width / 2, height, length), tuple(faces))
 
     cam_x = rng.uniform(-width / 2 + 1.0, width / 2 - 1.0)
     cam_z = rng.uniform(0.4, 1.2)
@@ -92,6 +112,10 @@ def build_indoor(rng: np.random.Generator, travel: float = 0.0
     yaw = rng.uniform(-0.5, 0.5)
     pitch = rng.uniform(-0.35, 0.08)
     roll = rng.uniform(-0.04, 0.04)
+    if variety:
+        cam_y = rng.uniform(*ROBOT_CAMERA_HEIGHT)
+        pitch = rng.uniform(ROBOT_PITCH[0] * min(cam_y, 1.0), ROBOT_PITCH[1])
+        roll = rng.uniform(*ROBOT_ROLL)
     start = CameraPose.from_angles((cam_x, cam_y, cam_z), yaw, pitch, roll)
     path = np.array([[cam_x, cam_z],
                      [cam_x + travel * np.sin(yaw), cam_z + travel * np.cos(yaw)]])
@@ -101,6 +125,13 @@ def build_indoor(rng: np.random.Generator, travel: float = 0.0
     for _ in range(rng.integers(3, 9)):
         _place_furniture(rng, room, path, boxes, footprints)
     _decorate_walls(rng, room, boxes)
+    if variety:
+        add_clutter(rng, room, (cam_x, cam_z), boxes)
+        add_occluder(rng, room, (cam_x, cam_y, cam_z), yaw, boxes)
+        add_subject(rng, room, (cam_x, cam_z), yaw, boxes)
+        boxes[:] = [replace(box, material=photo_material(rng, (0.3, 1.5)))
+                    if box.material.emission == 0 and rng.random() < PHOTO_PROBABILITY
+                    else box for box in boxes]
     lamp = (rng.uniform(-width / 4, width / 4), height - 0.05,
             rng.uniform(length * 0.3, length * 0.7))
     # An LED lamp emits no NIR, an incandescent one plenty.
@@ -109,9 +140,13 @@ def build_indoor(rng: np.random.Generator, travel: float = 0.0
                               emission_nir=rng.uniform(0, 4))))
     warmth = rng.uniform(0.0, 0.3)
     power = rng.uniform(4.0, 9.0)
+    ambient = rng.uniform(0.12, 0.3)
+    if variety:    # dim to bright rooms, warm to cool lamps
+        warmth, power, ambient = rng.uniform(-0.2, 0.5), rng.uniform(2.0, 14.0), \
+            rng.uniform(0.04, 0.45)
     lighting = Lighting(
         sun_direction=(0.0, 1.0, 0.0), sun_rgb=(0.0, 0.0, 0.0),
-        ambient_rgb=tuple(float(c) for c in rng.uniform(0.12, 0.3) * np.array([1, 1, 1.05])),
+        ambient_rgb=tuple(float(c) for c in ambient * np.array([1, 1, 1.05])),
         nir_sun=0.0, nir_ambient=float(rng.uniform(0.02, 0.12)),
         nir_illuminator=float(rng.uniform(1.0, 3.0)),
         lamp_position=lamp, lamp_rgb=tuple(float(c) for c in power * np.array(
@@ -231,6 +266,144 @@ def _decorate_walls(rng, room: Room, boxes: list[Box]) -> None:
         x = lo[0] + 0.015 if rng.random() < 0.5 else hi[0] - 0.015
         boxes.append(Box((x, 1.0, rng.uniform(lo[2] + 2.0, hi[2] - 0.6)), (0.015, 1.0, 0.45),
                          door))
+
+
+def photo_material(rng, tile_metres: tuple[float, float]) -> Material:
+    """A surface wearing one of the photographs, one tile ``tile_metres`` wide (drawn)."""
+    name = PHOTO_TEXTURES[rng.integers(len(PHOTO_TEXTURES))]
+    return _material(rng, name, float(rng.uniform(*tile_metres)),
+                     tint=_colour(rng, 0.5, 1.0, (0, 0.5)))
+
+
+# Three square prisms turned by 0, 30 and 60 degrees: their union's outline lies between
+# h / cos 30 deg and h sqrt 2 from the axis (h: half width); this h puts it within 10 % of
+# the radius asked for.
+COLUMN_HALF_WIDTH = 1.0 / np.sqrt(np.sqrt(2.0) / np.cos(np.pi / 6))
+
+
+def faceted_column(center, radius: float, half_height: float, material: Material
+                   ) -> list[Box]:
+    """A curved (cylindrical) surface of about ``radius``: three square prisms turned by
+    30 degrees each (COLUMN_HALF_WIDTH)."""
+    half = radius * COLUMN_HALF_WIDTH
+    return [Box(tuple(center), (half, half_height, half), material, float(k * np.pi / 6))
+            for k in range(3)]
+
+
+def faceted_ball(center, radius: float, material: Material, slices: int = 4) -> list[Box]:
+    """A sphere of ``radius`` as ``slices`` stacked faceted columns of its chord radii."""
+    boxes = []
+    for k in range(slices):
+        y0, y1 = -radius + 2 * radius * k / slices, -radius + 2 * radius * (k + 1) / slices
+        mid = (y0 + y1) / 2
+        boxes += faceted_column((center[0], center[1] + mid, center[2]),
+                                np.sqrt(max(radius ** 2 - mid ** 2, 1e-4)), (y1 - y0) / 2,
+                                material)
+    return boxes
+
+
+def stepped_ramp(x: float, z: float, yaw: float, length: float, rise: float, half_width: float,
+                 material: Material, steps: int = 8) -> list[Box]:
+    """A slanted surface rising ``rise`` metres over ``length`` metres along the yaw
+    direction, as ``steps`` abutting slabs (a ramp, or a board leant against something)."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    run = length / steps
+    boxes = []
+    for k in range(steps):
+        along = (k + 0.5) * run
+        top = rise * (k + 1) / steps
+        boxes.append(Box((x + s * along, top / 2, z + c * along), (half_width, top / 2, run / 2),
+                         material, yaw))
+    return boxes
+
+
+def add_clutter(rng, room: Room, camera_xz, boxes: list[Box]) -> None:
+    """4-15 objects on the floor: boxes (some stacked or hanging), faceted columns and balls
+    (curved), stepped ramps (slanted); none within 0.6 m of the camera."""
+    lo, hi = room.lower, room.upper
+    for _ in range(rng.integers(4, 16)):
+        x = rng.uniform(lo[0] + 0.3, hi[0] - 0.3)
+        z = rng.uniform(lo[2] + 0.3, hi[2] - 0.3)
+        if np.hypot(x - camera_xz[0], z - camera_xz[1]) < 0.6 + 0.5:
+            continue
+        material = _material(rng, str(rng.choice(['car_paint', 'wood', 'fabric', 'concrete',
+                                                  'painting'])), rng.uniform(0.3, 1.2))
+        kind = rng.choice(['box', 'box', 'stack', 'column', 'ball', 'ramp'])
+        yaw = float(rng.uniform(-np.pi, np.pi))
+        if kind in ('box', 'stack'):
+            half = rng.uniform(0.03, 0.35, size=3) * (1, rng.uniform(0.5, 2.5), 1)
+            # One in six hangs in the air (lamps, shelves' contents, things on tables).
+            lift = rng.uniform(0.3, 1.6) if rng.random() < 1 / 6 else 0.0
+            boxes.append(Box((x, lift + half[1], z), tuple(half), material, yaw))
+            if kind == 'stack':
+                top = rng.uniform(0.3, 0.9, size=3) * half
+                boxes.append(Box((x, lift + 2 * half[1] + top[1], z), tuple(top),
+                                 photo_material(rng, (0.3, 1.0)), yaw + rng.uniform(-0.5, 0.5)))
+        elif kind == 'column':
+            radius, half_height = rng.uniform(0.04, 0.3), rng.uniform(0.1, 0.9)
+            boxes += faceted_column((x, half_height, z), radius, half_height, material)
+        elif kind == 'ball':
+            radius = rng.uniform(0.08, 0.4)
+            boxes += faceted_ball((x, radius, z), radius, material)
+        else:
+            boxes += stepped_ramp(x, z, yaw, rng.uniform(0.5, 1.5), rng.uniform(0.1, 0.8),
+                                  rng.uniform(0.15, 0.5), material)
+
+
+def add_occluder(rng, room: Room, camera, yaw: float, boxes: list[Box]) -> None:
+    """Something close in front of the camera, partly in view: a pole, a chair-sized block
+    or a table edge 0.8-2 m away, off the optical axis (occlusion boundaries)."""
+    if rng.random() < 0.35:
+        return
+    distance, bearing = rng.uniform(0.8, 2.0), yaw + rng.uniform(-0.55, 0.55)
+    x = camera[0] + distance * np.sin(bearing)
+    z = camera[2] + distance * np.cos(bearing)
+    if not (room.lower[0] + 0.2 < x < room.upper[0] - 0.2 and z < room.upper[2] - 0.2):
+        return
+    kind = rng.choice(['pole', 'block', 'edge'])
+    half = {'pole': (rng.uniform(0.02, 0.08), rng.uniform(0.5, 1.2), rng.uniform(0.02, 0.08)),
+            'block': (rng.uniform(0.1, 0.3), rng.uniform(0.2, 0.6), rng.uniform(0.1, 0.3)),
+            'edge': (rng.uniform(0.3, 0.7), 0.02, rng.uniform(0.2, 0.4))}[kind]
+    y = rng.uniform(0.6, 1.1) if kind == 'edge' else half[1]
+    if np.hypot(x - camera[0], z - camera[2]) < np.hypot(half[0], half[2]) + 0.4:
+        return
+    boxes.append(Box((x, y, z), half, photo_material(rng, (0.3, 1.2)),
+                     float(rng.uniform(-np.pi, np.pi))))
+
+
+def add_subject(rng, room: Room, camera_xz, yaw: float, boxes: list[Box]) -> None:
+    """In 60 % of the frames, what a photographer or a robot's task frames: a compound object
+    (3-8 parts: blocks, columns, balls; 0.3-1.2 m high, up to 2 m wide) on the floor in the
+    middle of the view, 1.3-3.5 m away."""
+    if rng.random() >= 0.6:
+        return
+    distance, bearing = rng.uniform(1.3, 3.5), yaw + rng.uniform(-0.2, 0.2)
+    half_width = min(rng.uniform(0.25, 1.0), distance - 0.8)
+    x = camera_xz[0] + distance * np.sin(bearing)
+    z = camera_xz[1] + distance * np.cos(bearing)
+    lo, hi = room.lower, room.upper
+    if not (lo[0] + half_width < x < hi[0] - half_width and z < hi[2] - half_width):
+        return
+    height = rng.uniform(0.3, 1.2)
+    turn = float(rng.uniform(-np.pi, np.pi))
+    c, s = np.cos(turn), np.sin(turn)
+    for _ in range(rng.integers(3, 9)):
+        along, across = rng.uniform(-1, 1) * half_width, rng.uniform(-0.4, 0.4) * half_width
+        px, pz = x + c * along + s * across, z - s * along + c * across
+        size = rng.uniform(0.08, 0.45) * height
+        bottom = rng.uniform(0.0, 0.6) * height
+        material = (photo_material(rng, (0.3, 1.0)) if rng.random() < PHOTO_PROBABILITY else
+                    _material(rng, 'car_paint', 1.0, tint=_colour(rng, 0.05, 1.0, (0, 0.9))))
+        part = rng.choice(['block', 'column', 'ball'])
+        if part == 'block':
+            half = (size * rng.uniform(0.5, 2.0), size, size * rng.uniform(0.3, 1.0))
+            boxes.append(Box((px, bottom + half[1], pz), half, material,
+                             turn + float(rng.uniform(-0.3, 0.3))))
+        elif part == 'column':
+            boxes += faceted_column((px, bottom + size, pz), size * rng.uniform(0.2, 0.8), size,
+                                    material)
+        else:
+            boxes += faceted_ball((px, bottom + size, pz), size, material)
 
 
 # ----------------------------------------------------------------------------- outdoor
@@ -356,10 +529,11 @@ def _car(rng, x: float, z: float, yaw: float) -> list[Box]:
                 (width - 0.08, cabin_h, length * 0.5), glass, yaw)]
 
 
-def build_scene(kind: str, rng: np.random.Generator, travel: float = 0.0
-                ) -> tuple[Scene, Trajectory]:
+def build_scene(kind: str, rng: np.random.Generator, travel: float = 0.0,
+                variety: bool = False) -> tuple[Scene, Trajectory]:
+    """``variety`` (indoor only for now): the issue-21 world, module docstring."""
     if kind == 'indoor':
-        return build_indoor(rng, travel)
+        return build_indoor(rng, travel, variety)
     if kind == 'outdoor':
         return build_outdoor(rng, travel)
     raise ValueError(f"scene kind must be 'indoor' or 'outdoor', got {kind!r}")

@@ -10,6 +10,11 @@ rather than a per-pixel colour lookup.
 
 The bank is generated once per process from a fixed seed (tiles are identical in every
 process and every run); per-sample variety comes from tints, gains, scales and offsets.
+
+Besides the procedural tiles, the bank holds ``photo_<name>`` tiles cut from photographs that
+scikit-image ships (PHOTOS): real-world texture statistics for models that must carry over to
+real images (issue 21). Images of stereo or depth datasets (skimage.data.stereo_motorcycle,
+Middlebury) are never used: they are kept for evaluation.
 """
 from __future__ import annotations
 
@@ -203,12 +208,50 @@ def _clouds(rng):
     return _tile(cover[..., None], cover, 0.0)
 
 
+# Photographs bundled with scikit-image (no download). Grey ones take the surface's tint.
+PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket', 'brick', 'grass', 'gravel', 'camera',
+          'coins', 'clock', 'moon', 'page', 'immunohistochemistry')
+EVALUATION_ONLY = frozenset({'stereo_motorcycle'})   # depth/stereo data: never a texture
+
+
+def photo_tile(name: str) -> np.ndarray:
+    """A (TILE, TILE, 5) tile from skimage.data.<name>(): the centre square, area-resized to
+    TILE / 2, mirrored 2 x 2 so that it tiles without seams; sRGB -> linear (gamma 2.2);
+    NIR = the luminance (a photograph has no NIR band: a neutral guess)."""
+    if name in EVALUATION_ONLY:
+        raise ValueError(f'skimage.data.{name} is evaluation data, never a training texture')
+    from skimage import data
+    image = np.asarray(getattr(data, name)(), dtype=np.float32) / 255.0
+    grey = image.ndim == 2
+    if grey:
+        image = np.repeat(image[..., None], 3, axis=2)
+    height, width = image.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    half = cv2.resize(np.ascontiguousarray(image[top:top + side, left:left + side, :3]),
+                      (TILE // 2, TILE // 2), interpolation=cv2.INTER_AREA)
+    rgb = np.concatenate([np.concatenate([half, half[:, ::-1]], axis=1)] * 2, axis=0)
+    rgb[TILE // 2:] = rgb[TILE // 2:][::-1]
+    rgb = np.clip(rgb, 0, 1) ** 2.2
+    nir = rgb @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    return _tile(rgb, nir, 1.0 if grey else 0.25)
+
+
+def _photo_generator(name: str):
+    def generate(rng):
+        return photo_tile(name)
+    return generate
+
+
 TEXTURE_GENERATORS = {
     'plaster': _plaster, 'wallpaper': _wallpaper, 'brick': _brick, 'wood': _wood,
     'floor_tiles': _floor_tiles, 'fabric': _fabric, 'asphalt': _asphalt, 'paving': _paving,
     'facade': _facade, 'foliage': _foliage, 'car_paint': _car_paint, 'glass': _glass,
     'bark': _bark, 'concrete': _concrete, 'painting': _painting, 'clouds': _clouds,
+    # Appended after the procedural tiles: their bank seeds (by index) stay as they were.
+    **{f'photo_{name}': _photo_generator(name) for name in PHOTOS},
 }
+PHOTO_TEXTURES = tuple(f'photo_{name}' for name in PHOTOS)
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Depth order and median-scaled error of the monocular models on the real Middlebury
+motorcycle pair, beside the two baselines a user has without a model (issue 21's goal table).
+
+    source tools/env.sh && python tools/evaluate_mono_real.py
+    python tools/evaluate_mono_real.py --model runs/eigen_world/model.onnx eigen_synthetic
+
+Ground truth: scikit-image's Middlebury 2014 Motorcycle (741x500), disparity -> metres with
+the pair's calibration (training/datasets/middlebury.py). Evaluation only: no model of this
+project is trained on it. Each model runs through the node's runtime (MonoDepthEstimator,
+ONNX Runtime, depth resized to the image). Columns, over the pixels with ground truth:
+- Abs Rel and delta<1.25 after per-image median scaling (prediction * median(gt) /
+  median(prediction)), training.metrics.depth_metrics;
+- Spearman: rank correlation of predicted and true depth (scale-free: the depth order).
+Baselines: 'constant' = median(gt) everywhere (Abs Rel and delta<1.25 only: a constant has
+no order); 'row index' = "lower in the image is nearer", depth = H - row, i.e.
+decreasing downwards (Spearman only: its values are not depths).
+Goal (issue 21): each model beats 'constant' in Abs Rel and delta<1.25, Spearman >= 0.6.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # training/ from the checkout
+
+from depth_nodes.runtime.estimator import MonoDepthEstimator  # noqa: E402
+from depth_nodes.runtime.model import open_model  # noqa: E402
+from training.datasets.middlebury import MiddleburyMotorcycle  # noqa: E402
+from training.metrics import DepthEvalProtocol, depth_metrics  # noqa: E402
+
+MODELS = ('eigen_synthetic', 'pix2pix_synthetic', 'cyclegan_synthetic', 'dpn_synthetic')
+EVALUATION_RANGE = (1e-6, 1e6)     # as training.evaluate: the protocol decides what counts
+
+
+def depth_order(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Spearman rank correlation over pixels with finite ground truth and prediction."""
+    valid = np.isfinite(gt) & np.isfinite(pred) & (gt > 0)
+    return float(spearmanr(pred[valid], gt[valid]).statistic)
+
+
+def row_index_depth(shape: tuple[int, int]) -> np.ndarray:
+    """'Lower in the image is nearer': depth decreasing with the row (top row farthest)."""
+    rows = np.arange(shape[0], dtype=np.float64)
+    return np.repeat((shape[0] - rows)[:, None], shape[1], axis=1)
+
+
+def goal_rows(models, sample) -> list[tuple[str, float, float, float]]:
+    """(name, Abs Rel, delta<1.25, Spearman) per baseline and model; NaN where undefined."""
+    truth = sample['depth']
+    median = DepthEvalProtocol(median_scaling=True)
+    constant = depth_metrics(np.full_like(truth, np.nanmedian(truth)), truth, median)
+    rows = [('constant median(gt)', constant['abs_rel'], constant['delta1'], np.nan),
+            ('row index (lower = nearer)', np.nan, np.nan,
+             depth_order(row_index_depth(truth.shape), truth))]
+    for model in models:
+        estimator = MonoDepthEstimator(open_model(model, 'onnxruntime'))
+        depth = estimator.estimate(sample['rgb'], 'rgb8', sample['camera'],
+                                   depth_range=EVALUATION_RANGE).depth
+        m = depth_metrics(depth, truth, median)
+        rows.append((Path(model).stem if model.endswith('.onnx') else model, m['abs_rel'],
+                     m['delta1'], depth_order(depth, truth)))
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--model', nargs='+', default=list(MODELS),
+                        help='ONNX paths or names under models/')
+    args = parser.parse_args(argv)
+    sample = MiddleburyMotorcycle('test')[0]
+    print(f"{'Middlebury motorcycle 741x500, median-scaled':46s} {'Abs Rel':>8s} "
+          f"{'d<1.25':>7s} {'Spearman':>8s}")
+    for name, abs_rel, delta1, rho in goal_rows(args.model, sample):
+        print(f'{name:46s} {abs_rel:8.3f} {delta1:7.3f} {rho:8.3f}'.replace('nan', '  -'))
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
