@@ -86,6 +86,16 @@ class BagPlayer:
             time.sleep(0.05)
         return False
 
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every matched reliable reader has acknowledged what was published. A
+        player that exits right after its last message would otherwise take unacknowledged
+        samples with it (e.g. to a reader that matched the publisher but had not yet
+        discovered it back)."""
+        from rclpy.duration import Duration
+        deadline = time.monotonic() + timeout
+        return all(pub.wait_for_all_acked(Duration(seconds=max(deadline - time.monotonic(), 0.0)))
+                   for pub in list(self.publishers.values()))
+
     def _publisher(self, conn):
         if conn.topic not in self.publishers:
             topic = self.remap.get(conn.topic, conn.topic)
@@ -305,6 +315,8 @@ def _play(node: Node, args, remap: dict[str, str], stop: threading.Event) -> int
         print(f'published {count} messages from {args.bag}', flush=True)
         if not args.loop:
             break
+    if not player.flush():
+        print('warning: some subscribers did not acknowledge every message', file=sys.stderr)
     return 0
 
 
