@@ -206,7 +206,7 @@ def test_inspect_bag_lists_topics_and_commands_for_bags_it_did_not_write(
     candidates = inspect([rgbd_mcap, stereo_ros1], out=out)
     text = out.getvalue()
     assert '/cam/depth/image' in text and '16UC1 16x12' in text and '10.00' in text
-    assert 'bgr8 32x24 (rgb8; png compressed bgr8)' in text
+    assert 'rgb8 32x24 (rgb8; png compressed bgr8)' in text
     assert 'baseline 0.12 m (right camera)' in text
     assert candidates['eigen'][0] == RGBD_TOPICS
     assert candidates['monodepth'] == [{

@@ -41,6 +41,7 @@ import cv2
 import numpy as np
 
 from depth_nodes.core.camera import CameraIntrinsics
+from depth_nodes.core.compressed import decode_compressed
 from depth_nodes.core.encodings import (ImageFormatError, decode_image, depth_to_metres,
                                         lookup_encoding, to_rgb8)
 from training.datasets.base import register_dataset
@@ -196,43 +197,10 @@ class BagMessages:
 
 
 # --- decoding --------------------------------------------------------------------------------
-def decode_compressed(fmt: str, data: np.ndarray) -> tuple[np.ndarray, str]:
-    """sensor_msgs/CompressedImage (image_transport's compressed / compressedDepth) to an
-    array and its encoding, with OpenCV. A stop-gap kept small on purpose: depth_nodes.core
-    is getting the nodes' own compressed decoding, which should replace this function.
-
-    ``format``: 'jpeg' / 'png' or '<encoding>; <codec> compressed <stored encoding>'
-    (colour), '<encoding>; compressedDepth [png]' (depth: a 12-byte header before the PNG;
-    32FC1 is stored as quantised inverse depth, depth = a / (q - b), q = 0 unknown).
-    """
-    data = np.asarray(data, dtype=np.uint8)
-    encoding = fmt.split(';')[0].strip() if ';' in fmt else ''
-    if 'compresseddepth' in fmt.lower():
-        image = cv2.imdecode(data[12:], cv2.IMREAD_UNCHANGED)
-        if image is None:
-            raise ImageFormatError(f"compressedDepth image ('{fmt}') does not decode", 'codec')
-        if encoding == '32FC1':
-            _, a, b = struct.unpack_from('<iff', data.tobytes(), 0)
-            q = image.astype(np.float32)
-            with np.errstate(divide='ignore'):
-                depth = np.where(q > 0, a / (q - b), 0.0).astype(np.float32)
-            return depth, '32FC1'
-        return image, '16UC1'
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ImageFormatError(f"compressed image ('{fmt or 'no format'}') does not decode",
-                               'codec')
-    if image.ndim == 2:
-        return image, ('mono16' if image.dtype == np.uint16 else 'mono8')
-    if image.shape[2] == 4:
-        image = image[:, :, :3]
-    return np.ascontiguousarray(image), 'bgr8'          # OpenCV decodes colour as BGR
-
-
 def decode_image_message(msg, msgtype: str) -> tuple[np.ndarray, str]:
     """An Image or CompressedImage message -> (array, encoding)."""
     if msgtype == COMPRESSED:
-        return decode_compressed(msg.format, msg.data)
+        return decode_compressed(msg.format, np.asarray(msg.data, dtype=np.uint8))
     return decode_image(msg.height, msg.width, msg.encoding, msg.step,
                         bool(msg.is_bigendian), msg.data), msg.encoding
 
