@@ -217,6 +217,13 @@ class DepthFramePath:
 
     def check_parameter(self, name: str, value: Any) -> None:
         """A run-time parameter change: ValueError refuses it; state is updated here."""
+        if name == 'points_to_camera':
+            transform_points(np.zeros((1, 3)), tuple(value))    # ValueError names the fault
+
+    @classmethod
+    def parameter(cls, name: str) -> Parameter:
+        """The frame path's definition of parameter ``name``."""
+        return next(p for p in cls.all_parameters() if p.name == name)
 
     def diagnostics(self) -> dict[str, str]:
         """Frame-path values for the node's /diagnostics status (key -> text)."""
@@ -366,9 +373,7 @@ class MonoDepthFramePath(DepthFramePath):
 
     def __init__(self, estimator, params, dropped=_ignore):
         self.scale_from = params['scale_from']
-        if self.scale_from not in SCALE_SOURCES:
-            raise ValueError(f'parameter scale_from must be one of {SCALE_SOURCES}, got '
-                             f"'{self.scale_from}'")
+        self.parameter('scale_from').check(self.scale_from)
         self.check_parameter('points_to_camera', params['points_to_camera'])  # fails at start
         self.sparse_input = SCALE_INPUTS.get(self.scale_from)
         if self.sparse_input:
@@ -398,10 +403,6 @@ class MonoDepthFramePath(DepthFramePath):
         self.estimator = estimator
         self.scaler = self._new_scaler(estimator)    # a fit is of one model's prediction
         self._unscaled.clear()
-
-    def check_parameter(self, name, value) -> None:
-        if name == 'points_to_camera':
-            transform_points(np.zeros((1, 3)), tuple(value))    # ValueError names the fault
 
     def accept(self, name, message):
         if name == self.sparse_input:
@@ -610,9 +611,7 @@ class SemiDenseFramePath(DepthFramePath):
 
     def __init__(self, estimator, params, dropped=_ignore):
         self.input = params['input']
-        if self.input not in SEMIDENSE_INPUTS:
-            raise ValueError(f'parameter input must be one of {SEMIDENSE_INPUTS}, got '
-                             f"'{self.input}'")
+        self.parameter('input').check(self.input)
         self.check_parameter('points_to_camera', params['points_to_camera'])  # fails at start
         streams = ['semidense/points' if self.input == 'points' else 'semidense/depth']
         if self.input == 'depth' and params['use_variance']:
@@ -636,10 +635,6 @@ class SemiDenseFramePath(DepthFramePath):
                              'does not take') + ' the intensity image, unlike the running '
                              'one; restart the node to change its inputs')
         self.estimator = estimator
-
-    def check_parameter(self, name, value) -> None:
-        if name == 'points_to_camera':
-            transform_points(np.zeros((1, 3)), tuple(value))    # ValueError names the fault
 
     def estimate(self, job):
         group = dict(zip(self.streams, job))
