@@ -34,6 +34,7 @@ from rclpy.qos import QoSProfile, QoSReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
 RELIABLE = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
+DISCOVERY_SETTLE_S = 0.5     # after --wait-for found its subscribers, before playing
 
 
 def message_class(msgtype: str):
@@ -82,6 +83,10 @@ class BagPlayer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
             if all(subscribed(t) for t in topics):
+                # Discovery is not symmetric: the reader may not know this publisher yet and
+                # would take the first messages late (on sim time, at a later /clock). Give it
+                # a moment, as `ros2 bag play --delay` does.
+                time.sleep(DISCOVERY_SETTLE_S)
                 return True
             time.sleep(0.05)
         return False
