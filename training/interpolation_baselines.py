@@ -7,6 +7,9 @@ Baselines (metres in, metres out; NaN = unknown):
   distance transform, exact).
 - ``linear``: piecewise-linear interpolation over the Delaunay triangulation of the known
   pixels (scipy.interpolate.LinearNDInterpolator); outside their convex hull, nearest.
+- ``neighbourhood``: the nearest fill averaged (in log depth) over a square as large as each
+  pixel's distance to the nearest sample (depth_nodes.core.semidense.neighbourhood_fill, a
+  gather form of discrete Sibson interpolation): the first guess of the shipped model.
 - ``inpaint``: OpenCV's Navier-Stokes inpainting (Bertalmio et al. 2001) of the unknown
   pixels, on float32 depth. (Telea's method, OpenCV's other one, extrapolates the boundary
   gradient and overshoots far outside the known depths on inputs this sparse.)
@@ -23,11 +26,12 @@ from typing import Any, Callable, Mapping, Sequence
 import cv2
 import numpy as np
 
-from depth_nodes.core.semidense import (known_depth, random_sample_mask,
+from depth_nodes.core.semidense import (known_depth, nearest_fill_with_distance,
+                                        neighbourhood_fill, random_sample_mask,
                                         semidense_mask_from_gradient)
 from training.metrics import DepthEvalProtocol, depth_metrics, ground_truth_mask, mape
 
-BASELINES = ('nearest', 'linear', 'inpaint')
+BASELINES = ('nearest', 'linear', 'inpaint', 'neighbourhood')
 MASK_PROTOCOLS = ('gradient', 'random', 'sample')
 INPAINT_RADIUS = 5   # pixels; the neighbourhood of each inpainted pixel
 
@@ -74,8 +78,16 @@ def inpaint_fill(depth: np.ndarray, radius: int = INPAINT_RADIUS) -> np.ndarray:
     return cv2.inpaint(source, (~known).astype(np.uint8), radius, cv2.INPAINT_NS)
 
 
+def neighbourhood_depth_fill(depth: np.ndarray) -> np.ndarray:
+    """depth_nodes.core.semidense.neighbourhood_fill of the sparse depth; known pixels kept."""
+    known = _require_known(depth)
+    nearest, distance = nearest_fill_with_distance(depth)
+    return np.where(known, depth, neighbourhood_fill(nearest, distance)).astype(np.float32)
+
+
 FILLS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    'nearest': nearest_fill, 'linear': linear_fill, 'inpaint': inpaint_fill}
+    'nearest': nearest_fill, 'linear': linear_fill, 'inpaint': inpaint_fill,
+    'neighbourhood': neighbourhood_depth_fill}
 
 
 # --- evaluation protocol -----------------------------------------------------------------------

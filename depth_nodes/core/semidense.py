@@ -223,7 +223,8 @@ def semidense_to_tensor(depth: np.ndarray, spec, intensity: np.ndarray | None = 
 # graph (training.networks.semidense_net): the input carries metres and the output is
 # metres, so doubling every known depth doubles the output.
 
-FILL_CHANNELS = ('nearest_depth', 'mask', 'nearest_distance', 'intensity')
+FILL_CHANNELS = ('nearest_depth', 'mask', 'nearest_distance', 'intensity',
+                 'neighbourhood_depth')
 FILL_NORMALIZATION = 'log_geometric_mean'
 
 
@@ -245,19 +246,44 @@ def nearest_fill_with_distance(depth: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return values.astype(np.float32)[labels - 1], distance
 
 
+def neighbourhood_fill(nearest: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    """The nearest fill smoothed over each pixel's gap: every pixel takes the geometric mean
+    of the nearest fill over the square window whose half-size is its distance to the
+    nearest known pixel (rounded), so known pixels keep their depth and a pixel r pixels from
+    any sample averages the depths of all the samples whose Voronoi cells reach into that
+    window, weighted by how much of it they cover.
+
+    A gather form of discrete Sibson (natural-neighbour) interpolation (Park et al., "Discrete
+    Sibson interpolation", IEEE TVCG 2006, which scatters over discs instead), on a summed
+    area table: O(1) per pixel. The mean is taken in log depth, so the fill scales with the
+    depths. (H, W) float32 metres (> 0) and distances in pixels -> (H, W) float32 metres.
+    """
+    height, width = nearest.shape
+    table = cv2.integral(np.log(nearest), sdepth=cv2.CV_64F).ravel()
+    half = np.rint(distance).astype(np.int32)
+    rows = np.arange(height, dtype=np.int32)[:, None]
+    cols = np.arange(width, dtype=np.int32)[None, :]
+    top, bottom = np.maximum(rows - half, 0), np.minimum(rows + half + 1, height)
+    left, right = np.maximum(cols - half, 0), np.minimum(cols + half + 1, width)
+    top_row, bottom_row = top * (width + 1), bottom * (width + 1)
+    window_sum = (table[bottom_row + right] - table[top_row + right]
+                  - table[bottom_row + left] + table[top_row + left])
+    return np.exp(window_sum / ((bottom - top) * (right - left))).astype(np.float32)
+
+
 def semidense_fill_tensor(depth: np.ndarray, spec, intensity: np.ndarray | None = None
                           ) -> np.ndarray:
     """Semi-dense metres (NaN unknown) [+ (H, W) uint8 intensity] -> the (1, C, h, w)
     float32 input of a 'log_geometric_mean' model: FILL_CHANNELS[:C] = nearest known depth
     (metres), known mask, distance to the nearest known pixel (pixels of the model grid),
-    intensity / 255. The depth is moved to the model size with resample_sparse_depth first.
-    Training batches are made with this same function.
+    intensity / 255, the neighbourhood fill (metres). The depth is moved to the model size
+    with resample_sparse_depth first. Training batches are made with this same function.
     """
     channels = spec.input_channels
-    if channels not in (3, 4):
+    if channels not in (3, 4, 5):
         raise ValueError(f'a nearest-fill semidense model has 3 (nearest depth, mask, '
-                         f'distance) or 4 (+ intensity) input channels, this one has '
-                         f'{channels}')
+                         f'distance), 4 (+ intensity) or 5 (+ neighbourhood fill) input '
+                         f'channels, this one has {channels}')
     height, width = spec.input_size
     if height and width and depth.shape != (height, width):
         depth = resample_sparse_depth(depth, height, width)
@@ -266,8 +292,10 @@ def semidense_fill_tensor(depth: np.ndarray, spec, intensity: np.ndarray | None 
     tensor[0, 0] = nearest
     tensor[0, 1] = known_depth(depth)
     tensor[0, 2] = distance
-    if channels == 4:
+    if channels >= 4:
         _write_intensity(tensor[0, 3], intensity, 'fourth')
+    if channels == 5:
+        tensor[0, 4] = neighbourhood_fill(nearest, distance)
     return tensor
 
 

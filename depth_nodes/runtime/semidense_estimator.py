@@ -33,7 +33,7 @@ from depth_nodes.runtime.model import LoadedModel
 # Input channels (without, with intensity) of each depth normalisation (core.semidense):
 # 'frame_percentile' models see depth / s and output depth / s; 'log_geometric_mean' models
 # see the nearest fill in metres and output metres (the normalisation is in their graph).
-NORMALIZATION_CHANNELS = {DEPTH_NORMALIZATION: (2, 3), FILL_NORMALIZATION: (3, 4)}
+NORMALIZATION_CHANNELS = {DEPTH_NORMALIZATION: (2, 3), FILL_NORMALIZATION: (3, 4, 5)}
 
 
 class SemiDenseEstimator:
@@ -53,8 +53,9 @@ class SemiDenseEstimator:
                              f'(this package knows {sorted(NORMALIZATION_CHANNELS)})')
         channels = NORMALIZATION_CHANNELS[normalization]
         if spec.input_channels not in channels:
-            raise ValueError(f"a semidense '{normalization}' model takes {channels[0]} or "
-                             f'{channels[1]} (+ intensity) channels, this one '
+            raise ValueError(f"a semidense '{normalization}' model takes "
+                             f"{' or '.join(map(str, channels))} channels (the last ones: "
+                             f'intensity, neighbourhood fill), this one '
                              f'{spec.input_channels}')
         self._fill_input = normalization == FILL_NORMALIZATION
         self.model = model
@@ -71,7 +72,7 @@ class SemiDenseEstimator:
 
     @property
     def needs_intensity(self) -> bool:
-        return self.spec.input_channels == (4 if self._fill_input else 3)
+        return self.spec.input_channels >= (4 if self._fill_input else 3)
 
     def spec_for_range(self, depth_range: tuple[float, float] | None) -> ModelSpec:
         if depth_range is None:

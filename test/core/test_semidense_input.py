@@ -8,6 +8,7 @@ from depth_nodes.core.encodings import ImageFormatError
 from depth_nodes.core.model_spec import ModelSpec
 from depth_nodes.core.semidense import (depth_from_semidense_image, frame_depth_scale,
                                         intensity_from_image, merge_known_depth,
+                                        nearest_fill_with_distance, neighbourhood_fill,
                                         points_to_sparse_depth, resample_sparse_depth,
                                         rotation_from_quaternion, semidense_to_tensor,
                                         transform_points)
@@ -135,3 +136,22 @@ def test_points_project_with_a_fixed_extrinsic():
     assert np.allclose(rotation_from_quaternion(0, 0, 0, 2.0), np.eye(3))  # normalised
     with pytest.raises(ValueError, match='7 numbers'):
         transform_points(base_points, (0.0, 0.0, 0.0))
+
+
+def test_neighbourhood_fill_is_the_geometric_mean_of_the_nearest_fill_over_the_gap():
+    # Samples in columns 0 (1 m) and 7 (4 m): columns 0-3 are nearest to 1 m, 4-7 to 4 m.
+    depth = np.full((3, 8), NAN, np.float32)
+    depth[:, 0], depth[:, 7] = 1.0, 4.0
+    nearest, distance = nearest_fill_with_distance(depth)
+    assert np.array_equal(nearest[1], [1, 1, 1, 1, 4, 4, 4, 4])
+    fill = neighbourhood_fill(nearest, distance)
+    # Pixel (1, 2) is 2 px from a sample: its window is rows 0-2 x columns 0-4, 12 pixels at
+    # 1 m and 3 at 4 m: exp((12 ln 1 + 3 ln 4) / 15) = 4 ** (1 / 5).
+    assert fill[1, 2] == pytest.approx(4.0 ** 0.2, rel=1e-5)
+    # Pixel (1, 1): 1 px, window rows 0-2 x columns 0-2, all 1 m.
+    assert fill[1, 1] == pytest.approx(1.0)
+    assert np.array_equal(fill[:, [0, 7]], depth[:, [0, 7]])      # samples keep their depth
+    # Symmetric: (1, 5) is 2 px from the 4 m column, window columns 3-7: 3 x 1 m, 12 x 4 m.
+    assert fill[1, 5] == pytest.approx(4.0 ** 0.8, rel=1e-5)
+    # Scale-free: every depth doubled doubles the fill.
+    assert np.allclose(neighbourhood_fill(2 * nearest, distance), 2 * fill, rtol=1e-5)

@@ -42,6 +42,7 @@ from training.networks.semidense_net import (SemiDenseArchitecture, SemiDenseNet
                                              frame_log_mean)
 
 MASK_KINDS = ('gradient', 'random', 'scanlines', 'mixed')
+BASE_FILLS = ('nearest', 'neighbourhood')
 log = logging.getLogger(__name__)
 
 
@@ -69,6 +70,10 @@ class SemiDenseConfig:
     input_height: int = 240
     input_width: int = 320
     use_intensity: bool = True          # intensity image as the fourth input channel
+    # The first guess the network corrects: 'nearest' (the nearest-neighbour fill) or
+    # 'neighbourhood' (core.semidense.neighbourhood_fill, a fifth input channel; needs
+    # use_intensity).
+    base_fill: str = 'nearest'
     stem_channels: int = 16
     channels: int = 32
     dilations: tuple[int, ...] = (1, 2, 4, 8)
@@ -101,6 +106,11 @@ class SemiDenseConfig:
     adam_betas: tuple[float, float] = (0.9, 0.999)
 
     def __post_init__(self) -> None:
+        if self.base_fill not in BASE_FILLS:
+            raise ValueError(f"base_fill '{self.base_fill}' not in {BASE_FILLS}")
+        if self.base_fill == 'neighbourhood' and not self.use_intensity:
+            raise ValueError("base_fill 'neighbourhood' is the fifth input channel, after the "
+                             'intensity: it needs use_intensity: true')
         if self.mask_kind not in MASK_KINDS:
             raise ValueError(f"mask_kind '{self.mask_kind}' not in {MASK_KINDS}")
         if self.input_height % 2 or self.input_width % 2 or min(self.input_height,
@@ -126,8 +136,13 @@ class SemiDenseConfig:
             raise ValueError('need 0 < min_depth < max_depth')
 
     @property
+    def input_channels(self) -> int:
+        """FILL_CHANNELS[:n]: nearest depth, mask, distance [, intensity [, neighbourhood]]."""
+        return 5 if self.base_fill == 'neighbourhood' else 4 if self.use_intensity else 3
+
+    @property
     def architecture(self) -> SemiDenseArchitecture:
-        return SemiDenseArchitecture(4 if self.use_intensity else 3, self.stem_channels,
+        return SemiDenseArchitecture(self.input_channels, self.stem_channels,
                                      self.channels, tuple(self.dilations), self.dropout,
                                      self.activation, self.smooth_levels)
 
@@ -291,7 +306,7 @@ class SemiDenseMethod(DepthMethod):
 
     def model_spec(self) -> ModelSpec:
         c = self.config
-        channels = 4 if c.use_intensity else 3
+        channels = c.input_channels
         return ModelSpec(method=self.name, input_kind='semidense', input_names=('semidense',),
                          input_height=c.input_height, input_width=c.input_width,
                          input_channels=channels, mean=(0.0,) * channels,
@@ -311,6 +326,8 @@ class SemiDenseMethod(DepthMethod):
         x[:, 0] = 0.5 + 10 * x[:, 0]
         x[:, 1] = (x[:, 1] < 0.1).float()
         x[:, 2] = 20 * x[:, 2]
+        if spec.input_channels == 5:
+            x[:, 4] = 0.5 + 10 * x[:, 4]
         return (x,)
 
     def export_module(self) -> nn.Module:

@@ -56,7 +56,8 @@ ACTIVATIONS = {'elu': nn.ELU, 'relu': nn.ReLU,
 
 @dataclass(frozen=True)
 class SemiDenseArchitecture:
-    in_channels: int = 3                 # nearest depth, mask, distance (+ intensity: 4)
+    in_channels: int = 3                 # nearest depth, mask, distance (+ intensity: 4,
+                                         # + neighbourhood fill: 5, which is then the base)
     stem_channels: int = 16                       # full-resolution features
     channels: int = 32                            # half-resolution features
     dilations: tuple[int, ...] = (1, 2, 4, 8)     # one residual block per rate
@@ -67,9 +68,10 @@ class SemiDenseArchitecture:
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation '{self.activation}' not in {sorted(ACTIVATIONS)}")
-        if self.in_channels not in (3, 4):
-            raise ValueError(f'in_channels must be 3 (nearest depth, mask, distance) or 4 '
-                             f'(+ intensity), got {self.in_channels}')
+        if self.in_channels not in (3, 4, 5):
+            raise ValueError(f'in_channels must be 3 (nearest depth, mask, distance), 4 '
+                             f'(+ intensity) or 5 (+ neighbourhood fill), got '
+                             f'{self.in_channels}')
         if self.stem_channels < 1 or self.channels < 1:
             raise ValueError('stem_channels and channels must be positive')
         if not self.dilations or any(int(d) < 1 for d in self.dilations):
@@ -212,9 +214,13 @@ class SemiDenseNet(nn.Module):
         features = [fill, mask, torch.log1p(distance) / DISTANCE_SCALE]
         if self.arch.smooth_levels:
             features.append(push_pull_fill(fill, mask, self.arch.smooth_levels))
-        if self.arch.in_channels == 4:
+        if self.arch.in_channels >= 4:
             features.append(x[:, 3:4])
-        relative = fill + self.correction(torch.cat(features, dim=1))
+        base = fill
+        if self.arch.in_channels == 5:   # the neighbourhood fill is the first guess
+            base = torch.log(x[:, 4:5].clamp(min=MIN_DEPTH)) - c
+            features.append(base)
+        relative = base + self.correction(torch.cat(features, dim=1))
         return relative.clamp(-LOG_RANGE, LOG_RANGE), c
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
