@@ -15,7 +15,8 @@ the image's resolution and compared with its full-resolution ground truth.
 depth map of the training split, predicted for every image. Prints a table and writes JSON.
 
 Semi-dense models (input_kind 'semidense') and the classical densification baselines
-(``--baseline nearest|linear|inpaint``, repeatable) get the ground truth at the pixels of
+(``--baseline nearest|linear|inpaint|neighbourhood|blend``, repeatable) get the ground
+truth at the pixels of
 ``--semidense-mask`` (gradient: LSD-SLAM-like; random: uniform) at ``--semidense-density``
 as input, and the paper's MAPE, normalised RMSE and PSNR besides the depth metrics
 (training/interpolation_baselines.py).
@@ -286,7 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help='with --config and --bag: the topic of a role (repeatable)')
     add_split_arguments(parser)
     parser.add_argument('--baseline', action='append', default=[],
-                        choices=('none', 'train-mean', 'nearest', 'linear', 'inpaint', 'neighbourhood'),
+                        choices=('none', 'train-mean', 'nearest', 'linear', 'inpaint',
+                                 'neighbourhood', 'blend'),
                         help='baseline(s) to evaluate on the same images; repeatable')
     parser.add_argument('--semidense-mask', choices=('gradient', 'random', 'sample'),
                         default='gradient', help='input pixels of semi-dense models and '

@@ -10,6 +10,9 @@ Baselines (metres in, metres out; NaN = unknown):
 - ``neighbourhood``: the nearest fill averaged (in log depth) over a square as large as each
   pixel's distance to the nearest sample (depth_nodes.core.semidense.neighbourhood_fill, a
   gather form of discrete Sibson interpolation): the first guess of the shipped model.
+- ``blend``: the neighbourhood fill near the samples, the coarse linear fill
+  (depth_nodes.core.semidense.coarse_linear_fill) far from them, in log depth, with the
+  fixed distance weight the 6-channel network starts from (training.networks.semidense_net).
 - ``inpaint``: OpenCV's Navier-Stokes inpainting (Bertalmio et al. 2001) of the unknown
   pixels, on float32 depth. (Telea's method, OpenCV's other one, extrapolates the boundary
   gradient and overshoots far outside the known depths on inputs this sparse.)
@@ -26,12 +29,13 @@ from typing import Any, Callable, Mapping, Sequence
 import cv2
 import numpy as np
 
-from depth_nodes.core.semidense import (known_depth, nearest_fill_with_distance,
+from depth_nodes.core.semidense import (coarse_linear_fill, known_depth,
+                                        nearest_fill_with_distance,
                                         neighbourhood_fill, random_sample_mask,
                                         semidense_mask_from_gradient)
 from training.metrics import DepthEvalProtocol, depth_metrics, ground_truth_mask, mape
 
-BASELINES = ('nearest', 'linear', 'inpaint', 'neighbourhood')
+BASELINES = ('nearest', 'linear', 'inpaint', 'neighbourhood', 'blend')
 MASK_PROTOCOLS = ('gradient', 'random', 'sample')
 INPAINT_RADIUS = 5   # pixels; the neighbourhood of each inpainted pixel
 
@@ -85,9 +89,21 @@ def neighbourhood_depth_fill(depth: np.ndarray) -> np.ndarray:
     return np.where(known, depth, neighbourhood_fill(nearest, distance)).astype(np.float32)
 
 
+def blend_fill(depth: np.ndarray) -> np.ndarray:
+    """log d = (1 - a) log nb + a log cl, a = sigmoid((distance - centre) / width): the
+    neighbourhood fill nb near the samples, the coarse linear fill cl far from them."""
+    from training.networks.semidense_net import BLEND_CENTRE, BLEND_WIDTH
+    known = _require_known(depth)
+    nearest, distance = nearest_fill_with_distance(depth)
+    near = np.log(neighbourhood_fill(nearest, distance))
+    far = np.log(coarse_linear_fill(depth))
+    a = 1.0 / (1.0 + np.exp(-(distance - BLEND_CENTRE) / BLEND_WIDTH))
+    return np.where(known, depth, np.exp(near + a * (far - near))).astype(np.float32)
+
+
 FILLS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     'nearest': nearest_fill, 'linear': linear_fill, 'inpaint': inpaint_fill,
-    'neighbourhood': neighbourhood_depth_fill}
+    'neighbourhood': neighbourhood_depth_fill, 'blend': blend_fill}
 
 
 # --- evaluation protocol -----------------------------------------------------------------------

@@ -224,7 +224,8 @@ def semidense_to_tensor(depth: np.ndarray, spec, intensity: np.ndarray | None = 
 # metres, so doubling every known depth doubles the output.
 
 FILL_CHANNELS = ('nearest_depth', 'mask', 'nearest_distance', 'intensity',
-                 'neighbourhood_depth')
+                 'neighbourhood_depth', 'coarse_linear_depth')
+COARSE_BLOCK = 4   # pixels: the coarse linear fill triangulates one sample per 4x4 block
 FILL_NORMALIZATION = 'log_geometric_mean'
 
 
@@ -271,19 +272,64 @@ def neighbourhood_fill(nearest: np.ndarray, distance: np.ndarray) -> np.ndarray:
     return np.exp(window_sum / ((bottom - top) * (right - left))).astype(np.float32)
 
 
+def coarse_linear_fill(depth: np.ndarray, block: int = COARSE_BLOCK) -> np.ndarray:
+    """Piecewise-linear interpolation of log depth on a grid ``block`` times coarser: the
+    known log depths are averaged per block, the occupied blocks triangulated (Delaunay,
+    scipy's LinearNDInterpolator), blocks outside their convex hull take the nearest occupied
+    block, and the coarse map is resized back bilinearly. Far from the samples this is the
+    linear interpolation across a gap, at a fraction of its cost at full resolution (the
+    triangulation has at most one vertex per block); near them the fine fills are better.
+    (H, W) metres (NaN unknown) -> (H, W) float32 metres (sizes that are not multiples of
+    ``block``: the last partial block is left out of the grid, which is stretched over it).
+    """
+    from scipy import ndimage
+    from scipy.interpolate import LinearNDInterpolator
+    height, width = depth.shape
+    rows, cols = max(height // block, 1), max(width // block, 1)
+    known = known_depth(depth)[:rows * block, :cols * block]
+    log_depth = np.log(np.where(known, depth[:rows * block, :cols * block], 1.0))
+    sums = np.where(known, log_depth, 0.0).reshape(rows, block, cols, block).sum((1, 3))
+    counts = known.reshape(rows, block, cols, block).sum((1, 3))
+    occupied = counts > 0
+    if not occupied.any():
+        raise ImageFormatError('the semi-dense input has no known depth (all pixels 0, NaN '
+                               'or filtered out)', 'no_depth')
+    means = np.zeros((rows, cols))
+    means[occupied] = sums[occupied] / counts[occupied]
+    coarse = means
+    v, u = np.nonzero(occupied)
+    if v.size >= 3:
+        try:
+            grid_v, grid_u = np.mgrid[0:rows, 0:cols]
+            coarse = LinearNDInterpolator(np.column_stack([v, u]), means[v, u])(grid_v, grid_u)
+        except Exception:   # collinear blocks: qhull cannot triangulate (QhullError)
+            coarse = np.where(occupied, means, np.nan)
+    else:
+        coarse = np.where(occupied, means, np.nan)
+    # Outside the triangulation: the nearest block that has a value (the hull's edge).
+    outside = ~np.isfinite(coarse)
+    if outside.any():
+        _, (near_v, near_u) = ndimage.distance_transform_edt(outside, return_indices=True)
+        coarse = coarse[near_v, near_u]
+    fine = cv2.resize(coarse.astype(np.float32), (width, height),
+                      interpolation=cv2.INTER_LINEAR)
+    return np.exp(fine)
+
+
 def semidense_fill_tensor(depth: np.ndarray, spec, intensity: np.ndarray | None = None
                           ) -> np.ndarray:
     """Semi-dense metres (NaN unknown) [+ (H, W) uint8 intensity] -> the (1, C, h, w)
     float32 input of a 'log_geometric_mean' model: FILL_CHANNELS[:C] = nearest known depth
     (metres), known mask, distance to the nearest known pixel (pixels of the model grid),
-    intensity / 255, the neighbourhood fill (metres). The depth is moved to the model size
-    with resample_sparse_depth first. Training batches are made with this same function.
+    intensity / 255, the neighbourhood fill and the coarse linear fill (metres). The depth
+    is moved to the model size with resample_sparse_depth first. Training batches are made
+    with this same function.
     """
     channels = spec.input_channels
-    if channels not in (3, 4, 5):
+    if channels not in (3, 4, 5, 6):
         raise ValueError(f'a nearest-fill semidense model has 3 (nearest depth, mask, '
-                         f'distance), 4 (+ intensity) or 5 (+ neighbourhood fill) input '
-                         f'channels, this one has {channels}')
+                         f'distance), 4 (+ intensity), 5 (+ neighbourhood fill) or 6 (+ '
+                         f'coarse linear fill) input channels, this one has {channels}')
     height, width = spec.input_size
     if height and width and depth.shape != (height, width):
         depth = resample_sparse_depth(depth, height, width)
@@ -294,8 +340,10 @@ def semidense_fill_tensor(depth: np.ndarray, spec, intensity: np.ndarray | None 
     tensor[0, 2] = distance
     if channels >= 4:
         _write_intensity(tensor[0, 3], intensity, 'fourth')
-    if channels == 5:
+    if channels >= 5:
         tensor[0, 4] = neighbourhood_fill(nearest, distance)
+    if channels == 6:
+        tensor[0, 5] = coarse_linear_fill(depth)
     return tensor
 
 

@@ -33,7 +33,7 @@ from depth_nodes.runtime.model import LoadedModel
 # Input channels (without, with intensity) of each depth normalisation (core.semidense):
 # 'frame_percentile' models see depth / s and output depth / s; 'log_geometric_mean' models
 # see the nearest fill in metres and output metres (the normalisation is in their graph).
-NORMALIZATION_CHANNELS = {DEPTH_NORMALIZATION: (2, 3), FILL_NORMALIZATION: (3, 4, 5)}
+NORMALIZATION_CHANNELS = {DEPTH_NORMALIZATION: (2, 3), FILL_NORMALIZATION: (3, 4, 5, 6)}
 
 
 class SemiDenseEstimator:
@@ -55,7 +55,7 @@ class SemiDenseEstimator:
         if spec.input_channels not in channels:
             raise ValueError(f"a semidense '{normalization}' model takes "
                              f"{' or '.join(map(str, channels))} channels (the last ones: "
-                             f'intensity, neighbourhood fill), this one '
+                             f'intensity, neighbourhood and coarse linear fills), this one '
                              f'{spec.input_channels}')
         self._fill_input = normalization == FILL_NORMALIZATION
         self.model = model

@@ -42,7 +42,7 @@ from training.networks.semidense_net import (SemiDenseArchitecture, SemiDenseNet
                                              frame_log_mean)
 
 MASK_KINDS = ('gradient', 'random', 'scanlines', 'mixed')
-BASE_FILLS = ('nearest', 'neighbourhood')
+BASE_FILLS = ('nearest', 'neighbourhood', 'blend')
 log = logging.getLogger(__name__)
 
 
@@ -70,9 +70,10 @@ class SemiDenseConfig:
     input_height: int = 240
     input_width: int = 320
     use_intensity: bool = True          # intensity image as the fourth input channel
-    # The first guess the network corrects: 'nearest' (the nearest-neighbour fill) or
+    # The first guess the network corrects: 'nearest' (the nearest-neighbour fill),
     # 'neighbourhood' (core.semidense.neighbourhood_fill, a fifth input channel; needs
-    # use_intensity).
+    # use_intensity) or 'blend' (the neighbourhood fill near samples, the coarse linear fill
+    # far from them, a sixth channel, with the blend weight learnt).
     base_fill: str = 'nearest'
     stem_channels: int = 16
     channels: int = 32
@@ -108,9 +109,9 @@ class SemiDenseConfig:
     def __post_init__(self) -> None:
         if self.base_fill not in BASE_FILLS:
             raise ValueError(f"base_fill '{self.base_fill}' not in {BASE_FILLS}")
-        if self.base_fill == 'neighbourhood' and not self.use_intensity:
-            raise ValueError("base_fill 'neighbourhood' is the fifth input channel, after the "
-                             'intensity: it needs use_intensity: true')
+        if self.base_fill != 'nearest' and not self.use_intensity:
+            raise ValueError(f"base_fill '{self.base_fill}' comes after the intensity channel: "
+                             'it needs use_intensity: true')
         if self.mask_kind not in MASK_KINDS:
             raise ValueError(f"mask_kind '{self.mask_kind}' not in {MASK_KINDS}")
         if self.input_height % 2 or self.input_width % 2 or min(self.input_height,
@@ -137,8 +138,11 @@ class SemiDenseConfig:
 
     @property
     def input_channels(self) -> int:
-        """FILL_CHANNELS[:n]: nearest depth, mask, distance [, intensity [, neighbourhood]]."""
-        return 5 if self.base_fill == 'neighbourhood' else 4 if self.use_intensity else 3
+        """FILL_CHANNELS[:n]: nearest depth, mask, distance [, intensity [, neighbourhood
+        [, coarse linear]]]."""
+        if self.base_fill != 'nearest':
+            return {'neighbourhood': 5, 'blend': 6}[self.base_fill]
+        return 4 if self.use_intensity else 3
 
     @property
     def architecture(self) -> SemiDenseArchitecture:
@@ -326,8 +330,8 @@ class SemiDenseMethod(DepthMethod):
         x[:, 0] = 0.5 + 10 * x[:, 0]
         x[:, 1] = (x[:, 1] < 0.1).float()
         x[:, 2] = 20 * x[:, 2]
-        if spec.input_channels == 5:
-            x[:, 4] = 0.5 + 10 * x[:, 4]
+        for fill in range(4, spec.input_channels):
+            x[:, fill] = 0.5 + 10 * x[:, fill]
         return (x,)
 
     def export_module(self) -> nn.Module:

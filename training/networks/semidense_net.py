@@ -46,6 +46,11 @@ MIN_DEPTH = 1e-6      # metres: floor before the log (known depths are > 0)
 LOG_RANGE = 20.0      # |log d - c| is clamped here: exp stays finite whatever f says
 DISTANCE_SCALE = 4.0  # log(1 + distance) / 4: about 1 at 50 pixels from the nearest sample
 PUSH_PULL_CONFIDENCE = 16.0   # k: a block with 1/16 of its pixels known trusts itself fully
+# 6-channel models blend the neighbourhood fill (near samples) into the coarse linear fill (far
+# from them) with a = sigmoid((distance - centre) / width + g), g learnt (0 at the start):
+# half and half 10 px from the nearest sample, 12 % / 88 % at 5 / 15 px.
+BLEND_CENTRE = 10.0
+BLEND_WIDTH = 2.5
 # The paper's ELU, or (leaky) ReLU: ONNX Runtime's CPU provider fuses ReLU and LeakyReLU
 # into the convolution before it, while its ELU is a separate pass over every feature map
 # (the model card times them). Leaky, because a ReLU network that starts as the fill can die
@@ -57,7 +62,8 @@ ACTIVATIONS = {'elu': nn.ELU, 'relu': nn.ReLU,
 @dataclass(frozen=True)
 class SemiDenseArchitecture:
     in_channels: int = 3                 # nearest depth, mask, distance (+ intensity: 4,
-                                         # + neighbourhood fill: 5, which is then the base)
+                                         # + neighbourhood fill: 5, which is then the base,
+                                         # + coarse linear fill: 6, a gated blend the base)
     stem_channels: int = 16                       # full-resolution features
     channels: int = 32                            # half-resolution features
     dilations: tuple[int, ...] = (1, 2, 4, 8)     # one residual block per rate
@@ -68,10 +74,10 @@ class SemiDenseArchitecture:
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation '{self.activation}' not in {sorted(ACTIVATIONS)}")
-        if self.in_channels not in (3, 4, 5):
+        if self.in_channels not in (3, 4, 5, 6):
             raise ValueError(f'in_channels must be 3 (nearest depth, mask, distance), 4 '
-                             f'(+ intensity) or 5 (+ neighbourhood fill), got '
-                             f'{self.in_channels}')
+                             f'(+ intensity), 5 (+ neighbourhood fill) or 6 (+ coarse linear '
+                             f'fill), got {self.in_channels}')
         if self.stem_channels < 1 or self.channels < 1:
             raise ValueError('stem_channels and channels must be positive')
         if not self.dilations or any(int(d) < 1 for d in self.dilations):
@@ -186,6 +192,8 @@ class SemiDenseNet(nn.Module):
         super().__init__()
         self.arch = arch
         features = arch.in_channels + (1 if arch.smooth_levels else 0)
+        self.gated = arch.in_channels == 6
+        outputs = 2 if self.gated else 1   # (blend logit g,) log-depth correction
         self.stem = nn.Sequential(conv3x3(features, arch.stem_channels),
                                   ACTIVATIONS[arch.activation]())
         self.down = ProjectionBlock(arch.stem_channels, arch.channels, stride=UPSCALE,
@@ -195,11 +203,12 @@ class SemiDenseNet(nn.Module):
         self.dropout = nn.Dropout(arch.dropout)
         # The last convolution is linear (a correction of either sign) and starts at zero:
         # the untrained network is the nearest fill.
-        self.head = zero_init(conv3x3(arch.channels, UPSCALE * UPSCALE))
+        self.head = zero_init(conv3x3(arch.channels, outputs * UPSCALE * UPSCALE))
         self.shuffle = nn.PixelShuffle(UPSCALE)
 
     def correction(self, features: torch.Tensor) -> torch.Tensor:
-        """f: the log-depth correction of the fill, (B, C_in, H, W) -> (B, 1, H, W)."""
+        """f: the log-depth correction of the fill, (B, C_in, H, W) -> (B, 1, H, W) (gated
+        models: (B, 2, H, W), the blend logit and the correction)."""
         hidden = self.body(self.down(self.stem(features)))
         return self.shuffle(self.head(self.dropout(hidden)))
 
@@ -217,10 +226,18 @@ class SemiDenseNet(nn.Module):
         if self.arch.in_channels >= 4:
             features.append(x[:, 3:4])
         base = fill
-        if self.arch.in_channels == 5:   # the neighbourhood fill is the first guess
+        if self.arch.in_channels >= 5:   # the neighbourhood fill is the first guess
             base = torch.log(x[:, 4:5].clamp(min=MIN_DEPTH)) - c
             features.append(base)
-        relative = base + self.correction(torch.cat(features, dim=1))
+        if not self.gated:
+            relative = base + self.correction(torch.cat(features, dim=1))
+            return relative.clamp(-LOG_RANGE, LOG_RANGE), c
+        coarse = torch.log(x[:, 5:6].clamp(min=MIN_DEPTH)) - c
+        features.append(coarse)
+        out = self.correction(torch.cat(features, dim=1))
+        # log d = c + (1 - a) nb + a cl + f,  a = sigmoid((dist - centre) / width + g)
+        a = torch.sigmoid((distance - BLEND_CENTRE) / BLEND_WIDTH + out[:, 0:1])
+        relative = base + a * (coarse - base) + out[:, 1:2]
         return relative.clamp(-LOG_RANGE, LOG_RANGE), c
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
