@@ -6,7 +6,8 @@ import pytest
 from depth_nodes.core.camera import CameraIntrinsics
 from depth_nodes.core.encodings import ImageFormatError
 from depth_nodes.core.model_spec import ModelSpec
-from depth_nodes.core.semidense import (depth_from_semidense_image, frame_depth_scale,
+from depth_nodes.core.semidense import (coarse_linear_fill, depth_from_semidense_image,
+                                        frame_depth_scale,
                                         intensity_from_image, merge_known_depth,
                                         nearest_fill_with_distance, neighbourhood_fill,
                                         points_to_sparse_depth, resample_sparse_depth,
@@ -155,3 +156,29 @@ def test_neighbourhood_fill_is_the_geometric_mean_of_the_nearest_fill_over_the_g
     assert fill[1, 5] == pytest.approx(4.0 ** 0.8, rel=1e-5)
     # Scale-free: every depth doubled doubles the fill.
     assert np.allclose(neighbourhood_fill(2 * nearest, distance), 2 * fill, rtol=1e-5)
+
+
+def test_coarse_linear_fill_is_exact_for_log_linear_depth_inside_the_samples():
+    # log depth affine in the pixel coordinates, given on whole 4x4 blocks at the corners
+    # and the centre of a 48x64 image: the block means are the values at the block centres,
+    # Delaunay-linear between them and the bilinear resize keep an affine function exact.
+    rows, cols = np.mgrid[0:48, 0:64] + 0.0
+    truth = np.exp(0.5 + 0.01 * cols - 0.02 * rows).astype(np.float32)
+    depth = np.full((48, 64), NAN, np.float32)
+    for top, left in ((0, 0), (0, 60), (44, 0), (44, 60), (20, 28)):
+        depth[top:top + 4, left:left + 4] = truth[top:top + 4, left:left + 4]
+    fill = coarse_linear_fill(depth)
+    # inside the hull of the block centres (1.5 .. 45.5 x 1.5 .. 61.5)
+    assert np.allclose(fill[2:46, 2:62], truth[2:46, 2:62], rtol=1e-5)
+    assert np.allclose(coarse_linear_fill(3 * depth), 3 * fill, rtol=1e-5)   # scale-free
+
+
+def test_coarse_linear_fill_outside_the_samples_takes_the_nearest_interpolated_block():
+    # Two blocks in one row of blocks: no triangle. Every block takes the nearer one.
+    depth = np.full((8, 16), NAN, np.float32)
+    depth[0:4, 0:4], depth[0:4, 12:16] = 2.0, 8.0
+    fill = coarse_linear_fill(depth)
+    assert np.allclose(fill[:, :4], 2.0) and np.allclose(fill[:, 12:], 8.0)
+    assert np.all(np.diff(fill[0]) >= 0)                     # the resize blends in between
+    with pytest.raises(ImageFormatError):
+        coarse_linear_fill(np.full((8, 16), NAN, np.float32))

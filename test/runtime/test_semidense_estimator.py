@@ -78,7 +78,7 @@ def scene(height=48, width=64, density=0.1, seed=0):
     return sparse, gray
 
 
-def fill_model(tmp_path, height=48, width=64):
+def fill_model(tmp_path, height=48, width=64, base_fill='nearest'):
     """A tiny 'log_geometric_mean' SemiDenseNet with random weights, exported to ONNX."""
     import torch
 
@@ -86,18 +86,19 @@ def fill_model(tmp_path, height=48, width=64):
     from training.models.semidense import SemiDenseConfig, SemiDenseMethod
     method = SemiDenseMethod(SemiDenseConfig(input_height=height, input_width=width,
                                              stem_channels=4, channels=8, dilations=(1, 2),
-                                             activation='relu'))
+                                             activation='relu', base_fill=base_fill))
     torch.manual_seed(0)
     with torch.no_grad():
         for p in method.network.parameters():
             p.normal_(0.0, 0.1)
-    path = tmp_path / 'fill.onnx'
+    path = tmp_path / f'fill_{base_fill}.onnx'
     export_onnx(method, path, write_program=False)
     return open_model(str(path), 'onnxruntime')
 
 
-def test_fill_model_keeps_known_depth_and_scales_with_it(tmp_path):
-    estimator = SemiDenseEstimator(fill_model(tmp_path))
+@pytest.mark.parametrize('base_fill', ['nearest', 'blend'])
+def test_fill_model_keeps_known_depth_and_scales_with_it(tmp_path, base_fill):
+    estimator = SemiDenseEstimator(fill_model(tmp_path, base_fill=base_fill))
     assert estimator.needs_intensity
     sparse, gray = scene(96, 128)                           # twice the model's size
     result = estimator.estimate(sparse, intensity=gray, keep_input_depth=True)
@@ -124,7 +125,9 @@ def test_shipped_model_output_doubles_when_every_known_depth_doubles(density):
     sparse, gray = scene(*spec.input_size, density=density, seed=1)
     tensor = semidense_fill_tensor(sparse, spec, gray)
     doubled = tensor.copy()
-    doubled[0, 0] *= 2.0                                    # every depth (the fill's too)
+    metres = [i for i, name in enumerate(spec.extras['channels']) if name.endswith('_depth')]
+    assert metres[0] == 0
+    doubled[0, metres] *= 2.0                               # every depth (the fills' too)
     name = spec.input_names[0]
     once = model.engine.run({name: tensor})[spec.output_name]
     twice = model.engine.run({name: doubled})[spec.output_name]

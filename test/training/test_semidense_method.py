@@ -177,3 +177,21 @@ def test_paper_size_configs_train_and_export(tmp_path, config):
     assert report['max_abs_error'] < 1e-3
     model = open_model(str(tmp_path / f'{config}.onnx'), 'onnxruntime')
     assert model.spec.input_size == (240, 320) and model.spec.input_channels == 3
+
+
+def test_untrained_blend_network_is_the_blend_baseline():
+    """base_fill 'blend': with its zero-initialised head the network is exactly the classical
+    blend of the neighbourhood and coarse linear fills (training.interpolation_baselines)."""
+    from training.interpolation_baselines import blend_fill
+    method = SemiDenseMethod(SemiDenseConfig(**{**SMALL, 'use_intensity': True,
+                                                'base_fill': 'blend'}))
+    rng = np.random.default_rng(3)
+    height, width = SMALL['input_height'], SMALL['input_width']
+    sparse = np.full((height, width), np.nan, np.float32)
+    known = rng.random((height, width)) < 0.05
+    sparse[known] = rng.uniform(1.0, 6.0, known.sum())
+    gray = rng.integers(0, 255, (height, width), dtype=np.uint8)
+    tensor = semidense_fill_tensor(sparse, method.model_spec(), gray)
+    assert tensor.shape[1] == 6
+    out = method.predict_depth({'input': torch.from_numpy(tensor)})[0].numpy()
+    assert np.allclose(out, blend_fill(sparse), rtol=1e-4)
