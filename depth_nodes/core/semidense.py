@@ -226,6 +226,8 @@ def semidense_to_tensor(depth: np.ndarray, spec, intensity: np.ndarray | None = 
 FILL_CHANNELS = ('nearest_depth', 'mask', 'nearest_distance', 'intensity',
                  'neighbourhood_depth', 'coarse_linear_depth')
 COARSE_BLOCK = 4   # pixels: the coarse linear fill triangulates one sample per 4x4 block
+JITTER = 1e-3                   # blocks: the triangulated points' deterministic jitter
+BARYCENTRIC_TOLERANCE = 1e-2    # a cell this far outside a triangle still counts as inside
 FILL_NORMALIZATION = 'log_geometric_mean'
 
 
@@ -272,6 +274,58 @@ def neighbourhood_fill(nearest: np.ndarray, distance: np.ndarray) -> np.ndarray:
     return np.exp(window_sum / ((bottom - top) * (right - left))).astype(np.float32)
 
 
+def _linear_on_grid(points: np.ndarray, values: np.ndarray, rows: int, cols: int
+                    ) -> np.ndarray:
+    """Piecewise-linear interpolation of ``values`` at integer ``points`` (N, 2: row, col) over
+    their Delaunay triangulation, evaluated at every cell of a rows x cols grid (NaN outside
+    the convex hull). The triangles are rasterised in batches of similar size with their
+    barycentric coordinates (scipy's point location is orders of magnitude slower on grid
+    points, which sit exactly on vertices and edges).
+    """
+    from scipy.spatial import Delaunay, QhullError
+    out = np.full((rows, cols), np.nan)
+    # A deterministic sub-pixel jitter: exact grid points are degenerate for qhull (four
+    # points on every circle), which makes it several times slower.
+    jitter = (np.random.default_rng(0).random(points.shape) - 0.5) * JITTER
+    try:
+        triangulation = Delaunay(points + jitter)
+    except QhullError:   # collinear or too few distinct points
+        return out
+    simplices = triangulation.simplices
+    corners = points[simplices].astype(np.float64)                        # (S, 3, 2)
+    # Barycentric coordinates (b1, b2) = M^-1 (x - c), M = [a - c, b - c] (scipy's own
+    # Delaunay.transform computes the same, much more slowly).
+    m = np.stack([corners[:, 0] - corners[:, 2], corners[:, 1] - corners[:, 2]], axis=-1)
+    det = m[:, 0, 0] * m[:, 1, 1] - m[:, 0, 1] * m[:, 1, 0]
+    flat = np.abs(det) < 1e-9
+    det[flat] = 1.0
+    inverse = np.stack([np.stack([m[:, 1, 1], -m[:, 0, 1]], -1),
+                        np.stack([-m[:, 1, 0], m[:, 0, 0]], -1)], axis=1) / det[:, None, None]
+    low = np.clip(np.floor(corners.min(1)), 0, None).astype(np.int64)
+    high = np.minimum(np.ceil(corners.max(1)), [rows - 1, cols - 1]).astype(np.int64)
+    # batches of bounding boxes up to the same power of two high and wide
+    bucket = 2 ** np.ceil(np.log2(high - low + 1)).astype(np.int64)          # (S, 2)
+    # A triangle inside a 2x2 box has no cell but its own three corners, which are known.
+    key = np.where((bucket.max(1) > 2) & ~flat, bucket[:, 0] * 4096 + bucket[:, 1], 0)
+    for code in np.unique(key[key > 0]):
+        batch = np.nonzero(key == code)[0]
+        tall, wide = bucket[batch[0]]
+        cell_v = low[batch, 0, None] + np.repeat(np.arange(tall), wide)[None]   # (n, k)
+        cell_u = low[batch, 1, None] + np.tile(np.arange(wide), tall)[None]
+        t, r = inverse[batch], corners[batch, 2]
+        dv, du = cell_v - r[:, 0, None], cell_u - r[:, 1, None]
+        b1 = t[:, 0, 0, None] * dv + t[:, 0, 1, None] * du
+        b2 = t[:, 1, 0, None] * dv + t[:, 1, 1, None] * du
+        b3 = 1.0 - b1 - b2
+        inside = (b1 >= -BARYCENTRIC_TOLERANCE) & (b2 >= -BARYCENTRIC_TOLERANCE) & \
+            (b3 >= -BARYCENTRIC_TOLERANCE) & (cell_v < rows) & (cell_u < cols)
+        corner_values = values[simplices[batch]]                           # (n, 3)
+        interpolated = (b1 * corner_values[:, 0, None] + b2 * corner_values[:, 1, None]
+                        + b3 * corner_values[:, 2, None])
+        out[cell_v[inside], cell_u[inside]] = interpolated[inside]
+    return out
+
+
 def coarse_linear_fill(depth: np.ndarray, block: int = COARSE_BLOCK) -> np.ndarray:
     """Piecewise-linear interpolation of log depth on a grid ``block`` times coarser: the
     known log depths are averaged per block, the occupied blocks triangulated (Delaunay,
@@ -283,7 +337,6 @@ def coarse_linear_fill(depth: np.ndarray, block: int = COARSE_BLOCK) -> np.ndarr
     ``block``: the last partial block is left out of the grid, which is stretched over it).
     """
     from scipy import ndimage
-    from scipy.interpolate import LinearNDInterpolator
     height, width = depth.shape
     rows, cols = max(height // block, 1), max(width // block, 1)
     known = known_depth(depth)[:rows * block, :cols * block]
@@ -296,16 +349,11 @@ def coarse_linear_fill(depth: np.ndarray, block: int = COARSE_BLOCK) -> np.ndarr
                                'or filtered out)', 'no_depth')
     means = np.zeros((rows, cols))
     means[occupied] = sums[occupied] / counts[occupied]
-    coarse = means
     v, u = np.nonzero(occupied)
+    coarse = np.where(occupied, means, np.nan)
     if v.size >= 3:
-        try:
-            grid_v, grid_u = np.mgrid[0:rows, 0:cols]
-            coarse = LinearNDInterpolator(np.column_stack([v, u]), means[v, u])(grid_v, grid_u)
-        except Exception:   # collinear blocks: qhull cannot triangulate (QhullError)
-            coarse = np.where(occupied, means, np.nan)
-    else:
-        coarse = np.where(occupied, means, np.nan)
+        coarse = np.where(occupied, means, _linear_on_grid(np.column_stack([v, u]),
+                                                           means[v, u], rows, cols))
     # Outside the triangulation: the nearest block that has a value (the hull's edge).
     outside = ~np.isfinite(coarse)
     if outside.any():
