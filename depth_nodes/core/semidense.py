@@ -349,11 +349,25 @@ def coarse_linear_fill(depth: np.ndarray, block: int = COARSE_BLOCK) -> np.ndarr
                                'or filtered out)', 'no_depth')
     means = np.zeros((rows, cols))
     means[occupied] = sums[occupied] / counts[occupied]
-    v, u = np.nonzero(occupied)
     coarse = np.where(occupied, means, np.nan)
-    if v.size >= 3:
-        coarse = np.where(occupied, means, _linear_on_grid(np.column_stack([v, u]),
-                                                           means[v, u], rows, cols))
+    # A free block next to known ones takes the mean of its known 8-neighbours; blocks
+    # further out are interpolated in the triangles of the known blocks around them (the
+    # only ones triangulated: a dense input needs no triangulation at all).
+    kernel = np.ones((3, 3), np.float32)
+    weight = cv2.filter2D(occupied.astype(np.float32), -1, kernel,
+                          borderType=cv2.BORDER_CONSTANT)
+    total = cv2.filter2D(np.where(occupied, means, 0.0).astype(np.float32), -1, kernel,
+                         borderType=cv2.BORDER_CONSTANT)
+    edge = ~occupied & (weight > 0)
+    coarse[edge] = total[edge] / weight[edge]
+    far = ~occupied & (weight == 0)
+    if far.any():
+        around = occupied & cv2.dilate(far.astype(np.uint8), np.ones((5, 5), np.uint8),
+                                       borderType=cv2.BORDER_CONSTANT).astype(bool)
+        v, u = np.nonzero(around)
+        if v.size >= 3:
+            linear = _linear_on_grid(np.column_stack([v, u]), means[v, u], rows, cols)
+            coarse[far] = linear[far]
     # Outside the triangulation: the nearest block that has a value (the hull's edge).
     outside = ~np.isfinite(coarse)
     if outside.any():

@@ -1,19 +1,26 @@
 """Makarov et al., "Depth Map Interpolation using Perceptual Loss": a compact residual CNN that
 turns semi-dense depth (LSD-SLAM: 10-15 % of the pixels, along intensity edges) into dense
-depth, here as a correction of the nearest-neighbour fill in scale-free log depth.
+depth, here as a correction of a classical fill in scale-free log depth.
 
 Input (depth_nodes.core.semidense.semidense_fill_tensor): the nearest known depth of every
-pixel n (metres), the known mask m, the distance to that known pixel (pixels) [, intensity].
-Inside the graph, with c the frame's mean log known depth (its geometric mean depth),
+pixel n (metres), the known mask m, the distance to that known pixel (pixels) [, intensity
+[, the neighbourhood fill nb [, the coarse linear fill cl]]] (metres). Inside the graph,
+with c the frame's mean log known depth (its geometric mean depth),
 
     c = sum(m log n) / sum(m)                      scale: c -> c + log k when depths x k
     x = log n - c                                  the fill, scale-free
-    log d = c + x + f([x, m, log(1 + dist) / 4 [, I]])
+    log d = c + x + f([x, m, log(1 + dist) / 4 [, I]])                 3 or 4 channels
+    log d = c + b + f(...),  b = log nb - c                            5 channels
+    log d = c + (1 - a) b + a (log cl - c) + f_1(...),                 6 channels
+            a = sigmoid((dist - 10) / 2.5 + f_0(...))
     d_out = n where m, else d                      known depths pass through exactly
 
 so a room at 0.5 m and a street at 50 m look alike to f, doubling every known depth doubles
-the output, and f = 0 (its head starts at zero) is exactly the nearest fill: training only
-has to add what the fill gets wrong (slopes between samples, edges the intensity shows).
+the output, and f = 0 (its head starts at zero) is exactly the classical fill: training only
+has to add what the fill gets wrong (slopes between samples, edges the intensity shows). The
+6-channel model starts as the neighbourhood fill near the samples and the coarse linear fill
+far from them (10 px: half and half), and learns where to move that boundary (f_0) and a
+correction (f_1).
 
 f is the paper's network, all filters 3x3 except the projections' 1x1, ELU after every
 convolution but the last:
