@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 import cv2
 import numpy as np
 
-from depth_nodes.core.semidense import (coarse_linear_fill, known_depth,
+from depth_nodes.core.semidense import (blend_weight, coarse_linear_fill, known_depth,
                                         nearest_fill_with_distance,
                                         neighbourhood_fill, random_sample_mask,
                                         semidense_mask_from_gradient)
@@ -92,12 +92,11 @@ def neighbourhood_depth_fill(depth: np.ndarray) -> np.ndarray:
 def blend_fill(depth: np.ndarray) -> np.ndarray:
     """log d = (1 - a) log nb + a log cl, a = sigmoid((distance - centre) / width): the
     neighbourhood fill nb near the samples, the coarse linear fill cl far from them."""
-    from training.networks.semidense_net import BLEND_CENTRE, BLEND_WIDTH
     known = _require_known(depth)
     nearest, distance = nearest_fill_with_distance(depth)
     near = np.log(neighbourhood_fill(nearest, distance))
     far = np.log(coarse_linear_fill(depth))
-    a = 1.0 / (1.0 + np.exp(-(distance - BLEND_CENTRE) / BLEND_WIDTH))
+    a = blend_weight(distance)
     return np.where(known, depth, np.exp(near + a * (far - near))).astype(np.float32)
 
 

@@ -47,17 +47,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+# 6-channel models: a = sigmoid((distance - centre) / width + g), g learnt (0 at the start)
+from depth_nodes.core.semidense import BLEND_CENTRE, BLEND_WIDTH
+
 LEAKY_SLOPE = 0.1
 UPSCALE = 2   # the single downsampling stage, undone by the pixel shuffle
 MIN_DEPTH = 1e-6      # metres: floor before the log (known depths are > 0)
 LOG_RANGE = 20.0      # |log d - c| is clamped here: exp stays finite whatever f says
 DISTANCE_SCALE = 4.0  # log(1 + distance) / 4: about 1 at 50 pixels from the nearest sample
 PUSH_PULL_CONFIDENCE = 16.0   # k: a block with 1/16 of its pixels known trusts itself fully
-# 6-channel models blend the neighbourhood fill (near samples) into the coarse linear fill (far
-# from them) with a = sigmoid((distance - centre) / width + g), g learnt (0 at the start):
-# half and half 10 px from the nearest sample, 12 % / 88 % at 5 / 15 px.
-BLEND_CENTRE = 10.0
-BLEND_WIDTH = 2.5
 # The paper's ELU, or (leaky) ReLU: ONNX Runtime's CPU provider fuses ReLU and LeakyReLU
 # into the convolution before it, while its ELU is a separate pass over every feature map
 # (the model card times them). Leaky, because a ReLU network that starts as the fill can die
@@ -68,9 +66,9 @@ ACTIVATIONS = {'elu': nn.ELU, 'relu': nn.ReLU,
 
 @dataclass(frozen=True)
 class SemiDenseArchitecture:
-    in_channels: int = 3                 # nearest depth, mask, distance (+ intensity: 4,
-                                         # + neighbourhood fill: 5, which is then the base,
-                                         # + coarse linear fill: 6, a gated blend the base)
+    # nearest depth, mask, distance (+ intensity: 4, + neighbourhood fill: 5, which is then
+    # the base, + coarse linear fill: 6, the base a learnt blend of the two)
+    in_channels: int = 3
     stem_channels: int = 16                       # full-resolution features
     channels: int = 32                            # half-resolution features
     dilations: tuple[int, ...] = (1, 2, 4, 8)     # one residual block per rate
