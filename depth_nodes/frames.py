@@ -764,11 +764,16 @@ class StereoFramePath(DepthFramePath):
                            to_rgb8(left, left_msg.encoding)
                            if self.params['publish_points'] else None)
         frame.extra['disparity'] = lambda: disparity_message(result, header)
-        ratio = result.extras.get('rig_ratio')
+        if result.extras.get('training_baseline') is False:
+            frame.hints.append(('rig', 'the model spec has no training-rig baseline: depth = '
+                                'fx B / d with this rig\'s baseline, right only if the model '
+                                'was trained on this rig'))
+        ratio = result.extras.get('focal_ratio')
         if ratio is not None and abs(ratio - 1.0) > RIG_RATIO_TOLERANCE:
-            frame.hints.append(('rig', f'this rig has {ratio:.2f} x the (fx / width) x baseline '
-                                'of the rig the model was trained on: its depth is scaled by '
-                                'that factor unless the model was trained on this rig'))
+            frame.hints.append(('rig', f'this camera has {ratio:.2f} x the fx / width of the '
+                                'one the model was trained on: its depth is scaled by that '
+                                'factor (things look nearer in a narrower view), an assumption; '
+                                'fine-tune the model on this rig\'s pairs to be sure'))
         return frame
 
 

@@ -17,7 +17,8 @@ stereo: on scikit-image's Middlebury 2014 Motorcycle (741x500, real; the default
 test split of another stereo dataset, the left view's disparity from OpenCV StereoSGBM and
 from the DPN (left image only; its width fraction x the width), with and without pp, against
 the ground truth: EPE and bad-1/2/3 (% of pixels off by more than N px; a pixel without an
-estimate counts as bad and lowers coverage), and depth metrics (Z = f B / (d + doffs); 80 m
+estimate counts as bad and lowers coverage), the same on the pixels where the first SGBM row
+answers (SGBM's own EPE covers only those), and depth metrics (Z = f B / (d + doffs); 80 m
 cap) as predicted and after per-image median scaling (the DPN may come from another rig).
 """
 from __future__ import annotations
@@ -112,8 +113,9 @@ def stereo_comparison(model: str, dataset: str, options: dict, limit: int,
         'dpn': LearnedStereoEstimator(loaded),
         'dpn + pp': LearnedStereoEstimator(loaded, post_process='pp'),
     })
-    sums = {name: {'disparity': MetricAverager(), 'depth': MetricAverager(),
-                   'depth_median_scaled': MetricAverager(), 'seconds': 0.0}
+    sums = {name: {'disparity': MetricAverager(), 'disparity_on_sgbm_pixels': MetricAverager(),
+                   'depth': MetricAverager(), 'depth_median_scaled': MetricAverager(),
+                   'seconds': 0.0}
             for name in estimators}
     for index in range(count):
         sample = samples[index]
@@ -122,6 +124,7 @@ def stereo_comparison(model: str, dataset: str, options: dict, limit: int,
         # The right camera of the rig: principal point doffs to the right, Tx = -f B.
         right_camera = CameraIntrinsics(camera.width, camera.height, camera.fx, camera.fy,
                                         camera.cx + doffs, camera.cy, tx=-camera.fx * baseline)
+        sgbm_pixels = None     # where the first SGBM row answers: every method's EPE there too
         for name, estimator in estimators.items():
             start = time.perf_counter()
             result = estimator.estimate(sample['rgb'], 'rgb8', sample['right'], 'rgb8',
@@ -132,6 +135,10 @@ def stereo_comparison(model: str, dataset: str, options: dict, limit: int,
             disparity = result.disparity - np.float32(doffs)
             sums[name]['disparity'].add(disparity_metrics(disparity, sample['disparity'],
                                                           (1, 2, 3)))
+            if sgbm_pixels is None:
+                sgbm_pixels = np.isfinite(disparity)
+            sums[name]['disparity_on_sgbm_pixels'].add(disparity_metrics(
+                disparity, np.where(sgbm_pixels, sample['disparity'], np.nan), (1, 2, 3)))
             for label, scaling in (('depth', False), ('depth_median_scaled', True)):
                 protocol = DepthEvalProtocol(max_depth=80.0, median_scaling=scaling)
                 sums[name][label].add(depth_metrics(result.depth, sample['depth'], protocol))
@@ -147,13 +154,15 @@ def print_table(results: dict) -> None:
     if 'methods' in results:
         print(f"{results['dataset']} {results['options']}: {results['images']} image(s) of "
               f"{results['size']}, model {results['model']}")
-        header = ('method', 'EPE px', 'bad-1 %', 'bad-2 %', 'bad-3 %', 'cover', 'AbsRel',
-                  'AbsRel med', 'd1 med', 's')
+        header = ('method', 'EPE px', 'bad-1 %', 'bad-2 %', 'bad-3 %', 'cover',
+                  'EPE / bad-2 % on SGBM px', 'AbsRel', 'AbsRel med', 'd1 med', 's')
         print(' | '.join(header))
         for name, m in results['methods'].items():
             d, z, zm = m['disparity'], m['depth'], m['depth_median_scaled']
+            on = m['disparity_on_sgbm_pixels']
             print(' | '.join([name, f"{d['epe']:.2f}", f"{d['bad_1']:.1f}", f"{d['bad_2']:.1f}",
                               f"{d['bad_3']:.1f}", f"{d['coverage']:.3f}",
+                              f"{on['epe']:.2f} / {on['bad_2']:.1f}",
                               f"{z['abs_rel']:.3f}", f"{zm['abs_rel']:.3f}",
                               f"{zm['delta1']:.3f}", f"{m['seconds']:.2f}"]))
         return

@@ -178,8 +178,7 @@ def inspect(bags: Sequence[Path], out=sys.stdout) -> dict[str, list[dict[str, st
     print('\nWhat these topics can train (roles: training/datasets/rosbag.py):', file=out)
     for method, sets in candidates.items():
         if not sets:
-            need = ', '.join(ROLES[method].required)
-            print(f'  {method}: no topics fit (needs {need})', file=out)
+            print(f'  {method}: no topics fit (needs {ROLES[method].needs()})', file=out)
             continue
         print(f'  {method}:', file=out)
         for roles in sets[:2]:

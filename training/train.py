@@ -562,7 +562,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help='train from this recording (repeatable; sets data.source=rosbag '
                              'and data.bags; python -m training.inspect_bag BAG)')
     parser.add_argument('--topic', action='append', metavar='ROLE:=TOPIC',
-                        help='the topic of a role (repeatable), e.g. image:=/camera/image')
+                        help='the topic of a role (repeatable), e.g. image:=/camera/image; '
+                        'ROLE:= (empty) drops a role the config names')
     return parser.parse_intermixed_args(argv)
 
 
@@ -574,7 +575,7 @@ def bag_overrides(bags: Sequence[str] | None, topics: Sequence[str] | None) -> l
         out += ['data.source=rosbag', f'data.bags={json.dumps(list(bags))}']
     for item in topics or ():
         role, sep, topic = item.partition(':=')
-        if not sep or not role or not topic:
+        if not sep or not role:
             raise ConfigError(f"--topic '{item}' is not of the form ROLE:=TOPIC")
         out.append(f'data.topics.{role}={json.dumps(topic)}')
     return out

@@ -6,11 +6,24 @@ metric depth and disparity out (ROS-free; stereo_depth_node and tests run the sa
 - :class:`LearnedStereoEstimator`: a disparity model (Shen et al.'s DPN) on the left image
   alone; its output, a fraction of the width, times the width is the disparity in pixels.
 
-Both turn disparity into depth with the live rig: Z = fx B / (d + cx_r - cx_l), B from the
-right camera's P[0, 3] = -fx B (as stereo_image_proc) unless a baseline is given. A learned
-model predicts the disparity of the rig it was trained on, so its depth is right on that rig
-(the paper trains on the robot's own pairs); ``rig_ratio`` in the result tells how far the
-live rig's (fx / W) B is from the training rig's.
+SGBM turns disparity into depth with the live rig: Z = fx B / (d + cx_r - cx_l), B from the
+right camera's P[0, 3] = -fx B (as stereo_image_proc) unless a baseline is given.
+
+A learned model sees one image, so what it predicts is the depth of the rig it was trained
+on, read from the apparent size of things: the live baseline cannot change what it sees,
+while the live focal length (per image width) makes things look nearer or farther (the
+canonical-camera argument, as in Metric3D). With the training rig's baseline B_t in the
+spec, its output fraction f (disparity / width) becomes
+
+    Z = (fx / W) B_t / (f + o),    o = (cx_r - cx_l) / W
+
+with fx / W of the live camera, and the published disparity is that of the live rig,
+d = fx B / Z = (f W + cx_r - cx_l) B / B_t, so Z = f T / d holds in the DisparityImage. o, the
+live rig's principal-point offset, is taken to be the training rig's too (exact when the
+model was trained on this rig or both offsets are 0, as stereo_image_proc rectifies). A spec
+without a training baseline (0) keeps the model's disparity as this rig's: Z = fx B / (f W +
+cx_r - cx_l) with the live B. ``focal_ratio`` in the extras is the live fx / W over the
+spec's focal_fraction: far from 1 the depth leans on the apparent-size assumption.
 """
 from __future__ import annotations
 
@@ -187,15 +200,18 @@ class LearnedStereoEstimator:
         if spec.output_scale != 1.0 or spec.output_shift != 0.0:
             fraction = fraction * np.float32(spec.output_scale) + np.float32(spec.output_shift)
         offset = disparity_offset(camera, right_out)
-        # The model's disparity is that of the image it saw; the pixel offset between the
-        # principal points belongs to the rig: Z = fx B / (d + cx_r - cx_l).
-        disparity = fraction * np.float32(width)
-        depth = _mask_range(stereo_depth(disparity, camera.fx, b, offset),
+        # The model's disparity is that of the image it saw; the principal-point offset
+        # belongs to the rig. Depth from the training baseline when the spec has one (module
+        # docstring), else from this rig's; the published disparity is this rig's fx B / Z.
+        disparity = fraction * np.float32(width) + np.float32(offset)
+        training_baseline = spec.baseline if spec.baseline > 0 else b
+        depth = _mask_range(stereo_depth(disparity, camera.fx, training_baseline),
                             depth_range or (spec.min_depth, spec.max_depth))
-        extras = {}
-        if spec.focal_fraction > 0 and spec.baseline > 0:
-            extras['rig_ratio'] = (camera.fx / width * b) / (spec.focal_fraction * spec.baseline)
+        to_live = np.float32(b / training_baseline)
+        extras = {'training_baseline': spec.baseline > 0}
+        if spec.focal_fraction > 0:
+            extras['focal_ratio'] = camera.fx / width / spec.focal_fraction
         max_fraction = float(spec.extras.get('max_disparity', 1.0))
-        return StereoResult(depth, disparity + np.float32(offset), camera, b, offset,
-                            max_fraction * width + offset, LEARNED_DISPARITY_STEP,
+        return StereoResult(depth, disparity * to_live, camera, b, offset * to_live,
+                            (max_fraction * width + offset) * to_live, LEARNED_DISPARITY_STEP,
                             (0, 0, width, height), seconds, extras)

@@ -117,7 +117,7 @@ def test_sgbm_depth_and_disparity_image_equal_the_estimator():
         assert list(probe.messages('depth/camera_info')[0].k) == list(LEFT.k.ravel())
 
 
-def test_disparity_model_depth_from_rig_baseline_or_parameter(tmp_path):
+def test_disparity_model_depth_from_training_baseline_disparity_of_this_rig(tmp_path):
     model = write_affine_model(tmp_path / 'constant.onnx', CONSTANT_SPEC, weights=(0, 0, 0),
                                bias=0.05)
     with ros_graph(node_factory(model=str(model))) as (probe, (node,)):
@@ -129,20 +129,27 @@ def test_disparity_model_depth_from_rig_baseline_or_parameter(tmp_path):
         left, right = textured_pair(1)
         rig.pair(left, right, header(3))
         wait_count(probe, 'depth/image', 1)
-        # d = 0.05 * 160 = 8 px, Z = fx B / d = 100 * 0.12 / 8 (the live rig, not the spec's)
+        # 0.05 * 160 = 8 px of the training rig: Z = fx B_t / 8 = 100 * 0.5 / 8 (spec's B_t)
         depth = ros_io.image_to_array(probe.messages('depth/image')[0])
-        np.testing.assert_allclose(depth, FX * BASELINE / 8.0, rtol=1e-5)
+        np.testing.assert_allclose(depth, FX * 0.5 / 8.0, rtol=1e-5)
         wait_count(probe, 'disparity', 1)
+        # The published disparity is this rig's: fx B / Z = 8 x 0.12 / 0.5 px.
         disparity = probe.messages('disparity')[0]
-        np.testing.assert_allclose(ros_io.image_to_array(disparity.image), 8.0, rtol=1e-5)
+        np.testing.assert_allclose(ros_io.image_to_array(disparity.image), 8.0 * 0.24,
+                                   rtol=1e-5)
         assert (disparity.f, disparity.t, disparity.max_disparity) == \
-            (FX, pytest.approx(BASELINE), 160.0)
+            (FX, pytest.approx(BASELINE), pytest.approx(160.0 * 0.24))
         assert node.set_parameters([Parameter('baseline', value=0.3)])[0].successful
         rig.pair(left, right, header(4))
         wait_count(probe, 'depth/image', 2)
+        wait_count(probe, 'disparity', 2)
+        # Another baseline: the same depth, the disparity of a 0.3 m rig.
         np.testing.assert_allclose(ros_io.image_to_array(probe.messages('depth/image')[1]),
-                                   FX * 0.3 / 8.0, rtol=1e-5)
-        # The rig differs from the training rig's (fx / W) B: a hint in the log.
+                                   FX * 0.5 / 8.0, rtol=1e-5)
+        np.testing.assert_allclose(
+            ros_io.image_to_array(probe.messages('disparity')[1].image), 8.0 * 0.3 / 0.5,
+            rtol=1e-5)
+        # This camera's fx / W (0.625) is not the training rig's 0.9: a hint in the log.
         assert node.hints.counts['rig'] >= 1
 
 

@@ -245,3 +245,103 @@ def test_training_from_a_bag_resumes_bit_identically(rgbd_mcap, tmp_path):
     for net, tensors in a['networks'].items():
         for key, value in tensors.items():
             assert np.array_equal(value.numpy(), b['networks'][net][key].numpy()), key
+
+
+def semidense_m(frame: int) -> np.ndarray:
+    """Semi-dense depth (32FC1 m) at the depth camera's size: every third pixel of every
+    second row known (2 + 0.01 c + 0.001 frame m), the rest NaN, one pixel 0 (unknown)."""
+    depth = np.full(DEPTH, np.nan, np.float32)
+    cols = np.arange(0, DEPTH[1], 3)
+    depth[::2, ::3] = (2.0 + 0.01 * cols + 0.001 * frame)[None, :]
+    depth[0, 0] = 0.0
+    return depth
+
+
+@pytest.fixture(scope='module')
+def semidense_bag(tmp_path_factory):
+    """6 frames at 10 Hz: semi-dense depth (32FC1) from a SLAM and the dense target (16UC1)
+    5 ms later; frame 4's target is 50 ms off (beyond the 20 ms tolerance)."""
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import Stores, get_typestore
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    types = store.types
+    path = tmp_path_factory.mktemp('bags') / 'semidense'
+    with Writer(path, version=8) as writer:
+        conns = {t: writer.add_connection(t, 'sensor_msgs/msg/Image', typestore=store)
+                 for t in ('/slam/depth', '/rgbd/depth')}
+        for frame in range(6):
+            t = START + frame * 100 * MS
+            td = t + (50 if frame == 4 else 5) * MS
+            for topic, stamp, msg in (
+                    ('/slam/depth', t, _image(types, t, semidense_m(frame), '32FC1')),
+                    ('/rgbd/depth', td, _image(types, td, depth_mm(frame), '16UC1'))):
+                writer.write(conns[topic], stamp, store.serialize_cdr(msg, msg.__msgtype__))
+    return path
+
+
+def test_semidense_from_recorded_semidense_depth_and_a_dense_target(semidense_bag):
+    from training.models.semidense import SemiDenseConfig, SemiDenseMethod
+    topics = {'semidense': '/slam/depth', 'depth': '/rgbd/depth'}
+    data = RosbagDataset('train', bags=[str(semidense_bag)], topics=topics,
+                         method='semidense', holdout=0.0)
+    # Frame 4 has no target within 20 ms; samples are named after the semi-dense topic.
+    assert [int(s['name'].split('@')[1]) - START for s in data] == \
+        [f * 100 * MS for f in (0, 1, 2, 3, 5)]
+    sample = data[3]
+    assert 'rgb' not in sample and sample['semidense_depth'].shape == DEPTH
+    assert sample['semidense_depth'][2, 3] == pytest.approx(2.0 + 0.03 + 0.003)
+    assert np.isnan(sample['semidense_depth'][[0, 1], [0, 3]]).all()
+    assert sample['depth'][1, 4] == pytest.approx((1000 + 40 + 3) / 1000.0)
+    # The method takes the recorded semi-dense depth as its input (no mask drawn): at the
+    # model size of the depth camera, known = every 3rd pixel of every 2nd row but (0, 0)
+    method = SemiDenseMethod(SemiDenseConfig(input_height=12, input_width=16,
+                                             stem_channels=4, channels=8, dilations=(1, 2),
+                                             use_intensity=False))
+    batch = method.make_batch([sample], np.random.default_rng(0))
+    known = np.zeros(DEPTH, bool)
+    known[::2, ::3] = True
+    known[0, 0] = False
+    np.testing.assert_array_equal(batch['input'][0, 1].numpy() > 0.5, known)
+    np.testing.assert_allclose(batch['input'][0, 0].numpy()[known],
+                               sample['semidense_depth'][known], rtol=1e-6)
+    np.testing.assert_allclose(batch['log_depth'][0, 0].numpy()[1, 4], np.log(1.043),
+                               rtol=1e-4)
+    # The intensity channel needs the image role.
+    with_intensity = SemiDenseMethod(SemiDenseConfig(input_height=12, input_width=16,
+                                                     stem_channels=4, channels=8,
+                                                     dilations=(1, 2), use_intensity=True))
+    with pytest.raises(KeyError, match=r"lacks \['rgb'\]"):
+        with_intensity.make_batch([sample])
+    with pytest.raises(BagDataError, match=r"lacks \['image or semidense'\]"):
+        RosbagDataset('train', bags=[str(semidense_bag)], topics={'depth': '/rgbd/depth'},
+                      method='semidense')
+
+
+def test_semidense_trains_from_recorded_semidense_depth(semidense_bag, tmp_path):
+    from training.config import load_config
+    from training.train import run_training
+    config_path = Path(__file__).resolve().parents[2] / 'training' / 'configs' / \
+        'semidense_bag.yaml'
+    config = load_config(config_path, [
+        f'data.bags=[{semidense_bag}]', 'data.holdout=0.0', 'data.val_split=',
+        'data.topics={semidense: /slam/depth, depth: /rgbd/depth}',
+        'method.options.input_height=12', 'method.options.input_width=16',
+        'method.options.stem_channels=4', 'method.options.channels=8',
+        'method.options.dilations=[1, 2]', 'trainer.batch_size=2',
+        'trainer.stage_steps.high_lr=2', 'trainer.stage_steps.low_lr=1',
+        f'trainer.run_dir={tmp_path / "run"}', 'trainer.export_onnx=false',
+        'trainer.val_every=0', 'trainer.threads=1', 'trainer.device=cpu'])
+    result = run_training(config, progress=False)
+    assert result.step == 3
+    assert all(np.isfinite(v.numpy()).all()
+               for v in result.method.state_dict()['networks']['network'].values())
+
+
+def test_topic_arguments_set_and_drop_roles():
+    from training.config import ConfigError
+    from training.train import bag_overrides
+    assert bag_overrides(['a', 'b'], ['semidense:=/slam/depth', 'image:=']) == [
+        'data.source=rosbag', 'data.bags=["a", "b"]',
+        'data.topics.semidense="/slam/depth"', 'data.topics.image=""']
+    with pytest.raises(ConfigError, match="'image' is not of the form"):
+        bag_overrides([], ['image'])

@@ -20,6 +20,8 @@ Optional keys of particular datasets:
   differ (Middlebury's doffs): depth = fx * baseline / (disparity + disparity_offset)
 - ``right_nir``: (H, W) uint8 NIR image of the right camera of an RGB (left) / NIR (right)
   rectified rig (PittsStereo-RGBNIR), not registered to ``rgb``
+- ``semidense_depth``: (h, w) float32 metres, NaN unknown: semi-dense depth a SLAM
+  recorded for this frame (rosbag ``semidense`` role), the same field of view as ``depth``
 - ``stamp``: float seconds since the first frame of a sequence (synthetic sequences)
 - ``pose``: (4, 4) float64 world_from_camera (optical frame) transform (synthetic sequences)
 """

@@ -11,7 +11,10 @@ Config (training/configs/<method>_bag.yaml)::
 
 Roles per method (ROLES): ``image`` + ``depth`` for eigen, pix2pix and semidense (semidense
 sparsifies the dense depth on the fly with its LSD-SLAM-like masks), optionally with
-``camera_info`` / ``depth_camera_info`` to register a depth image of another size;
+``camera_info`` / ``depth_camera_info`` to register a depth image of another size; or, for
+semidense, ``semidense`` (the semi-dense depth a SLAM published, 32FC1 m or 16UC1 mm, what
+semidense_depth_node subscribes; same field of view as ``depth``) + ``depth`` (the dense
+target) [+ ``image`` for the intensity channel], paired by stamp: no mask is drawn then;
 ``left`` + ``right`` + ``left_camera_info`` + ``right_camera_info`` for monodepth (rectified
 pair, baseline from the right P as the stereo node takes it; no labels); ``image`` + ``depth``
 unpaired for cyclegan and ``nir`` + ``image`` unpaired for nir_ctn (the topics may come from
@@ -66,10 +69,15 @@ class BagRoles:
     optional: tuple[str, ...] = ()
     paired: bool = True
     keys: Mapping[str, str] = field(default_factory=dict)   # role -> sample key
+    one_of: tuple[str, ...] = ()      # optional roles of which at least one is needed
 
     @property
     def roles(self) -> tuple[str, ...]:
         return self.required + self.optional
+
+    def needs(self) -> str:
+        """The roles a topic set needs, in words."""
+        return ', '.join(self.required + ((' or '.join(self.one_of),) if self.one_of else ()))
 
 
 _RGBD = BagRoles(('image', 'depth'), {'image': 'image', 'depth': 'depth',
@@ -80,7 +88,11 @@ _RGBD = BagRoles(('image', 'depth'), {'image': 'image', 'depth': 'depth',
 ROLES: dict[str, BagRoles] = {
     'eigen': _RGBD,
     'pix2pix': _RGBD,
-    'semidense': _RGBD,
+    # image + depth (masks drawn on the fly), or semidense + depth [+ image]
+    'semidense': BagRoles(('depth',), {**_RGBD.kinds, 'semidense': 'depth'},
+                          optional=('image', 'semidense') + _RGBD.optional,
+                          keys={**_RGBD.keys, 'semidense': 'semidense_depth'},
+                          one_of=('image', 'semidense')),
     'monodepth': BagRoles(('left', 'right', 'left_camera_info', 'right_camera_info'),
                           {'left': 'image', 'right': 'image', 'left_camera_info': 'camera_info',
                            'right_camera_info': 'camera_info'},
@@ -308,8 +320,10 @@ class RosbagDataset:
         roles = ROLES[method]
         unknown = set(topics) - set(roles.roles)
         missing = [r for r in roles.required if not topics.get(r)]
+        if roles.one_of and not any(topics.get(r) for r in roles.one_of):
+            missing.append(' or '.join(roles.one_of))
         if unknown or missing:
-            raise BagDataError(f'{method} trains from roles {list(roles.required)} (optional '
+            raise BagDataError(f'{method} trains from roles {roles.needs()} (optional '
                                f'{list(roles.optional)}); data.topics lacks {missing} and has '
                                f'unknown {sorted(unknown)} (--topic ROLE:=TOPIC)')
         self.roles, self.split, self.method = roles, split, method
@@ -331,7 +345,10 @@ class RosbagDataset:
             self._stream(indexes, split, holdout)
 
     def _pair(self, indexes, split, holdout, tolerance_ns) -> None:
-        primary_role = self.roles.required[0]
+        # One message of the primary role per sample: the image (or semi-dense depth) when
+        # the method takes one, else the first required role.
+        primary_role = next((r for r in self.roles.one_of if r in self.topics),
+                            self.roles.required[0])
         for index in indexes:
             if not all(t in index for t in self.topics.values()):
                 continue           # paired roles must come from one bag
@@ -387,8 +404,9 @@ class RosbagDataset:
             sample['disparity'] = np.full(sample['rgb'].shape[:2], np.nan, np.float32)
         elif self.roles.paired:
             camera = values.get('camera_info')
-            sample['depth'] = register_depth(sample['depth'], sample['rgb'].shape[:2],
-                                             values.get('depth_camera_info'), camera)
+            if 'rgb' in sample:
+                sample['depth'] = register_depth(sample['depth'], sample['rgb'].shape[:2],
+                                                 values.get('depth_camera_info'), camera)
             if camera is not None:
                 sample['camera'] = camera
         return sample

@@ -3,7 +3,9 @@ sparse (LiDAR-like) depth + its mask [+ intensity] -> dense depth, here as a lea
 correction of the nearest-neighbour fill in scale-free log depth
 (training/networks/semidense_net.py), Adam at 1e-4 then 1e-5 as in the paper.
 
-Training masks: the pixels a semi-dense SLAM would reconstruct (adaptive threshold of the
+Training inputs: semi-dense depth recorded with the frame (sample key ``semidense_depth``,
+e.g. a bag's ``semidense`` topic beside a dense target), else masks drawn over the dense
+depth: the pixels a semi-dense SLAM would reconstruct (adaptive threshold of the
 intensity gradient, as the paper simulates LSD-SLAM), uniform random samples, and LiDAR-like
 scan lines; ``mask_kind`` picks one or mixes all three. Batches are made with the node's own
 pre-processing (depth_nodes.core.semidense.semidense_fill_tensor) on the whole image and then
@@ -222,29 +224,43 @@ class SemiDenseMethod(DepthMethod):
     def make_batch(self, samples: Sequence[Mapping[str, Any]],
                    rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
         """Samples -> network inputs (the node's pre-processing at the model size, then
-        cropped) and log-depth targets. Masks and crops are drawn from ``rng`` (default:
-        numpy's global generator, which the trainer seeds and checkpoints)."""
+        cropped) and log-depth targets. The sparse input is the sample's recorded semi-dense
+        depth (``semidense_depth``) when it has one, else a mask drawn over its dense depth.
+        Masks and crops are drawn from ``rng`` (default: numpy's global generator, which the
+        trainer seeds and checkpoints)."""
         c = self.config
         spec = self.model_spec()
         rng = rng if rng is not None else np.random.default_rng(np.random.randint(2 ** 31))
         crop_h, crop_w = c.crop_height or c.input_height, c.crop_width or c.input_width
         inputs, targets = [], []
         for sample in samples:
-            require_keys(sample, self.sample_keys, self.name)
+            given = sample.get('semidense_depth')
+            require_keys(sample, ('depth',) if given is not None and not c.use_intensity
+                         else self.sample_keys, self.name)
             depth = resize_depth(sample['depth'], c.input_height, c.input_width)
             with np.errstate(invalid='ignore'):
                 known = np.isfinite(depth) & (depth >= c.min_depth) & (depth <= c.max_depth)
             if not known.any():
                 raise ValueError(f"sample '{sample.get('name', '?')}' has no ground truth in "
                                  f'[{c.min_depth}, {c.max_depth}] m')
-            rgb = resize_image(sample['rgb'], c.input_height, c.input_width)
-            gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
-            mask = self.draw_mask(gray, known, rng)
-            sparse = np.where(mask, depth, np.float32(np.nan)).astype(np.float32)
-            if c.depth_noise > 0:
-                noise = rng.normal(1.0, c.depth_noise, sparse.shape).astype(np.float32)
-                sparse = np.where(mask, sparse * np.maximum(noise, 0.1), sparse)
-            tensor = semidense_fill_tensor(sparse, spec, gray)
+            gray = None
+            if sample.get('rgb') is not None:
+                rgb = resize_image(sample['rgb'], c.input_height, c.input_width)
+                gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+            if given is None:
+                mask = self.draw_mask(gray, known, rng)
+                sparse = np.where(mask, depth, np.float32(np.nan)).astype(np.float32)
+                if c.depth_noise > 0:
+                    noise = rng.normal(1.0, c.depth_noise, sparse.shape).astype(np.float32)
+                    sparse = np.where(mask, sparse * np.maximum(noise, 0.1), sparse)
+            else:
+                # As recorded, at its own size: the fill moves it to the model grid as the
+                # node does (resample_sparse_depth).
+                sparse = given
+            try:
+                tensor = semidense_fill_tensor(sparse, spec, gray)
+            except ValueError as exc:
+                raise ValueError(f"sample '{sample.get('name', '?')}': {exc}") from None
             top = int(rng.integers(c.input_height - crop_h + 1))
             left = int(rng.integers(c.input_width - crop_w + 1))
             window = np.s_[top:top + crop_h, left:left + crop_w]
