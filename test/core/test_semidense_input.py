@@ -158,19 +158,35 @@ def test_neighbourhood_fill_is_the_geometric_mean_of_the_nearest_fill_over_the_g
     assert np.allclose(neighbourhood_fill(2 * nearest, distance), 2 * fill, rtol=1e-5)
 
 
-def test_coarse_linear_fill_is_exact_for_log_linear_depth_inside_the_samples():
-    # log depth affine in the pixel coordinates, given on whole 4x4 blocks at the corners
-    # and the centre of a 48x64 image: the block means are the values at the block centres,
-    # Delaunay-linear between them and the bilinear resize keep an affine function exact.
-    rows, cols = np.mgrid[0:48, 0:64] + 0.0
-    truth = np.exp(0.5 + 0.01 * cols - 0.02 * rows).astype(np.float32)
+def test_linear_on_grid_reproduces_an_affine_function_inside_the_hull():
+    from depth_nodes.core.semidense import _linear_on_grid
+    rng = np.random.default_rng(0)
+    points = np.unique(rng.integers(0, [30, 40], (120, 2)), axis=0)
+    points = np.vstack([points, [[0, 0], [0, 39], [29, 0], [29, 39]]])   # hull = the grid
+    values = 0.5 + 0.03 * points[:, 0] - 0.02 * points[:, 1]
+    out = _linear_on_grid(points, values, 30, 40)
+    rows, cols = np.mgrid[0:30, 0:40]
+    assert np.allclose(out, 0.5 + 0.03 * rows - 0.02 * cols, atol=1e-9)
+    # outside the hull of three corners: NaN
+    corner = _linear_on_grid(np.array([[0, 0], [0, 39], [29, 0]]), np.zeros(3), 30, 40)
+    assert np.isnan(corner[29, 39]) and corner[0, 0] == 0.0
+
+
+def test_coarse_linear_fill_by_hand():
+    # Depth known in the first and last 4 columns of a 48x64 image, log depth affine in the
+    # column x. Blocks (4x4) average log depth: block column j holds f(4 j + 1.5). Free
+    # block columns 2-13 are Delaunay-linear between columns 0 and 15, so exact; columns 1
+    # and 14 touch known blocks and take their mean, f(1.5) and f(57.5); the bilinear resize
+    # then gives pixel x the value at block coordinate (x - 1.5) / 4.
+    cols = np.arange(64, dtype=np.float64)
+    f = 0.2 + 0.02 * cols
     depth = np.full((48, 64), NAN, np.float32)
-    for top, left in ((0, 0), (0, 60), (44, 0), (44, 60), (20, 28)):
-        depth[top:top + 4, left:left + 4] = truth[top:top + 4, left:left + 4]
-    fill = coarse_linear_fill(depth)
-    # inside the hull of the block centres (1.5 .. 45.5 x 1.5 .. 61.5)
-    assert np.allclose(fill[2:46, 2:62], truth[2:46, 2:62], rtol=1e-5)
-    assert np.allclose(coarse_linear_fill(3 * depth), 3 * fill, rtol=1e-5)   # scale-free
+    depth[:, :4] = np.exp(f[:4])
+    depth[:, 60:] = np.exp(f[60:])
+    fill = np.log(coarse_linear_fill(depth))
+    assert np.allclose(fill[:, 10:54], f[10:54], atol=1e-5)     # between block columns 2-13
+    assert np.allclose(fill[:, 5], 0.2 + 0.02 * 1.5, atol=1e-5)  # block columns 0 and 1
+    assert np.allclose(np.log(coarse_linear_fill(3 * depth)), fill + np.log(3), atol=1e-5)
 
 
 def test_coarse_linear_fill_outside_the_samples_takes_the_nearest_interpolated_block():
