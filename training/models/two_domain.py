@@ -51,7 +51,7 @@ from training.losses.cycle import CycleConsistencyLoss
 from training.losses.identity import IdentityLoss, match_channels
 from training.losses.lsgan import LSGANDiscriminatorLoss, LSGANGeneratorLoss
 from training.losses.patchnce import MultilayerPatchNCELoss
-from training.models.base import DepthMethod, TrainContext
+from training.models.base import DepthMethod, TrainContext, linear_decay_factor
 from training.networks.patchgan import PatchGANDiscriminator
 from training.networks.projection_head import PatchProjectionHead
 from training.networks.resnet_generator import NORMS, ResnetGenerator, encoder_layer_names
@@ -135,9 +135,7 @@ class TranslationConfig:
 
     def lr_factor(self, step: int) -> float:
         """CycleGAN's schedule: 1 for lr_constant_steps, then linearly down to 0."""
-        if self.lr_decay_steps <= 0 or step < self.lr_constant_steps:
-            return 1.0
-        return max(0.0, 1.0 - (step - self.lr_constant_steps + 1) / (self.lr_decay_steps + 1))
+        return linear_decay_factor(step, self.lr_constant_steps, self.lr_decay_steps)
 
 
 class ImageHistory:
