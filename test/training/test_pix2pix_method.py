@@ -159,7 +159,8 @@ def test_onnx_export_matches_pytorch_and_the_node_runtime(tmp_path):
     assert 0.5 <= np.nanmin(depth) and np.nanmax(depth) <= 8.0
 
 
-@pytest.mark.parametrize('name', ['pix2pix_nyu', 'pix2pix_diml', 'pix2pix_synthetic_demo'])
+@pytest.mark.parametrize('name', ['pix2pix_nyu', 'pix2pix_diml', 'pix2pix_synthetic_demo',
+                                  'pix2pix_synthetic_variety_demo'])
 def test_one_iteration_per_config_through_the_trainer(name, tmp_path):
     run = tmp_path / 'run'
     rc = train_cli.main([
