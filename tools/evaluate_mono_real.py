@@ -12,9 +12,14 @@ ONNX Runtime, depth resized to the image). Columns, over the pixels with ground 
 - Abs Rel and delta<1.25 after per-image median scaling (prediction * median(gt) /
   median(prediction)), training.metrics.depth_metrics;
 - Spearman: rank correlation of predicted and true depth (scale-free: the depth order).
+- rho(bright=near): rank correlation of the predicted depth with the "brighter is nearer"
+  map (depth = 256 - BT.601 luma). Near 1 means the model mostly turned brightness into
+  depth, the shortcut issue 21 warns cyclegan about; the same column for the ground truth
+  ('bright = near' row, Spearman) says how much brightness really tells depth in this scene.
 Baselines: 'constant' = median(gt) everywhere (Abs Rel and delta<1.25 only: a constant has
 no order); 'row index' = "lower in the image is nearer", depth = H - row, i.e.
-decreasing downwards (Spearman only: its values are not depths).
+decreasing downwards (Spearman only: its values are not depths); 'bright = near' = the
+luma map above (Spearman only).
 Goal (issue 21): each model beats 'constant' in Abs Rel and delta<1.25, Spearman >= 0.6.
 """
 from __future__ import annotations
@@ -23,6 +28,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 from scipy.stats import spearmanr
 
@@ -49,21 +55,30 @@ def row_index_depth(shape: tuple[int, int]) -> np.ndarray:
     return np.repeat((shape[0] - rows)[:, None], shape[1], axis=1)
 
 
-def goal_rows(models, sample) -> list[tuple[str, float, float, float]]:
-    """(name, Abs Rel, delta<1.25, Spearman) per baseline and model; NaN where undefined."""
+def bright_is_near_depth(rgb: np.ndarray) -> np.ndarray:
+    """'Brighter is nearer': 256 - BT.601 luma of an RGB image, a positive depth-like map."""
+    return 256.0 - cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float64)
+
+
+def goal_rows(models, sample) -> list[tuple[str, float, float, float, float]]:
+    """(name, Abs Rel, delta<1.25, Spearman, rho(bright=near)) per baseline and model; NaN
+    where undefined."""
     truth = sample['depth']
+    # Over the pixels with ground truth, as every other column.
+    bright = np.where(np.isfinite(truth), bright_is_near_depth(sample['rgb']), np.nan)
     median = DepthEvalProtocol(median_scaling=True)
     constant = depth_metrics(np.full_like(truth, np.nanmedian(truth)), truth, median)
-    rows = [('constant median(gt)', constant['abs_rel'], constant['delta1'], np.nan),
+    rows = [('constant median(gt)', constant['abs_rel'], constant['delta1'], np.nan, np.nan),
             ('row index (lower = nearer)', np.nan, np.nan,
-             depth_order(row_index_depth(truth.shape), truth))]
+             depth_order(row_index_depth(truth.shape), truth), np.nan),
+            ('bright = near (256 - luma)', np.nan, np.nan, depth_order(bright, truth), np.nan)]
     for model in models:
         estimator = MonoDepthEstimator(open_model(model, 'onnxruntime'))
         depth = estimator.estimate(sample['rgb'], 'rgb8', sample['camera'],
                                    depth_range=EVALUATION_RANGE).depth
         m = depth_metrics(depth, truth, median)
         rows.append((Path(model).stem if model.endswith('.onnx') else model, m['abs_rel'],
-                     m['delta1'], depth_order(depth, truth)))
+                     m['delta1'], depth_order(depth, truth), depth_order(depth, bright)))
     return rows
 
 
@@ -74,9 +89,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     sample = MiddleburyMotorcycle('test')[0]
     print(f"{'Middlebury motorcycle 741x500, median-scaled':46s} {'Abs Rel':>8s} "
-          f"{'d<1.25':>7s} {'Spearman':>8s}")
-    for name, abs_rel, delta1, rho in goal_rows(args.model, sample):
-        print(f'{name:46s} {abs_rel:8.3f} {delta1:7.3f} {rho:8.3f}'.replace('nan', '  -'))
+          f"{'d<1.25':>7s} {'Spearman':>8s} {'rho(bright=near)':>16s}")
+    for name, abs_rel, delta1, rho, rho_bright in goal_rows(args.model, sample):
+        print(f'{name:46s} {abs_rel:8.3f} {delta1:7.3f} {rho:8.3f} {rho_bright:16.3f}'
+              .replace('nan', '  -'))
     return 0
 
 

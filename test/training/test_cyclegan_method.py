@@ -194,6 +194,27 @@ def test_unpaired_domains_are_disjoint_halves_and_reproducible():
         UnpairedDomains(fake_depth_scenes.FakeRooms(size=1), seed=0)
 
 
+def test_unpaired_domains_forward_the_epoch_keys_of_an_augmented_dataset():
+    from training.datasets.augment import AugmentConfig
+    from training.train import EpochAugmentedDataset
+    data = fake_depth_scenes.FakeRooms(size=10, height=8, width=8)
+    jitter = AugmentConfig(flip_probability=0.0, brightness=0.3, contrast=0.0, saturation=0.0,
+                           gamma=(1.0, 1.0))
+    augmented = EpochAugmentedDataset(data, jitter, seed=0)
+    pairs = UnpairedDomains(augmented, seed=5, disjoint=True)
+    assert pairs.takes_epoch and not UnpairedDomains(data, seed=5).takes_epoch
+    np.random.seed(0)
+    item = pairs[(2, 1)]
+    np.random.seed(0)
+    y_index = int(pairs.y_indices[np.random.randint(5)])
+    # X is sample x_indices[1] of epoch 2 with that epoch's jitter, Y a depth of epoch 2.
+    x_expected = augmented[(2, int(pairs.x_indices[1]))]
+    assert np.array_equal(item['domain_x']['rgb'], x_expected['rgb'])
+    assert not np.array_equal(item['domain_x']['rgb'], data[int(pairs.x_indices[1])]['rgb'])
+    assert item['domain_y']['name'] == data[y_index]['name']
+    np.testing.assert_array_equal(item['domain_y']['depth'], data[y_index]['depth'])
+
+
 def test_image_history_replays_old_fakes_and_survives_checkpoints():
     torch.manual_seed(0)
     history = ImageHistory(2)

@@ -121,11 +121,26 @@ def test_make_batch_uses_the_nodes_preprocessing_and_masks_missing_depth():
         method.make_batch([{'rgb': sample['rgb'], 'name': 'no-depth'}])
 
 
+def test_linear_lr_decay_is_the_papers_code_schedule():
+    torch.manual_seed(0)
+    method = Pix2PixMethod(Pix2PixConfig(**SMALL, lr_constant_steps=2, lr_decay_steps=3))
+    batch = method.make_batch(fake_samples(2))
+    # lr x (1 - (step - 2 + 1) / 4) after the 2 constant steps: 1, 1, 3/4, 1/2, 1/4, 0, 0
+    lrs = [method.training_step(batch, step)['lr'] for step in range(7)]
+    assert lrs == pytest.approx([2e-4, 2e-4, 1.5e-4, 1e-4, 0.5e-4, 0.0, 0.0])
+    assert all(group['lr'] == 0.0 for optimizer in method.optimizers().values()
+               for group in optimizer.param_groups)
+    constant = Pix2PixMethod(Pix2PixConfig(**SMALL))        # the default: no decay
+    assert constant.training_step(batch, 10 ** 6)['lr'] == 2e-4
+
+
 def test_config_checks_name_the_problem():
     with pytest.raises(ValueError, match='multiple of 2\\*\\*num_downs = 16'):
         Pix2PixConfig(input_height=40, input_width=48, num_downs=4)
     with pytest.raises(ValueError, match='min_depth'):
         Pix2PixConfig(min_depth=5.0, max_depth=1.0)
+    with pytest.raises(ValueError, match='lr_decay_steps must be >= 0'):
+        Pix2PixConfig(lr_decay_steps=-1)
 
 
 def test_onnx_export_matches_pytorch_and_the_node_runtime(tmp_path):
@@ -144,7 +159,8 @@ def test_onnx_export_matches_pytorch_and_the_node_runtime(tmp_path):
     assert 0.5 <= np.nanmin(depth) and np.nanmax(depth) <= 8.0
 
 
-@pytest.mark.parametrize('name', ['pix2pix_nyu', 'pix2pix_diml', 'pix2pix_synthetic_demo'])
+@pytest.mark.parametrize('name', ['pix2pix_nyu', 'pix2pix_diml', 'pix2pix_synthetic_demo',
+                                  'pix2pix_synthetic_variety_demo'])
 def test_one_iteration_per_config_through_the_trainer(name, tmp_path):
     run = tmp_path / 'run'
     rc = train_cli.main([

@@ -187,6 +187,15 @@ class DepthMethod(abc.ABC):
 
 # --- helpers shared by the methods ------------------------------------------------------
 
+def linear_decay_factor(step: int, constant_steps: int, decay_steps: int) -> float:
+    """The learning-rate factor of pix2pix's and CycleGAN's schedule (Isola et al.'s and Zhu
+    et al.'s code, 'linear' policy): 1 for ``constant_steps``, then linearly down towards 0
+    over ``decay_steps``; 1 throughout when ``decay_steps`` is 0."""
+    if decay_steps <= 0 or step < constant_steps:
+        return 1.0
+    return max(0.0, 1.0 - (step - constant_steps + 1) / (decay_steps + 1))
+
+
 def build_dataclass(cls: type, values: Mapping[str, Any], where: str):
     """A frozen dataclass from a mapping; unknown keys are an error naming ``where``.
 

@@ -24,7 +24,7 @@ from depth_nodes.core.model_spec import ModelSpec
 from training.losses.gan import BinaryCrossEntropyGANLoss
 from training.losses.masked_l1 import MaskedL1Loss
 from training.models.base import (DepthMethod, TrainContext, depth_targets, images_to_batch,
-                                  require_keys, rgb_image_spec)
+                                  linear_decay_factor, require_keys, rgb_image_spec)
 from training.networks.patchgan import NORMS, PatchGANDiscriminator
 from training.networks.unet import UNetGenerator
 
@@ -47,6 +47,10 @@ class Pix2PixConfig:
     l1_weight: float = 100.0           # lambda, eq. 4
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
+    # The paper's code schedule ('linear'): lr for lr_constant_steps, then linearly to 0 over
+    # lr_decay_steps; 0 decay steps = a constant lr.
+    lr_constant_steps: int = 0
+    lr_decay_steps: int = 0
     min_depth: float = 0.1             # metres mapped to output +1 (brightest)
     max_depth: float = 10.0            # metres mapped to output -1
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)   # pixels to [-1, 1], as in pix2pix
@@ -63,6 +67,8 @@ class Pix2PixConfig:
             raise ValueError(f"norm '{self.norm}' not in {NORMS}")
         if self.l1_weight < 0:
             raise ValueError('l1_weight must be >= 0')
+        if self.lr_constant_steps < 0 or self.lr_decay_steps < 0:
+            raise ValueError('lr_constant_steps and lr_decay_steps must be >= 0')
 
 
 def depth_to_normalized(depth: torch.Tensor, min_depth: float, max_depth: float
@@ -132,6 +138,11 @@ class Pix2PixMethod(DepthMethod):
 
     def training_step(self, batch: Mapping[str, torch.Tensor], step: int) -> dict[str, float]:
         image, target, valid = batch['image'], batch['normalized_depth'], batch['valid']
+        c = self.config
+        lr = c.lr * linear_decay_factor(step, c.lr_constant_steps, c.lr_decay_steps)
+        for optimizer in self._optimizers.values():
+            for group in optimizer.param_groups:
+                group['lr'] = lr
         fake = self._generator(image)
 
         # D step: minimise [BCE(D(x, y), 1) + BCE(D(x, G(x)), 0)] / 2 (eq. 1, halved).
@@ -159,7 +170,7 @@ class Pix2PixMethod(DepthMethod):
                 'discriminator_real': float(torch.sigmoid(d_real.detach()).mean()),
                 'discriminator_fake': float(torch.sigmoid(d_fake.detach()).mean()),
                 'generator_gan_loss': float(loss_gan.detach()),
-                'generator_l1_loss': float(loss_l1.detach())}
+                'generator_l1_loss': float(loss_l1.detach()), 'lr': lr}
 
     @torch.no_grad()
     def predict_depth(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:

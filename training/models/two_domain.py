@@ -51,7 +51,7 @@ from training.losses.cycle import CycleConsistencyLoss
 from training.losses.identity import IdentityLoss, match_channels
 from training.losses.lsgan import LSGANDiscriminatorLoss, LSGANGeneratorLoss
 from training.losses.patchnce import MultilayerPatchNCELoss
-from training.models.base import DepthMethod, TrainContext
+from training.models.base import DepthMethod, TrainContext, linear_decay_factor
 from training.networks.patchgan import PatchGANDiscriminator
 from training.networks.projection_head import PatchProjectionHead
 from training.networks.resnet_generator import NORMS, ResnetGenerator, encoder_layer_names
@@ -135,9 +135,7 @@ class TranslationConfig:
 
     def lr_factor(self, step: int) -> float:
         """CycleGAN's schedule: 1 for lr_constant_steps, then linearly down to 0."""
-        if self.lr_decay_steps <= 0 or step < self.lr_constant_steps:
-            return 1.0
-        return max(0.0, 1.0 - (step - self.lr_constant_steps + 1) / (self.lr_decay_steps + 1))
+        return linear_decay_factor(step, self.lr_constant_steps, self.lr_decay_steps)
 
 
 class ImageHistory:
@@ -361,6 +359,8 @@ class UnpairedDomains:
     and checkpointed by the trainer, per worker in DataLoader workers). With ``disjoint``
     false both domains use all samples, shuffled independently. ``flip``: each domain's
     sample is mirrored with probability 1/2, independently (CycleGAN's default augmentation).
+    Over an epoch-augmented dataset (``takes_epoch``, data.augment) it takes the trainer's
+    (epoch, index) keys and reads both domains' samples with that epoch.
     """
 
     def __init__(self, dataset: Sequence, seed: int, disjoint: bool = True,
@@ -374,14 +374,19 @@ class UnpairedDomains:
         self.x_indices = order[:half] if disjoint else order
         self.y_indices = order[half:] if disjoint else order
         self.flip = flip
+        self.takes_epoch = bool(getattr(dataset, 'takes_epoch', False))
 
     def __len__(self) -> int:
         return len(self.x_indices)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def _read(self, key: int | tuple[int, int], index: int) -> dict[str, Any]:
+        return self.dataset[(key[0], int(index)) if self.takes_epoch else int(index)]
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index = key[1] if self.takes_epoch else key
         y_index = self.y_indices[np.random.randint(len(self.y_indices))]
-        pair = {'domain_x': self.dataset[int(self.x_indices[index])],
-                'domain_y': self.dataset[int(y_index)]}
+        pair = {'domain_x': self._read(key, self.x_indices[index]),
+                'domain_y': self._read(key, y_index)}
         if self.flip:
             rng = np.random.default_rng(np.random.randint(2 ** 31))
             pair = {k: random_horizontal_flip(v, rng) for k, v in pair.items()}
