@@ -30,6 +30,7 @@ def save_program(module, example_inputs: Sequence, path: Path, spec_json: str,
     import torch
     module = module.eval()
     program = torch.export.export(module, tuple(example_inputs))
+    program.example_inputs = None   # else the file carries the example input (MBs of image)
     io = {'inputs': {n: list(t.shape) for n, t in zip(input_names, example_inputs)},
           'outputs': list(output_names)}
     torch.export.save(program, str(path),
