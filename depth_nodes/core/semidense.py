@@ -398,10 +398,10 @@ def semidense_fill_tensor(depth: np.ndarray, spec, intensity: np.ndarray | None 
     with this same function.
     """
     channels = spec.input_channels
-    if channels not in (3, 4, 5, 6):
+    if channels not in (3, 4, 6):
         raise ValueError(f'a nearest-fill semidense model has 3 (nearest depth, mask, '
-                         f'distance), 4 (+ intensity), 5 (+ neighbourhood fill) or 6 (+ '
-                         f'coarse linear fill) input channels, this one has {channels}')
+                         f'distance), 4 (+ intensity) or 6 (+ neighbourhood and coarse '
+                         f'linear fills) input channels, this one has {channels}')
     height, width = spec.input_size
     if height and width and depth.shape != (height, width):
         depth = resample_sparse_depth(depth, height, width)
@@ -412,9 +412,8 @@ def semidense_fill_tensor(depth: np.ndarray, spec, intensity: np.ndarray | None 
     tensor[0, 2] = distance
     if channels >= 4:
         _write_intensity(tensor[0, 3], intensity, 'fourth')
-    if channels >= 5:
-        tensor[0, 4] = neighbourhood_fill(nearest, distance)
     if channels == 6:
+        tensor[0, 4] = neighbourhood_fill(nearest, distance)
         tensor[0, 5] = coarse_linear_fill(depth)
     return tensor
 

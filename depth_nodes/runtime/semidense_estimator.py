@@ -33,7 +33,7 @@ from depth_nodes.runtime.model import LoadedModel
 # Input channels (without, with intensity) of each depth normalisation (core.semidense):
 # 'frame_percentile' models see depth / s and output depth / s; 'log_geometric_mean' models
 # see the nearest fill in metres and output metres (the normalisation is in their graph).
-NORMALIZATION_CHANNELS = {DEPTH_NORMALIZATION: (2, 3), FILL_NORMALIZATION: (3, 4, 5, 6)}
+NORMALIZATION_CHANNELS = {DEPTH_NORMALIZATION: (2, 3), FILL_NORMALIZATION: (3, 4, 6)}
 
 
 class SemiDenseEstimator:

@@ -44,7 +44,7 @@ from training.networks.semidense_net import (SemiDenseArchitecture, SemiDenseNet
                                              frame_log_mean)
 
 MASK_KINDS = ('gradient', 'random', 'scanlines', 'mixed')
-BASE_FILLS = ('nearest', 'neighbourhood', 'blend')
+BASE_FILLS = ('nearest', 'blend')
 log = logging.getLogger(__name__)
 
 
@@ -72,10 +72,9 @@ class SemiDenseConfig:
     input_height: int = 240
     input_width: int = 320
     use_intensity: bool = True          # intensity image as the fourth input channel
-    # The first guess the network corrects: 'nearest' (the nearest-neighbour fill),
-    # 'neighbourhood' (core.semidense.neighbourhood_fill, a fifth input channel; needs
-    # use_intensity) or 'blend' (the neighbourhood fill near samples, the coarse linear fill
-    # far from them, a sixth channel, with the blend weight learnt).
+    # The first guess the network corrects: 'nearest' (the nearest-neighbour fill) or 'blend'
+    # (core.semidense.neighbourhood_fill near samples, coarse_linear_fill far from them: the
+    # fifth and sixth input channels, after the intensity; the blend weight learnt).
     base_fill: str = 'nearest'
     stem_channels: int = 16
     channels: int = 32
@@ -140,10 +139,10 @@ class SemiDenseConfig:
 
     @property
     def input_channels(self) -> int:
-        """FILL_CHANNELS[:n]: nearest depth, mask, distance [, intensity [, neighbourhood
-        [, coarse linear]]]."""
-        if self.base_fill != 'nearest':
-            return {'neighbourhood': 5, 'blend': 6}[self.base_fill]
+        """FILL_CHANNELS[:n]: nearest depth, mask, distance [, intensity [, neighbourhood,
+        coarse linear]]."""
+        if self.base_fill == 'blend':
+            return 6
         return 4 if self.use_intensity else 3
 
     @property

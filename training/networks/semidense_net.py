@@ -10,7 +10,6 @@ with c the frame's mean log known depth (its geometric mean depth),
     c = sum(m log n) / sum(m)                      scale: c -> c + log k when depths x k
     x = log n - c                                  the fill, scale-free
     log d = c + x + f([x, m, log(1 + dist) / 4 [, I]])                 3 or 4 channels
-    log d = c + b + f(...),  b = log nb - c                            5 channels
     log d = c + (1 - a) b + a (log cl - c) + f_1(...),                 6 channels
             a = sigmoid((dist - 10) / 2.5 + f_0(...))
     d_out = n where m, else d                      known depths pass through exactly
@@ -66,8 +65,8 @@ ACTIVATIONS = {'elu': nn.ELU, 'relu': nn.ReLU,
 
 @dataclass(frozen=True)
 class SemiDenseArchitecture:
-    # nearest depth, mask, distance (+ intensity: 4, + neighbourhood fill: 5, which is then
-    # the base, + coarse linear fill: 6, the base a learnt blend of the two)
+    # nearest depth, mask, distance (+ intensity: 4, + neighbourhood and coarse linear fills:
+    # 6, the first guess a learnt blend of the two)
     in_channels: int = 3
     stem_channels: int = 16                       # full-resolution features
     channels: int = 32                            # half-resolution features
@@ -79,10 +78,10 @@ class SemiDenseArchitecture:
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation '{self.activation}' not in {sorted(ACTIVATIONS)}")
-        if self.in_channels not in (3, 4, 5, 6):
+        if self.in_channels not in (3, 4, 6):
             raise ValueError(f'in_channels must be 3 (nearest depth, mask, distance), 4 '
-                             f'(+ intensity), 5 (+ neighbourhood fill) or 6 (+ coarse linear '
-                             f'fill), got {self.in_channels}')
+                             f'(+ intensity) or 6 (+ neighbourhood and coarse linear fills), '
+                             f'got {self.in_channels}')
         if self.stem_channels < 1 or self.channels < 1:
             raise ValueError('stem_channels and channels must be positive')
         if not self.dilations or any(int(d) < 1 for d in self.dilations):
@@ -230,19 +229,16 @@ class SemiDenseNet(nn.Module):
             features.append(push_pull_fill(fill, mask, self.arch.smooth_levels))
         if self.arch.in_channels >= 4:
             features.append(x[:, 3:4])
-        base = fill
-        if self.arch.in_channels >= 5:   # the neighbourhood fill is the first guess
-            base = torch.log(x[:, 4:5].clamp(min=MIN_DEPTH)) - c
-            features.append(base)
         if not self.gated:
-            relative = base + self.correction(torch.cat(features, dim=1))
+            relative = fill + self.correction(torch.cat(features, dim=1))
             return relative.clamp(-LOG_RANGE, LOG_RANGE), c
+        near = torch.log(x[:, 4:5].clamp(min=MIN_DEPTH)) - c
         coarse = torch.log(x[:, 5:6].clamp(min=MIN_DEPTH)) - c
-        features.append(coarse)
+        features += [near, coarse]
         out = self.correction(torch.cat(features, dim=1))
         # log d = c + (1 - a) nb + a cl + f,  a = sigmoid((dist - centre) / width + g)
         a = torch.sigmoid((distance - BLEND_CENTRE) / BLEND_WIDTH + out[:, 0:1])
-        relative = base + a * (coarse - base) + out[:, 1:2]
+        relative = near + a * (coarse - near) + out[:, 1:2]
         return relative.clamp(-LOG_RANGE, LOG_RANGE), c
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
