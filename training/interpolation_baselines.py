@@ -9,7 +9,7 @@ Baselines (metres in, metres out; NaN = unknown):
   pixels (scipy.interpolate.LinearNDInterpolator); outside their convex hull, nearest.
 - ``neighbourhood``: the nearest fill averaged (in log depth) over a square as large as each
   pixel's distance to the nearest sample (depth_nodes.core.semidense.neighbourhood_fill, a
-  gather form of discrete Sibson interpolation): the first guess of the shipped model.
+  gather form of discrete Sibson interpolation): the shipped model's fill near the samples.
 - ``blend``: the neighbourhood fill near the samples, the coarse linear fill
   (depth_nodes.core.semidense.coarse_linear_fill) far from them, in log depth, with the
   fixed distance weight the 6-channel network starts from (training.networks.semidense_net).

@@ -144,8 +144,7 @@ def frame_depth_scale(depth: np.ndarray, percentile: float = DEFAULT_SCALE_PERCE
     """
     values = depth[known_depth(depth)]
     if values.size == 0:
-        raise ImageFormatError('the semi-dense input has no known depth (all pixels 0, NaN '
-                               'or filtered out)', 'no_depth')
+        raise _no_depth()
     return float(np.percentile(values, percentile))
 
 
@@ -236,6 +235,11 @@ BARYCENTRIC_TOLERANCE = 1e-2    # a cell this far outside a triangle still count
 FILL_NORMALIZATION = 'log_geometric_mean'
 
 
+def _no_depth() -> ImageFormatError:
+    return ImageFormatError('the semi-dense input has no known depth (all pixels 0, NaN or '
+                            'filtered out)', 'no_depth')
+
+
 def nearest_fill_with_distance(depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sparse (H, W) metres (NaN unknown) -> (every pixel's nearest known depth, its
     distance to that pixel in pixels), both float32.
@@ -247,8 +251,7 @@ def nearest_fill_with_distance(depth: np.ndarray) -> tuple[np.ndarray, np.ndarra
     known = known_depth(depth)
     values = depth[known]
     if values.size == 0:
-        raise ImageFormatError('the semi-dense input has no known depth (all pixels 0, NaN '
-                               'or filtered out)', 'no_depth')
+        raise _no_depth()
     distance, labels = cv2.distanceTransformWithLabels(
         (~known).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
     return values.astype(np.float32)[labels - 1], distance
@@ -333,9 +336,11 @@ def _linear_on_grid(points: np.ndarray, values: np.ndarray, rows: int, cols: int
 
 def coarse_linear_fill(depth: np.ndarray, block: int = COARSE_BLOCK) -> np.ndarray:
     """Piecewise-linear interpolation of log depth on a grid ``block`` times coarser: the
-    known log depths are averaged per block, the occupied blocks triangulated (Delaunay,
-    scipy's LinearNDInterpolator), blocks outside their convex hull take the nearest occupied
-    block, and the coarse map is resized back bilinearly. Far from the samples this is the
+    known log depths are averaged per block; a free block next to known ones takes their
+    mean, free blocks further out are interpolated in the Delaunay triangles of the known
+    blocks around them (_linear_on_grid), blocks outside those triangles take the nearest
+    block that has a value, and the coarse map is resized back bilinearly. Far from the
+    samples this is the
     linear interpolation across a gap, at a fraction of its cost at full resolution (the
     triangulation has at most one vertex per block); near them the fine fills are better.
     (H, W) metres (NaN unknown) -> (H, W) float32 metres (sizes that are not multiples of
@@ -350,8 +355,7 @@ def coarse_linear_fill(depth: np.ndarray, block: int = COARSE_BLOCK) -> np.ndarr
     counts = known.reshape(rows, block, cols, block).sum((1, 3))
     occupied = counts > 0
     if not occupied.any():
-        raise ImageFormatError('the semi-dense input has no known depth (all pixels 0, NaN '
-                               'or filtered out)', 'no_depth')
+        raise _no_depth()
     means = np.zeros((rows, cols))
     means[occupied] = sums[occupied] / counts[occupied]
     coarse = np.where(occupied, means, np.nan)

@@ -7,11 +7,11 @@ of another size is moved onto the model's grid sample by sample
 (core.semidense.resample_sparse_depth: no sample is blurred into its unknown neighbours),
 the dense output is resized back bilinearly and the known input depths can be put back
 exactly (``keep_input_depth``). Two kinds of model (spec extras.depth_normalization):
-'log_geometric_mean' models take the nearest fill, mask, distances [and intensity] in
-metres and return metres (the scale is handled in their graph, so their output scales with
-the input); the older 'frame_percentile' models take depth / s and return depth / s. The
-network bridges the gaps between samples it learnt at its training resolution: run it at
-that size (the shipped model: the camera's 640x480).
+'log_geometric_mean' models take the nearest fill, mask, distances [, intensity and the
+neighbourhood and coarse linear fills] in metres and return metres (the scale is handled in
+their graph, so their output scales with the input); the older 'frame_percentile' models
+take depth / s and return depth / s. The network bridges the gaps between samples it learnt
+at its training resolution: run it at that size (the shipped model: the camera's 640x480).
 """
 from __future__ import annotations
 
