@@ -599,6 +599,10 @@ class SemiDenseFramePath(DepthFramePath):
                   float_range=(0.0, 1e6)),
         Parameter('keep_input_depth', True, 'publish known input depths unchanged, the network '
                   'fills the rest'),
+        Parameter('native_resolution', True, 'inputs larger than the model run at their own '
+                  'resolution, the network over them in overlapping tiles of its size (time '
+                  'grows with the pixel count); false: moved onto the model grid and back',
+                  applies=RELOAD),
         points_to_camera_parameter('semidense/points'),
         sync_slop_parameter(0.02, 'largest stamp difference (s) of synchronised inputs',
                             applies=START_ONLY),
@@ -625,7 +629,8 @@ class SemiDenseFramePath(DepthFramePath):
     @classmethod
     def build_estimator(cls, model, values):
         try:
-            return SemiDenseEstimator(model, values['output_resolution'])
+            return SemiDenseEstimator(model, values['output_resolution'],
+                                      values['native_resolution'])
         except ValueError as exc:
             raise ModelLoadError(values['model'], str(exc)) from None
 

@@ -435,6 +435,32 @@ def _write_intensity(channel: np.ndarray, intensity: np.ndarray | None, which: s
     np.multiply(intensity, np.float32(1.0 / 255.0), out=channel, casting='unsafe')
 
 
+TILE_MARGIN = 64   # pixels: a tile's border this wide is left to its neighbour (the shipped
+                   # network's receptive field is 131 px: 65 each side)
+
+
+def tile_starts(length: int, tile: int, margin: int = TILE_MARGIN) -> list[int]:
+    """The starts of the fewest windows of ``tile`` pixels that cover ``length`` pixels
+    (``length >= tile``) and overlap by at least ``2 margin``, spread evenly from 0 to
+    ``length - tile``."""
+    if tile <= 2 * margin:
+        raise ValueError(f'a tile of {tile} px cannot keep a margin of {margin} px each side')
+    if length < tile:
+        raise ValueError(f'{length} px is shorter than one tile of {tile} px')
+    count = 1 + -(-(length - tile) // (tile - 2 * margin))     # ceil
+    if count == 1:
+        return [0]
+    step = (length - tile) / (count - 1)
+    return [int(round(i * step)) for i in range(count)]
+
+
+def tile_cuts(starts: list[int], tile: int, length: int) -> list[tuple[int, int]]:
+    """The part [a, b) of the image each tile writes: the overlap of neighbouring tiles is
+    cut in its middle, so every pixel comes from the tile it lies deepest inside."""
+    edges = [0] + [(starts[i] + tile + starts[i + 1]) // 2 for i in range(len(starts) - 1)]
+    return list(zip(edges, edges[1:] + [length]))
+
+
 def merge_known_depth(dense: np.ndarray, sparse: np.ndarray,
                       depth_range: tuple[float, float] | None = None) -> np.ndarray:
     """``dense`` with every known pixel of ``sparse`` (same size) put back exactly.

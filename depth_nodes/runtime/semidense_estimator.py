@@ -2,16 +2,19 @@
 post-processing for models with ``input_kind`` 'semidense' (Makarov et al.).
 
 ROS-free, shared by semidense_depth_node, offline bag processing, the evaluation CLI and
-the tests. The model's input is static (TensorRT needs a fixed profile): a semi-dense map
-of another size is moved onto the model's grid sample by sample
-(core.semidense.resample_sparse_depth: no sample is blurred into its unknown neighbours),
-the dense output is resized back bilinearly and the known input depths can be put back
-exactly (``keep_input_depth``). Two kinds of model (spec extras.depth_normalization):
+the tests. The model's input is static (TensorRT needs a fixed profile). A semi-dense map
+larger than the model's grid is, for models with the fill channels and
+``native_resolution`` (the default), filled at its own resolution and the network run over
+it in overlapping tiles of its size (core.semidense.tile_starts: each pixel comes from the
+tile it lies deepest inside), so no resampling costs accuracy. Otherwise it is moved onto
+the model's grid sample by sample (core.semidense.resample_sparse_depth: no sample is
+blurred into its unknown neighbours) and the dense output resized back bilinearly. Known
+input depths can be put back exactly (``keep_input_depth``). Two kinds of model (spec extras.depth_normalization):
 'log_geometric_mean' models take the nearest fill, mask, distances [, intensity and the
 neighbourhood and coarse linear fills] in metres and return metres (the scale is handled in
 their graph, so their output scales with the input); the older 'frame_percentile' models
-take depth / s and return depth / s. The network bridges the gaps between samples it learnt
-at its training resolution: run it at that size (the shipped model: the camera's 640x480).
+take depth / s and return depth / s. The fill-channel models see gaps in pixels of the
+input, whatever its size, so they run at the input's own resolution.
 """
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ from depth_nodes.core.model_spec import ModelSpec
 from depth_nodes.core.postprocess import output_to_metres, resize_output, squeeze_output
 from depth_nodes.core.semidense import (DEPTH_NORMALIZATION, FILL_NORMALIZATION, known_depth,
                                         merge_known_depth, resample_sparse_depth,
-                                        semidense_fill_tensor, semidense_to_tensor)
+                                        semidense_fill_tensor, semidense_to_tensor,
+                                        TILE_MARGIN, tile_cuts, tile_starts)
 from depth_nodes.runtime.estimator import OUTPUT_RESOLUTIONS, DepthResult
 from depth_nodes.runtime.model import LoadedModel
 
@@ -39,7 +43,8 @@ NORMALIZATION_CHANNELS = {DEPTH_NORMALIZATION: (2, 3), FILL_NORMALIZATION: (3, 4
 class SemiDenseEstimator:
     """One semi-dense depth map (metres, NaN unknown) [+ intensity] -> dense metric depth."""
 
-    def __init__(self, model: LoadedModel, output_resolution: str = 'input'):
+    def __init__(self, model: LoadedModel, output_resolution: str = 'input',
+                 native_resolution: bool = True):
         if output_resolution not in OUTPUT_RESOLUTIONS:
             raise ValueError(f"output_resolution '{output_resolution}' not in "
                              f'{OUTPUT_RESOLUTIONS}')
@@ -58,6 +63,7 @@ class SemiDenseEstimator:
                              f'intensity, neighbourhood and coarse linear fills), this one '
                              f'{spec.input_channels}')
         self._fill_input = normalization == FILL_NORMALIZATION
+        self.native_resolution = native_resolution
         self.model = model
         self.output_resolution = output_resolution
         self._input_name = spec.input_names[0]
@@ -94,17 +100,28 @@ class SemiDenseEstimator:
         Raises core.encodings.ImageFormatError when the input has no known depth.
         """
         height, width = depth.shape
+        grid_h, grid_w = self.spec.input_size
+        tiled = (self._fill_input and self.native_resolution and height >= grid_h
+                 and width >= grid_w and (height, width) != (grid_h, grid_w))
         if self._fill_input:
-            tensor = semidense_fill_tensor(depth, self.spec, intensity)
+            # Tiled: the fills at the input's own resolution, the network over them in
+            # overlapping tiles of its size; else everything on the model's grid.
+            tensor = semidense_fill_tensor(
+                depth, replace(self.spec, input_height=height, input_width=width)
+                if tiled else self.spec, intensity)
             known = tensor[0, 1] > 0
             scale = 1.0       # the graph restores the scale: its output is metres
         else:
             tensor, scale = semidense_to_tensor(depth, self.spec, intensity)
         start = time.perf_counter()
-        outputs = self.model.engine.run({self._input_name: tensor})
+        if tiled:
+            raw = self._run_tiled(tensor)
+        else:
+            raw = squeeze_output(self.model.engine.run(
+                {self._input_name: tensor})[self.spec.output_name])
         inference_s = time.perf_counter() - start
-        raw = squeeze_output(outputs[self.spec.output_name])
-        out_h, out_w = (height, width) if self.output_resolution == 'input' else raw.shape
+        out_h, out_w = (height, width) if self.output_resolution == 'input' \
+            else (grid_h, grid_w)
         out_camera = None
         if camera is not None:
             out_camera = camera if (out_w, out_h) == (camera.width, camera.height) \
@@ -123,3 +140,22 @@ class SemiDenseEstimator:
             scale = float(np.exp(np.log(tensor[0, 0][known]).mean()))
         return DepthResult(dense, out_camera, inference_s,
                            {'scale': scale, 'known_fraction': known_fraction})
+
+    def _run_tiled(self, tensor: np.ndarray) -> np.ndarray:
+        """(1, C, H, W) input larger than the model's grid -> (H, W) output: the network
+        on overlapping windows of its own size (core.semidense.tile_starts), each pixel
+        taken from the window it lies deepest inside, so no window border (where the
+        network sees zero padding) reaches the output."""
+        grid_h, grid_w = self.spec.input_size
+        height, width = tensor.shape[-2:]
+        # A margin of a quarter tile at most (small test models), TILE_MARGIN for real ones.
+        margin = min(TILE_MARGIN, grid_h // 4, grid_w // 4)
+        rows, cols = tile_starts(height, grid_h, margin), tile_starts(width, grid_w, margin)
+        out = np.empty((height, width), np.float32)
+        for y, (top, bottom) in zip(rows, tile_cuts(rows, grid_h, height)):
+            for x, (left, right) in zip(cols, tile_cuts(cols, grid_w, width)):
+                window = np.ascontiguousarray(tensor[:, :, y:y + grid_h, x:x + grid_w])
+                raw = squeeze_output(self.model.engine.run(
+                    {self._input_name: window})[self.spec.output_name])
+                out[top:bottom, left:right] = raw[top - y:bottom - y, left - x:right - x]
+        return out

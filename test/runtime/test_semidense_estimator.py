@@ -78,7 +78,7 @@ def scene(height=48, width=64, density=0.1, seed=0):
     return sparse, gray
 
 
-def fill_model(tmp_path, height=48, width=64, base_fill='nearest'):
+def fill_model(tmp_path, height=48, width=64, base_fill='nearest', random_weights=True):
     """A tiny 'log_geometric_mean' SemiDenseNet with random weights, exported to ONNX."""
     import torch
 
@@ -88,25 +88,28 @@ def fill_model(tmp_path, height=48, width=64, base_fill='nearest'):
                                              stem_channels=4, channels=8, dilations=(1, 2),
                                              activation='relu', base_fill=base_fill))
     torch.manual_seed(0)
-    with torch.no_grad():
-        for p in method.network.parameters():
-            p.normal_(0.0, 0.1)
-    path = tmp_path / f'fill_{base_fill}.onnx'
+    if random_weights:
+        with torch.no_grad():
+            for p in method.network.parameters():
+                p.normal_(0.0, 0.1)
+    path = tmp_path / f'fill_{base_fill}_{random_weights}.onnx'
     export_onnx(method, path, write_program=False)
     return open_model(str(path), 'onnxruntime')
 
 
-@pytest.mark.parametrize('base_fill', ['nearest', 'blend'])
-def test_fill_model_keeps_known_depth_and_scales_with_it(tmp_path, base_fill):
-    estimator = SemiDenseEstimator(fill_model(tmp_path, base_fill=base_fill))
+@pytest.mark.parametrize('base_fill, native', [('nearest', False), ('blend', False),
+                                               ('blend', True)])
+def test_fill_model_keeps_known_depth_and_scales_with_it(tmp_path, base_fill, native):
+    estimator = SemiDenseEstimator(fill_model(tmp_path, base_fill=base_fill),
+                                   native_resolution=native)
     assert estimator.needs_intensity
     sparse, gray = scene(96, 128)                           # twice the model's size
     result = estimator.estimate(sparse, intensity=gray, keep_input_depth=True)
     known = np.isfinite(sparse)
     assert result.depth.shape == (96, 128) and np.isfinite(result.depth).all()
     assert np.array_equal(result.depth[known], sparse[known])
-    # extras['scale']: the geometric mean of the known depths on the model's grid
-    grid = resample_sparse_depth(sparse, 48, 64)
+    # extras['scale']: the geometric mean of the known depths on the grid the fills use
+    grid = sparse if native else resample_sparse_depth(sparse, 48, 64)
     assert result.extras['scale'] == pytest.approx(
         float(np.exp(np.log(grid[np.isfinite(grid)]).mean())), rel=1e-5)
     doubled = estimator.estimate(2.0 * sparse, intensity=gray, keep_input_depth=True)
@@ -134,3 +137,44 @@ def test_shipped_model_output_doubles_when_every_known_depth_doubles(density):
     assert once.shape == (1, 1, *spec.input_size) and np.isfinite(once).all()
     assert np.allclose(twice, 2.0 * once, rtol=0.01)
     assert not np.allclose(once, 2.0 * once, rtol=0.01)    # not vacuous: depths are > 0
+
+
+@pytest.mark.parametrize('length, tile, margin, starts', [
+    (640, 640, 64, [0]), (741, 640, 64, [0, 101]), (500, 480, 64, [0, 20]),
+    (2000, 640, 64, [0, 453, 907, 1360]), (96, 48, 12, [0, 24, 48])])
+def test_tiles_cover_the_image_and_leave_each_inner_border_to_a_neighbour(
+        length, tile, margin, starts):
+    from depth_nodes.core.semidense import tile_cuts, tile_starts
+    assert tile_starts(length, tile, margin) == starts
+    cuts = tile_cuts(starts, tile, length)
+    assert cuts[0][0] == 0 and cuts[-1][1] == length
+    assert all(a[1] == b[0] for a, b in zip(cuts, cuts[1:]))           # no gap, no overlap
+    for i, (start, (a, b)) in enumerate(zip(starts, cuts)):
+        assert start <= a < b <= start + tile
+        if i > 0:
+            assert a - start >= margin                  # the tile's own border is not used
+        if i < len(starts) - 1:
+            assert start + tile - b >= margin
+    with pytest.raises(ValueError, match='shorter'):
+        tile_starts(tile - 1, tile, margin)
+
+
+def test_native_resolution_runs_the_fills_at_the_inputs_size_in_tiles(tmp_path):
+    """An untrained blend model outputs its classical blend fill exactly (f = 0), so tiled
+    over a 96x128 input (3x3 windows of its 48x64) it is the blend at 96x128 itself;
+    moved onto its grid and back (native_resolution off) it is not."""
+    from training.interpolation_baselines import blend_fill
+    model = fill_model(tmp_path, base_fill='blend', random_weights=False)
+    calls = []
+    run = model.engine.run
+    model.engine.run = lambda feeds: calls.append(next(iter(feeds.values())).shape) or run(feeds)
+    sparse, gray = scene(96, 128, density=0.05)
+    tiled = SemiDenseEstimator(model).estimate(sparse, intensity=gray).depth
+    assert calls == [(1, 6, 48, 64)] * 9
+    expected = blend_fill(sparse)
+    assert np.allclose(tiled, expected, rtol=1e-4)
+    calls.clear()
+    grid = SemiDenseEstimator(model, native_resolution=False).estimate(
+        sparse, intensity=gray).depth
+    assert calls == [(1, 6, 48, 64)]
+    assert not np.allclose(grid, expected, rtol=1e-2)
