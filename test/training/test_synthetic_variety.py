@@ -209,3 +209,15 @@ def test_variety_fraction_mixes_the_two_worlds():
     assert 10 < sum(classic) < 30
     with pytest.raises(ValueError, match='variety'):
         SyntheticScenes('train', variety=1.5)
+
+
+def test_read_noise_covers_images_larger_than_its_bank():
+    """A 741x500 RGB image (1.1 M values) is larger than the 2^20-value noise bank: it reads
+    the bank cyclically instead of failing, and its noise still has the asked deviation."""
+    radiance = np.full((500, 741, 3), np.log(2.0), np.float32)     # 1 - e^-x = 0.5 at exposure 1
+    rng = np.random.default_rng(0)
+    clean = _to_uint8(radiance.copy(), 1.0, rng, 0.0).astype(np.float64)
+    noisy = _to_uint8(radiance.copy(), 1.0, rng, 4.0).astype(np.float64)
+    assert noisy.shape == (500, 741, 3)
+    assert np.std(noisy - clean) == pytest.approx(4.0, rel=0.05)
+    assert abs(np.mean(noisy - clean)) < 0.1

@@ -147,8 +147,13 @@ def _to_uint8(radiance: np.ndarray, exposure: float, rng: np.random.Generator,
     value *= np.float32(255.0)
     if noise_std > 0:
         bank = _read_noise_bank()
-        start = int(rng.integers(0, bank.size - value.size))
-        value += bank[start:start + value.size].reshape(value.shape) * np.float32(noise_std)
+        if value.size < bank.size:
+            start = int(rng.integers(0, bank.size - value.size))
+            noise = bank[start:start + value.size]
+        else:   # an image larger than the bank reads it cyclically from a random offset
+            start = int(rng.integers(0, bank.size))
+            noise = bank.take(np.arange(start, start + value.size) % bank.size)
+        value += noise.reshape(value.shape) * np.float32(noise_std)
     value += np.float32(0.5)
     return np.clip(value, 0, 255, out=value).astype(np.uint8)
 
