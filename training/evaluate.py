@@ -84,7 +84,8 @@ class ModuleEngine:
         return f'torch {torch.__version__} (checkpoint {self.model_path.name})'
 
 
-def load_estimator(model: str, backend: str = 'onnxruntime') -> MonoDepthEstimator:
+def load_estimator(model: str, backend: str = 'onnxruntime', native_resolution: bool = True
+                   ) -> MonoDepthEstimator:
     """An estimator for an exported model (path or name) or a training checkpoint (.pt)."""
     if Path(model).suffix == '.pt':
         from training.checkpoint import method_from_checkpoint
@@ -98,7 +99,8 @@ def load_estimator(model: str, backend: str = 'onnxruntime') -> MonoDepthEstimat
         loaded = open_model(model, backend, EngineOptions(intra_op_threads=1))
     if loaded.spec.input_kind == 'semidense':
         from depth_nodes.runtime.semidense_estimator import SemiDenseEstimator
-        return SemiDenseEstimator(loaded, output_resolution='input')
+        return SemiDenseEstimator(loaded, output_resolution='input',
+                                  native_resolution=native_resolution)
     if loaded.spec.input_kind not in MONO_INPUTS:
         raise ValueError(f"training.evaluate handles monocular models ({sorted(MONO_INPUTS)}); "
                          f"this model's input_kind is '{loaded.spec.input_kind}'")
@@ -296,6 +298,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--semidense-density', type=float, nargs='+', default=[0.1],
                         help='fraction(s) of pixels given as input, e.g. 0.01 0.05 0.1: '
                              'one table per density and a summary (default 0.1)')
+    parser.add_argument('--native-resolution', action=argparse.BooleanOptionalAction,
+                        default=True, help='semidense models: run at the image\'s own '
+                        'resolution (tiles), as the node does by default; --no-native-resolution: '
+                        'on the model\'s grid and back')
     parser.add_argument('--baseline-dataset', help='dataset of the train-mean baseline '
                                                    '(default: --dataset)')
     parser.add_argument('--baseline-split', default='train')
@@ -348,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      ('median_scaling', args.median_scaling)) if v is not None}
         protocol = dataclasses.replace(protocol, **changes)
 
-        estimator = load_estimator(args.model, args.backend)
+        estimator = load_estimator(args.model, args.backend, args.native_resolution)
         dataset = build_dataset(dataset_name, args.split, root, **options)
         predictors = {'model': estimator_predictor(estimator)}
         interpolations = [b for b in args.baseline if b not in ('none', 'train-mean')]

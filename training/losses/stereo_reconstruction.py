@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from training.geometry import gradient_x, gradient_y, resize_images, ssim, warp_horizontal
@@ -86,13 +85,8 @@ class StereoReconstructionLoss(nn.Module):
     """
 
     def __init__(self, ssim_alpha: float = 0.85, appearance_weight: float = 1.0,
-                 smoothness_weight: float = 0.1, lr_consistency_weight: float = 1.0,
-                 full_resolution: bool = False):
+                 smoothness_weight: float = 0.1, lr_consistency_weight: float = 1.0):
         super().__init__()
-        # Godard et al. 2019 (Monodepth2, sec. 3.3): every scale's disparity is enlarged to
-        # the input's size (bilinear) and C_ap is computed there, so a coarse map is judged
-        # on the full-resolution images instead of on blurred, shrunk ones.
-        self.full_resolution = full_resolution
         self.appearance = AppearanceMatchingLoss(ssim_alpha)
         self.smoothness = DisparitySmoothnessLoss()
         self.lr_consistency = LeftRightConsistencyLoss()
@@ -119,16 +113,9 @@ class StereoReconstructionLoss(nn.Module):
             # Both views in one batch (one warp, one SSIM): the mean over the 2B images is
             # half the sum of the left and right terms, each a mean over its B images.
             views = torch.cat([left_s, right_s])
-            if self.full_resolution and (height, width) != tuple(left.shape[-2:]):
-                full = F.interpolate(disparity, size=left.shape[-2:], mode='bilinear',
-                                     align_corners=False)   # fractions of the width: unchanged
-                reconstructions = warp_horizontal(torch.cat([right, left]),
-                                                  torch.cat([-full[:, :1], full[:, 1:]]))
-                appearance = 2 * self.appearance(torch.cat([left, right]), reconstructions)
-            else:
-                reconstructions = warp_horizontal(torch.cat([right_s, left_s]),
-                                                  torch.cat([-disp_l, disp_r]))  # I~l, I~r
-                appearance = 2 * self.appearance(views, reconstructions)
+            reconstructions = warp_horizontal(torch.cat([right_s, left_s]),
+                                              torch.cat([-disp_l, disp_r]))  # I~l, I~r
+            appearance = 2 * self.appearance(views, reconstructions)
             smoothness = 2 * self.smoothness(torch.cat([disp_l, disp_r]), views) / 2 ** scale
             lr_consistency = self.lr_consistency(disp_l, disp_r)
             # eq. 1: C_s = a_ap (C_ap^l + C_ap^r) + a_ds (C_ds^l + C_ds^r) + a_lr (C_lr^l + C_lr^r)
