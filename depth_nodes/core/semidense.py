@@ -435,8 +435,9 @@ def _write_intensity(channel: np.ndarray, intensity: np.ndarray | None, which: s
     np.multiply(intensity, np.float32(1.0 / 255.0), out=channel, casting='unsafe')
 
 
-TILE_MARGIN = 64   # pixels: a tile's border this wide is left to its neighbour (the shipped
-                   # network's receptive field is 131 px: 65 each side)
+# Pixels: a tile's border this wide is left to its neighbour (the shipped network's receptive
+# field is 131 px: 65 each side).
+TILE_MARGIN = 64
 
 
 def tile_starts(length: int, tile: int, margin: int = TILE_MARGIN) -> list[int]:

@@ -9,11 +9,11 @@ it in overlapping tiles of its size (core.semidense.tile_starts: each pixel come
 tile it lies deepest inside), so no resampling costs accuracy. Otherwise it is moved onto
 the model's grid sample by sample (core.semidense.resample_sparse_depth: no sample is
 blurred into its unknown neighbours) and the dense output resized back bilinearly. Known
-input depths can be put back exactly (``keep_input_depth``). Two kinds of model (spec extras.depth_normalization):
-'log_geometric_mean' models take the nearest fill, mask, distances [, intensity and the
-neighbourhood and coarse linear fills] in metres and return metres (the scale is handled in
-their graph, so their output scales with the input); the older 'frame_percentile' models
-take depth / s and return depth / s. The fill-channel models see gaps in pixels of the
+input depths can be put back exactly (``keep_input_depth``). Two kinds of model (spec
+extras.depth_normalization): 'log_geometric_mean' models take the nearest fill, mask,
+distances [, intensity and the neighbourhood and coarse linear fills] in metres and return
+metres (the scale is handled in their graph, so their output scales with the input); the
+older 'frame_percentile' models take depth / s and return depth / s. The fill-channel models see gaps in pixels of the
 input, whatever its size, so they run at the input's own resolution.
 """
 from __future__ import annotations
