@@ -13,8 +13,9 @@ input depths can be put back exactly (``keep_input_depth``). Two kinds of model 
 extras.depth_normalization): 'log_geometric_mean' models take the nearest fill, mask,
 distances [, intensity and the neighbourhood and coarse linear fills] in metres and return
 metres (the scale is handled in their graph, so their output scales with the input); the
-older 'frame_percentile' models take depth / s and return depth / s. The fill-channel models see gaps in pixels of the
-input, whatever its size, so they run at the input's own resolution.
+older 'frame_percentile' models take depth / s and return depth / s. The fill-channel
+models see gaps in pixels of the input, whatever its size, so they run at the input's own
+resolution.
 """
 from __future__ import annotations
 
