@@ -14,9 +14,10 @@ not depend on the values), then times
 - ``engine``: ONNX Runtime's run() alone, ``--threads`` intra-op threads;
 - ``estimator``: SemiDenseEstimator.estimate on a 10 % semi-dense map (nearest fill and
   distances, run, metres, keeping known depths): what the node spends per frame. The map is
-  of the model's size, or ``--input-height`` x ``--input-width`` (e.g. a 1000x1300 camera
-  through a model exported at 500x650: the estimator moves the samples onto the model's
-  grid and resizes the dense result back).
+  of the model's size, or ``--input-height`` x ``--input-width`` (e.g. a 1280x720 camera
+  through the 640x480 model: by default the estimator runs the network over overlapping
+  tiles at the camera's resolution; with ``--no-native-resolution`` it moves the samples
+  onto the model's grid and resizes the dense result back).
 
 - ``engine_cpu_provider`` (with ``--cpu-provider``, when the engine runs on the OpenVINO
   provider of ONNX Runtime's OpenVINO build): run() on ONNX Runtime's CPU provider instead.
@@ -90,6 +91,10 @@ def main(argv=None) -> int:
     parser.add_argument('--input-height', type=int, help='semi-dense map height for the '
                         'estimator timing (default: --height)')
     parser.add_argument('--input-width', type=int, help='(default: --width)')
+    parser.add_argument('--native-resolution', action=argparse.BooleanOptionalAction,
+                        default=True, help='a larger estimator input runs at its own '
+                        'resolution in tiles (the node\'s default); --no-native-resolution: '
+                        'moved onto the model\'s grid and back')
     parser.add_argument('--checkpoint', help='semidense training checkpoint (.pt)')
     parser.add_argument('--config', default=str(REPO / 'training' / 'configs' /
                                                 'semidense_synthetic.yaml'),
@@ -136,7 +141,7 @@ def main(argv=None) -> int:
             return 0
         model = open_model(str(path), 'onnxruntime', EngineOptions(intra_op_threads=args.threads))
         args.height, args.width = model.spec.input_size
-        estimator = SemiDenseEstimator(model)
+        estimator = SemiDenseEstimator(model, native_resolution=args.native_resolution)
         in_h, in_w = args.input_height or args.height, args.input_width or args.width
         depth, intensity = semidense_input(in_h, in_w)
         intensity = intensity if estimator.needs_intensity else None
@@ -145,6 +150,7 @@ def main(argv=None) -> int:
         name = model.spec.input_names[0]
         results = {
             'size': [args.height, args.width], 'input_size': [in_h, in_w],
+            'native_resolution': args.native_resolution,
             'threads': args.threads,
             'engine': timings(lambda: model.engine.run({name: tensor}), args.runs, args.warmup),
             'estimator': timings(
