@@ -142,3 +142,30 @@ def test_evaluation_cli_tables_several_densities(tmp_path, capsys):
     best = min(report['by_density']['0.1'][p]['mape'] for p in ('model', 'nearest'))
     marked = [r for r in rows[2:] if r[4].endswith('*')]
     assert [float(r[4].rstrip('*')) for r in marked] == [pytest.approx(best, abs=1e-3)]
+
+
+def test_evaluation_cli_runs_semidense_models_at_the_images_own_resolution(tmp_path):
+    """An untrained blend model (48x64) is exactly the classical blend fill; on 96x128 images
+    the CLI runs it at their own resolution by default, so its metrics equal the blend
+    baseline's, and moves it onto its grid with --no-native-resolution, so they do not."""
+    from training.export import export_onnx
+    from training.models.semidense import SemiDenseConfig, SemiDenseMethod
+    method = SemiDenseMethod(SemiDenseConfig(input_height=48, input_width=64, stem_channels=4,
+                                             channels=8, dilations=(1,), base_fill='blend'))
+    model = tmp_path / 'blend.onnx'
+    export_onnx(method, model, write_program=False)
+    reports = {}
+    for flag in ('--native-resolution', '--no-native-resolution'):
+        out = tmp_path / f'{flag}.json'
+        assert evaluate_cli.main(['--model', str(model), '--dataset', fake_depth_scenes.NAME,
+                                  '--dataset-option', 'size=2', '--dataset-option', 'height=96',
+                                  '--dataset-option', 'width=128', '--semidense-mask', 'random',
+                                  '--semidense-density', '0.05', '--baseline', 'blend',
+                                  '--output', str(out), '--no-progress', flag]) == 0
+        reports[flag] = json.loads(out.read_text())
+    native, grid = reports['--native-resolution'], reports['--no-native-resolution']
+    for key in ('mape', 'rmse_norm'):
+        assert native['metrics'][key] == pytest.approx(native['baselines']['blend'][key],
+                                                       rel=1e-4)
+    assert grid['metrics']['mape'] != pytest.approx(grid['baselines']['blend']['mape'],
+                                                    rel=1e-3)
