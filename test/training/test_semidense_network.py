@@ -167,24 +167,3 @@ def test_vgg16_layout_matches_torchvision_and_loads_a_state_dict(tmp_path):
         load_vgg16_features(tmp_path / 'partial.pth')
     with pytest.raises(FileNotFoundError, match='nowhere.pth'):
         load_vgg16_features(tmp_path / 'nowhere.pth')
-
-
-def test_push_pull_fill_is_exact_on_constants_and_keeps_dense_samples():
-    from training.networks.semidense_net import push_pull_fill
-    mask = torch.zeros(1, 1, 30, 46)
-    mask[0, 0, 5, 5] = mask[0, 0, 20, 40] = 1.0
-    values = torch.zeros(1, 1, 30, 46)
-    values[0, 0, 5, 5], values[0, 0, 20, 40] = 2.0, -1.0
-    filled = push_pull_fill(values, mask, levels=5)
-    assert filled.shape == (1, 1, 30, 46)                 # padded inside, cropped back
-    # Normalised averages: never outside the known values; one known value -> constant.
-    assert filled.min() >= -1.0 - 1e-6 and filled.max() <= 2.0 + 1e-6
-    assert torch.allclose(push_pull_fill(torch.full_like(values, 3.0), mask, 5),
-                          torch.tensor(3.0))
-    # Where every pixel is known (w = 1 >= 1/k), level 0 trusts itself: the input.
-    dense = torch.rand(1, 1, 16, 16)
-    assert torch.allclose(push_pull_fill(dense, torch.ones_like(dense), 3), dense)
-    net = SemiDenseNet(SemiDenseArchitecture(in_channels=3, smooth_levels=4))
-    assert net.stem[0].in_channels == 4                   # the push-pull fill is one more
-    with pytest.raises(ValueError, match='smooth_levels'):
-        SemiDenseArchitecture(smooth_levels=11)

@@ -81,7 +81,6 @@ class SemiDenseConfig:
     dilations: tuple[int, ...] = (1, 2, 4, 8)
     dropout: float = 0.5
     activation: str = 'elu'             # the paper's ELU, or 'relu' (faster on the CPU)
-    smooth_levels: int = 0              # > 0: push-pull fill as an extra network input
     # Training crops of the model-size image (0 = the whole image).
     crop_height: int = 0
     crop_width: int = 0
@@ -149,7 +148,7 @@ class SemiDenseConfig:
     def architecture(self) -> SemiDenseArchitecture:
         return SemiDenseArchitecture(self.input_channels, self.stem_channels,
                                      self.channels, tuple(self.dilations), self.dropout,
-                                     self.activation, self.smooth_levels)
+                                     self.activation)
 
 
 class SemiDenseMethod(DepthMethod):

@@ -54,7 +54,6 @@ UPSCALE = 2   # the single downsampling stage, undone by the pixel shuffle
 MIN_DEPTH = 1e-6      # metres: floor before the log (known depths are > 0)
 LOG_RANGE = 20.0      # |log d - c| is clamped here: exp stays finite whatever f says
 DISTANCE_SCALE = 4.0  # log(1 + distance) / 4: about 1 at 50 pixels from the nearest sample
-PUSH_PULL_CONFIDENCE = 16.0   # k: a block with 1/16 of its pixels known trusts itself fully
 # The paper's ELU, or (leaky) ReLU: ONNX Runtime's CPU provider fuses ReLU and LeakyReLU
 # into the convolution before it, while its ELU is a separate pass over every feature map
 # (the model card times them). Leaky, because a ReLU network that starts as the fill can die
@@ -73,7 +72,6 @@ class SemiDenseArchitecture:
     dilations: tuple[int, ...] = (1, 2, 4, 8)     # one residual block per rate
     dropout: float = 0.5
     activation: str = 'elu'              # the paper's; 'relu' fuses into ONNX Runtime's Conv
-    smooth_levels: int = 0               # > 0: add a push-pull fill over 2^levels pixels
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
@@ -86,8 +84,6 @@ class SemiDenseArchitecture:
             raise ValueError('stem_channels and channels must be positive')
         if not self.dilations or any(int(d) < 1 for d in self.dilations):
             raise ValueError(f'dilations must be positive integers, got {self.dilations}')
-        if not 0 <= self.smooth_levels <= 10:
-            raise ValueError(f'smooth_levels must be in [0, 10], got {self.smooth_levels}')
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f'dropout must be in [0, 1), got {self.dropout}')
 
@@ -106,47 +102,6 @@ def zero_init(conv: nn.Conv2d) -> nn.Conv2d:
     nn.init.zeros_(conv.weight)
     nn.init.zeros_(conv.bias)
     return conv
-
-
-def pad_bottom_right(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Zeros appended below and right of (B, C, H, W) up to multiples of ``multiple``
-    (concatenation rather than F.pad, whose ONNX export needs opset 18)."""
-    batch, channels, height, width = x.shape
-    rows, cols = (-height) % multiple, (-width) % multiple
-    if cols:
-        x = torch.cat([x, x.new_zeros(batch, channels, height, cols)], dim=3)
-    if rows:
-        x = torch.cat([x, x.new_zeros(batch, channels, rows, width + cols)], dim=2)
-    return x
-
-
-def push_pull_fill(values: torch.Tensor, mask: torch.Tensor, levels: int,
-                   confidence: float = PUSH_PULL_CONFIDENCE) -> torch.Tensor:
-    """Normalised convolution on a pyramid (push-pull): the known ``values`` averaged over
-    2x2, 4x4, ... 2^levels blocks (push), then each level filled from the next coarser one
-    where it has few samples (pull):
-
-        est_l = a_l v_l / w_l + (1 - a_l) up(est_{l+1}),   a_l = min(1, k w_l)
-
-    w_l is the fraction of known pixels in a block of level l, v_l the block mean of the
-    known values (unknown ones count 0). Smooth and edge-blind: far from any sample it holds
-    the large-scale trend that the network's 131-pixel receptive field cannot see; next to
-    samples the nearest fill is better, and the network weighs the two. The input is padded
-    with unknown pixels to a multiple of 2^levels, so every pooling window is whole.
-    """
-    height, width = values.shape[-2:]
-    block = 2 ** levels
-    v, w = [pad_bottom_right(values * mask, block)], [pad_bottom_right(mask, block)]
-    for _ in range(levels):
-        v.append(nn.functional.avg_pool2d(v[-1], 2))
-        w.append(nn.functional.avg_pool2d(w[-1], 2))
-    estimate = v[-1] / w[-1].clamp(min=1e-6)
-    for level in range(levels - 1, -1, -1):
-        up = nn.functional.interpolate(estimate, scale_factor=2.0, mode='bilinear',
-                                       align_corners=False)
-        a = (confidence * w[level]).clamp(max=1.0)
-        estimate = a * v[level] / w[level].clamp(min=1e-6) + (1.0 - a) * up
-    return estimate[..., :height, :width]
 
 
 def frame_log_mean(x: torch.Tensor) -> torch.Tensor:
@@ -195,10 +150,9 @@ class SemiDenseNet(nn.Module):
     def __init__(self, arch: SemiDenseArchitecture = SemiDenseArchitecture()):
         super().__init__()
         self.arch = arch
-        features = arch.in_channels + (1 if arch.smooth_levels else 0)
         self.gated = arch.in_channels == 6
         outputs = 2 if self.gated else 1   # (blend logit g,) log-depth correction
-        self.stem = nn.Sequential(conv3x3(features, arch.stem_channels),
+        self.stem = nn.Sequential(conv3x3(arch.in_channels, arch.stem_channels),
                                   ACTIVATIONS[arch.activation]())
         self.down = ProjectionBlock(arch.stem_channels, arch.channels, stride=UPSCALE,
                                     activation=arch.activation)
@@ -225,8 +179,6 @@ class SemiDenseNet(nn.Module):
         c = frame_log_mean(x)
         fill = torch.log(x[:, 0:1].clamp(min=MIN_DEPTH)) - c
         features = [fill, mask, torch.log1p(distance) / DISTANCE_SCALE]
-        if self.arch.smooth_levels:
-            features.append(push_pull_fill(fill, mask, self.arch.smooth_levels))
         if self.arch.in_channels >= 4:
             features.append(x[:, 3:4])
         if not self.gated:
