@@ -19,6 +19,9 @@ not depend on the values), then times
   tiles at the camera's resolution; with ``--no-native-resolution`` it moves the samples
   onto the model's grid and resizes the dense result back).
 
+- ``fills``: the input channels alone (core.semidense.semidense_fill_tensor), and
+  ``fills_one_thread`` the same without triangulating on a second thread (fill models).
+
 - ``engine_cpu_provider`` (with ``--cpu-provider``, when the engine runs on the OpenVINO
   provider of ONNX Runtime's OpenVINO build): run() on ONNX Runtime's CPU provider instead.
 
@@ -81,6 +84,24 @@ def semidense_input(height: int, width: int, seed: int = 0) -> tuple[np.ndarray,
     texture = np.clip(40 * depth + rng.normal(0, 3, depth.shape), 0, 255).astype(np.uint8)
     mask = semidense_mask_from_gradient(texture, 0.1)
     return np.where(mask, depth, np.float32(np.nan)).astype(np.float32), texture
+
+
+def fill_timings(estimator, depth: np.ndarray, intensity: np.ndarray | None, runs: int,
+                 warmup: int) -> dict[str, dict[str, float]]:
+    """The fill channels of a fill model's input where the estimator computes them (at the
+    input's size when it runs in tiles, else on the model's grid), with and without the
+    background triangulation; {} for other models."""
+    from depth_nodes.core.semidense import FILL_NORMALIZATION, semidense_fill_tensor
+    spec = estimator.spec
+    if spec.extras.get('depth_normalization') != FILL_NORMALIZATION:
+        return {}
+    if estimator.native_resolution and all(
+            size >= grid for size, grid in zip(depth.shape, spec.input_size)):
+        spec = dataclasses.replace(spec, input_height=depth.shape[0],
+                                   input_width=depth.shape[1])
+    return {f'fills{suffix}': timings(
+        lambda: semidense_fill_tensor(depth, spec, intensity, background=background),
+        runs, warmup) for suffix, background in (('', True), ('_one_thread', False))}
 
 
 def main(argv=None) -> int:
@@ -156,6 +177,7 @@ def main(argv=None) -> int:
             'estimator': timings(
                 lambda: estimator.estimate(depth, intensity=intensity, keep_input_depth=True),
                 args.runs, args.warmup),
+            **fill_timings(estimator, depth, intensity, args.runs, args.warmup),
             'paper_ms': PAPER_MS, 'checkpoint': args.checkpoint,
             'model': str(args.model or ''),
             'onnxruntime': model.engine.describe()}
@@ -170,7 +192,7 @@ def main(argv=None) -> int:
     print(f'model {args.width}x{args.height}, estimator input {in_w}x{in_h}, '
           f'{args.threads} ONNX Runtime thread(s)')
     print(f"engine: {results['onnxruntime']}")
-    for key in ('engine', 'estimator', 'engine_cpu_provider'):
+    for key in ('engine', 'estimator', 'fills', 'fills_one_thread', 'engine_cpu_provider'):
         if key not in results:
             continue
         t = results[key]

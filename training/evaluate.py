@@ -290,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_split_arguments(parser)
     parser.add_argument('--baseline', action='append', default=[],
                         choices=('none', 'train-mean', 'nearest', 'linear', 'inpaint',
-                                 'neighbourhood', 'blend'),
+                                 'log_linear', 'neighbourhood', 'blend'),
                         help='baseline(s) to evaluate on the same images; repeatable')
     parser.add_argument('--semidense-mask', choices=('gradient', 'random', 'sample'),
                         default='gradient', help='input pixels of semi-dense models and '

@@ -7,11 +7,14 @@ Baselines (metres in, metres out; NaN = unknown):
   distance transform, exact).
 - ``linear``: piecewise-linear interpolation over the Delaunay triangulation of the known
   pixels (scipy.interpolate.LinearNDInterpolator); outside their convex hull, nearest.
+- ``log_linear``: the same piecewise-linear interpolation in log depth, outside the hull the
+  nearest interpolated pixel (depth_nodes.core.semidense.linear_fill): the shipped model's
+  fill far from the samples.
 - ``neighbourhood``: the nearest fill averaged (in log depth) over a square as large as each
   pixel's distance to the nearest sample (depth_nodes.core.semidense.neighbourhood_fill, a
   gather form of discrete Sibson interpolation): the shipped model's fill near the samples.
-- ``blend``: the neighbourhood fill near the samples, the coarse linear fill
-  (depth_nodes.core.semidense.coarse_linear_fill) far from them, in log depth, with the
+- ``blend``: the neighbourhood fill near the samples, the linear fill in log depth
+  (depth_nodes.core.semidense.linear_fill) far from them, in log depth, with the
   fixed distance weight the 6-channel network starts from (training.networks.semidense_net).
 - ``inpaint``: OpenCV's Navier-Stokes inpainting (Bertalmio et al. 2001) of the unknown
   pixels, on float32 depth. (Telea's method, OpenCV's other one, extrapolates the boundary
@@ -29,13 +32,14 @@ from typing import Any, Callable, Mapping, Sequence
 import cv2
 import numpy as np
 
-from depth_nodes.core.semidense import (blend_weight, coarse_linear_fill, known_depth,
+from depth_nodes.core.semidense import linear_fill as log_linear_fill
+from depth_nodes.core.semidense import (blend_weight, known_depth,
                                         nearest_fill_with_distance,
                                         neighbourhood_fill, random_sample_mask,
                                         semidense_mask_from_gradient)
 from training.metrics import DepthEvalProtocol, depth_metrics, ground_truth_mask, mape
 
-BASELINES = ('nearest', 'linear', 'inpaint', 'neighbourhood', 'blend')
+BASELINES = ('nearest', 'linear', 'inpaint', 'log_linear', 'neighbourhood', 'blend')
 MASK_PROTOCOLS = ('gradient', 'random', 'sample')
 INPAINT_RADIUS = 5   # pixels; the neighbourhood of each inpainted pixel
 
@@ -91,18 +95,19 @@ def neighbourhood_depth_fill(depth: np.ndarray) -> np.ndarray:
 
 def blend_fill(depth: np.ndarray) -> np.ndarray:
     """log d = (1 - a) log nb + a log cl, a = sigmoid((distance - centre) / width): the
-    neighbourhood fill nb near the samples, the coarse linear fill cl far from them."""
+    neighbourhood fill nb near the samples, the log-linear fill cl far from them."""
     known = _require_known(depth)
     nearest, distance = nearest_fill_with_distance(depth)
     near = np.log(neighbourhood_fill(nearest, distance))
-    far = np.log(coarse_linear_fill(depth))
+    far = np.log(log_linear_fill(depth))
     a = blend_weight(distance)
     return np.where(known, depth, np.exp(near + a * (far - near))).astype(np.float32)
 
 
 FILLS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     'nearest': nearest_fill, 'linear': linear_fill, 'inpaint': inpaint_fill,
-    'neighbourhood': neighbourhood_depth_fill, 'blend': blend_fill}
+    'log_linear': log_linear_fill, 'neighbourhood': neighbourhood_depth_fill,
+    'blend': blend_fill}
 
 
 # --- evaluation protocol -----------------------------------------------------------------------

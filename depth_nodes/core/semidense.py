@@ -13,6 +13,9 @@ same way for training batches and for the node (semidense_to_tensor).
 """
 from __future__ import annotations
 
+import functools
+from concurrent.futures import ThreadPoolExecutor
+
 import cv2
 import numpy as np
 
@@ -223,15 +226,12 @@ def semidense_to_tensor(depth: np.ndarray, spec, intensity: np.ndarray | None = 
 # metres, so doubling every known depth doubles the output.
 
 FILL_CHANNELS = ('nearest_depth', 'mask', 'nearest_distance', 'intensity',
-                 'neighbourhood_depth', 'coarse_linear_depth')
-COARSE_BLOCK = 4   # pixels: the coarse linear fill triangulates one sample per 4x4 block
-# 6-channel models blend the neighbourhood fill (near the samples) into the coarse linear fill
+                 'neighbourhood_depth', 'linear_depth')
+# 6-channel models blend the neighbourhood fill (near the samples) into the linear fill
 # (far from them) with a = sigmoid((distance - centre) / width), plus what they learnt: half
 # and half 10 px from the nearest sample, 12 % / 88 % at 5 / 15 px.
 BLEND_CENTRE = 10.0
 BLEND_WIDTH = 2.5
-JITTER = 1e-3                   # blocks: the triangulated points' deterministic jitter
-BARYCENTRIC_TOLERANCE = 1e-2    # a cell this far outside a triangle still counts as inside
 FILL_NORMALIZATION = 'log_geometric_mean'
 
 
@@ -282,144 +282,192 @@ def neighbourhood_fill(nearest: np.ndarray, distance: np.ndarray) -> np.ndarray:
     return np.exp(window_sum / ((bottom - top) * (right - left))).astype(np.float32)
 
 
-def _linear_on_grid(points: np.ndarray, values: np.ndarray, rows: int, cols: int
-                    ) -> np.ndarray:
-    """Piecewise-linear interpolation of ``values`` at integer ``points`` (N, 2: row, col) over
-    their Delaunay triangulation, evaluated at every cell of a rows x cols grid (NaN outside
-    the convex hull). The triangles are rasterised in batches of similar size with their
-    barycentric coordinates (scipy's point location is orders of magnitude slower on grid
-    points, which sit exactly on vertices and edges).
+def _z_order(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The permutation that sorts pixels along the Morton (Z-order) curve (up to 65535 px a
+    side): Subdiv2D finds each new point by walking from the last one, so inserting close
+    points one after another halves the triangulation time against raster order."""
+    def spread(value: np.ndarray) -> np.ndarray:
+        value = value.astype(np.uint32) & 0xFFFF
+        value = (value | (value << 8)) & 0x00FF00FF
+        value = (value | (value << 4)) & 0x0F0F0F0F
+        value = (value | (value << 2)) & 0x33333333
+        return (value | (value << 1)) & 0x55555555
+    return np.argsort(spread(rows) | (spread(cols) << 1), kind='stable')
+
+
+def delaunay_triangles(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """The Delaunay triangles of integer pixels (rows, cols) of an image of ``shape``:
+    (corner rows, corner cols), each (T, 3) int32. OpenCV's incremental Subdiv2D, points
+    inserted in Z-order: much faster than qhull on pixel grids, whose points are degenerate
+    (four on every circle)."""
+    height, width = shape
+    order = _z_order(rows, cols)
+    subdivision = cv2.Subdiv2D((-1, -1, width + 2, height + 2))
+    subdivision.insert(np.column_stack([cols[order], rows[order]]).astype(np.float32))
+    # (T, 6): x, y of the three corners (an empty tuple when there is no triangle)
+    corners = np.asarray(subdivision.getTriangleList(), np.float32).reshape(-1, 6)
+    corner_cols, corner_rows = corners[:, 0::2], corners[:, 1::2]
+    # Triangles that touch Subdiv2D's three virtual outer vertices are not the points'.
+    inside = ((corner_rows >= 0) & (corner_rows < height) & (corner_cols >= 0)
+              & (corner_cols < width)).all(1)
+    return corner_rows[inside].astype(np.int32), corner_cols[inside].astype(np.int32)
+
+
+def _rasterise_planes(corner_rows: np.ndarray, corner_cols: np.ndarray,
+                      log_depth: np.ndarray) -> np.ndarray:
+    """Each triangle's plane through the log depths at its corners, evaluated at every pixel
+    whose centre lies in it; NaN where no triangle covers a pixel. Corners (T, 3) int rows
+    and cols, log_depth (H, W) -> (H, W) float32.
+
+    Scanline rasterisation, vectorised over all the triangles' rows, without a per-pixel
+    index: along each image row, the sums of the intercepts and slopes of the spans that
+    cover a pixel, and their number, are running sums of their changes where spans start and
+    end (bincounts, then a cumulative sum). A pixel on an edge shared by two triangles is in
+    both spans and takes their mean, the same value: the interpolant is continuous.
     """
-    from scipy.spatial import Delaunay, QhullError
-    out = np.full((rows, cols), np.nan)
-    # A deterministic sub-pixel jitter: exact grid points are degenerate for qhull (four
-    # points on every circle), which makes it several times slower.
-    jitter = (np.random.default_rng(0).random(points.shape) - 0.5) * JITTER
-    try:
-        triangulation = Delaunay(points + jitter)
-    except QhullError:   # collinear or too few distinct points
-        return out
-    simplices = triangulation.simplices
-    corners = points[simplices].astype(np.float64)                        # (S, 3, 2)
-    # Barycentric coordinates (b1, b2) = M^-1 (x - c), M = [a - c, b - c] (scipy's own
-    # Delaunay.transform computes the same, much more slowly).
-    m = np.stack([corners[:, 0] - corners[:, 2], corners[:, 1] - corners[:, 2]], axis=-1)
-    det = m[:, 0, 0] * m[:, 1, 1] - m[:, 0, 1] * m[:, 1, 0]
-    flat = np.abs(det) < 1e-9
-    det[flat] = 1.0
-    inverse = np.stack([np.stack([m[:, 1, 1], -m[:, 0, 1]], -1),
-                        np.stack([-m[:, 1, 0], m[:, 0, 0]], -1)], axis=1) / det[:, None, None]
-    low = np.clip(np.floor(corners.min(1)), 0, None).astype(np.int64)
-    high = np.minimum(np.ceil(corners.max(1)), [rows - 1, cols - 1]).astype(np.int64)
-    # batches of bounding boxes up to the same power of two high and wide
-    bucket = 2 ** np.ceil(np.log2(high - low + 1)).astype(np.int64)          # (S, 2)
-    # A triangle inside a 2x2 box has no cell but its own three corners, which are known.
-    key = np.where((bucket.max(1) > 2) & ~flat, bucket[:, 0] * 4096 + bucket[:, 1], 0)
-    for code in np.unique(key[key > 0]):
-        batch = np.nonzero(key == code)[0]
-        tall, wide = bucket[batch[0]]
-        cell_v = low[batch, 0, None] + np.repeat(np.arange(tall), wide)[None]   # (n, k)
-        cell_u = low[batch, 1, None] + np.tile(np.arange(wide), tall)[None]
-        t, r = inverse[batch], corners[batch, 2]
-        dv, du = cell_v - r[:, 0, None], cell_u - r[:, 1, None]
-        b1 = t[:, 0, 0, None] * dv + t[:, 0, 1, None] * du
-        b2 = t[:, 1, 0, None] * dv + t[:, 1, 1, None] * du
-        b3 = 1.0 - b1 - b2
-        inside = (b1 >= -BARYCENTRIC_TOLERANCE) & (b2 >= -BARYCENTRIC_TOLERANCE) & \
-            (b3 >= -BARYCENTRIC_TOLERANCE) & (cell_v < rows) & (cell_u < cols)
-        corner_values = values[simplices[batch]]                           # (n, 3)
-        interpolated = (b1 * corner_values[:, 0, None] + b2 * corner_values[:, 1, None]
-                        + b3 * corner_values[:, 2, None])
-        out[cell_v[inside], cell_u[inside]] = interpolated[inside]
-    return out
+    height, width = log_depth.shape
+    order = np.argsort(corner_rows, axis=1, kind='stable')      # corners a, b, c by row
+    y = np.take_along_axis(corner_rows, order, 1)
+    x = np.take_along_axis(corner_cols, order, 1)
+    ya, yb, yc = y[:, 0], y[:, 1], y[:, 2]
+    xa, xb, xc = x[:, 0], x[:, 1], x[:, 2]
+    # A triangle inside a 2x2 box covers no pixel but its corners, which are known.
+    wide = np.maximum(np.maximum(xa, xb), xc) - np.minimum(np.minimum(xa, xb), xc) >= 2
+    keep = (wide | (yc - ya >= 2)) & ((yb - ya) * (xc - xa) != (yc - ya) * (xb - xa))
+    ya, yb, yc, xa, xb, xc = (v[keep] for v in (ya, yb, yc, xa, xb, xc))
+    za, zb, zc = (log_depth[ya, xa].astype(np.float64), log_depth[yb, xb].astype(np.float64),
+                  log_depth[yc, xc].astype(np.float64))
+    ya, yb, yc, xa, xb, xc = (v.astype(np.float64) for v in (ya, yb, yc, xa, xb, xc))
+    det = (yb - ya) * (xc - xa) - (yc - ya) * (xb - xa)            # != 0: kept above
+    # The plane (Cramer's rule on the edges a-b, a-c): log d = z_a + p_row (row - y_a)
+    # + p_col (col - x_a).
+    p_row = ((zb - za) * (xc - xa) - (zc - za) * (xb - xa)) / det
+    p_col = ((yb - ya) * (zc - za) - (yc - ya) * (zb - za)) / det
+    long_slope = (xc - xa) / (yc - ya)                              # yc > ya: det != 0
+    with np.errstate(divide='ignore', invalid='ignore'):
+        upper_slope = np.where(yb > ya, (xb - xa) / (yb - ya), 0.0)
+        lower_slope = np.where(yc > yb, (xc - xb) / (yc - yb), 0.0)
+    stride = width + 1                       # a span may end just past the last column
+    starts, ends, intercepts, slopes = [], [], [], []
+    # Rows ya .. yb - 1 lie between the long edge a-c and the edge a-b, rows yb .. yc
+    # between a-c and b-c (a flat lower half, yb == yc, is the single row from b to c);
+    # each row's span is the columns in [lower x, upper x].
+    for count, first, short_x, short_slope in ((yb - ya, ya, xa, upper_slope),
+                                               (yc - yb + 1, yb, xb, lower_slope)):
+        count = count.astype(np.int64)
+        triangle = np.repeat(np.arange(count.size), count)
+        step = np.arange(triangle.size) - np.repeat(np.cumsum(count) - count, count)
+        row = first[triangle] + step
+        long_x = xa[triangle] + long_slope[triangle] * (row - ya[triangle])
+        short = short_x[triangle] + short_slope[triangle] * step
+        left = np.ceil(np.minimum(long_x, short) - 1e-9).astype(np.int64)
+        right = np.floor(np.maximum(long_x, short) + 1e-9).astype(np.int64) + 1  # past it
+        nonempty = right > left
+        row, left, right, triangle = (row[nonempty].astype(np.int64), left[nonempty],
+                                      right[nonempty], triangle[nonempty])
+        slope = p_col[triangle]
+        starts.append(row * stride + left)
+        ends.append(row * stride + right)
+        # the plane along the row: intercept + slope * col
+        intercepts.append(za[triangle] + p_row[triangle] * (row - ya[triangle])
+                          - slope * xa[triangle])
+        slopes.append(slope)
+    starts, ends, intercepts, slopes = (np.concatenate(part) for part in
+                                        (starts, ends, intercepts, slopes))
+    cells = height * stride
+
+    def running(weights: np.ndarray | None) -> np.ndarray:
+        change = np.bincount(starts, weights, cells) - np.bincount(ends, weights, cells)
+        return np.cumsum(change.reshape(height, stride), axis=1)[:, :width]
+
+    spans = running(None)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        out = (running(intercepts) + running(slopes) * np.arange(width)) / spans
+    return np.where(spans > 0.5, out, np.nan).astype(np.float32)
 
 
-def coarse_linear_fill(depth: np.ndarray, block: int = COARSE_BLOCK) -> np.ndarray:
-    """Piecewise-linear interpolation of log depth on a grid ``block`` times coarser: the
-    known log depths are averaged per block; a free block next to known ones takes their
-    mean, free blocks further out are interpolated in the Delaunay triangles of the known
-    blocks around them (_linear_on_grid), blocks outside those triangles take the nearest
-    block that has a value, and the coarse map is resized back bilinearly. Far from the
-    samples this is the
-    linear interpolation across a gap, at a fraction of its cost at full resolution (the
-    triangulation has at most one vertex per block); near them the fine fills are better.
-    (H, W) metres (NaN unknown) -> (H, W) float32 metres (sizes that are not multiples of
-    ``block``: the last partial block is left out of the grid, which is stretched over it).
+def linear_fill(depth: np.ndarray, triangles: tuple[np.ndarray, np.ndarray] | None = None
+                ) -> np.ndarray:
+    """Piecewise-linear interpolation of log depth over the Delaunay triangles of the known
+    pixels, at every pixel; outside them each pixel takes the nearest interpolated one
+    (exact Euclidean distance; OpenCV's labelled distance transform is approximate, and its
+    ties streak along the hull: measurably worse). Known pixels keep their depth. Linear in
+    log depth, so the fill scales with the depths (and follows a slanted plane's 1/depth
+    more closely than linear metres). (H, W) metres (NaN unknown) -> (H, W) float32 metres.
+    ``triangles``: delaunay_triangles of the known pixels when already computed. Raises
+    ImageFormatError without known depth.
     """
     from scipy import ndimage
-    height, width = depth.shape
-    rows, cols = max(height // block, 1), max(width // block, 1)
-    known = known_depth(depth)[:rows * block, :cols * block]
-    log_depth = np.log(np.where(known, depth[:rows * block, :cols * block], 1.0))
-    sums = np.where(known, log_depth, 0.0).reshape(rows, block, cols, block).sum((1, 3))
-    counts = known.reshape(rows, block, cols, block).sum((1, 3))
-    occupied = counts > 0
-    if not occupied.any():
+    known = known_depth(depth)
+    if not known.any():
         raise _no_depth()
-    means = np.zeros((rows, cols))
-    means[occupied] = sums[occupied] / counts[occupied]
-    coarse = np.where(occupied, means, np.nan)
-    # A free block next to known ones takes the mean of its known 8-neighbours; blocks
-    # further out are interpolated in the triangles of the known blocks around them (the
-    # only ones triangulated: a dense input needs no triangulation at all).
-    kernel = np.ones((3, 3), np.float32)
-    weight = cv2.filter2D(occupied.astype(np.float32), -1, kernel,
-                          borderType=cv2.BORDER_CONSTANT)
-    total = cv2.filter2D(np.where(occupied, means, 0.0).astype(np.float32), -1, kernel,
-                         borderType=cv2.BORDER_CONSTANT)
-    edge = ~occupied & (weight > 0)
-    coarse[edge] = total[edge] / weight[edge]
-    far = ~occupied & (weight == 0)
-    if far.any():
-        around = occupied & cv2.dilate(far.astype(np.uint8), np.ones((5, 5), np.uint8),
-                                       borderType=cv2.BORDER_CONSTANT).astype(bool)
-        v, u = np.nonzero(around)
-        if v.size >= 3:
-            linear = _linear_on_grid(np.column_stack([v, u]), means[v, u], rows, cols)
-            coarse[far] = linear[far]
-    # Outside the triangulation: the nearest block that has a value (the hull's edge).
-    outside = ~np.isfinite(coarse)
+    log_depth = np.log(np.where(known, depth, 1.0)).astype(np.float32)
+    fill = log_depth.copy()
+    corner_rows, corner_cols = triangles or delaunay_triangles(*np.nonzero(known), depth.shape)
+    if len(corner_rows):
+        np.copyto(fill, _rasterise_planes(corner_rows, corner_cols, log_depth), where=~known)
+    else:   # fewer than three points, or all on a line
+        fill[~known] = np.nan
+    outside = ~np.isfinite(fill)
     if outside.any():
-        _, (near_v, near_u) = ndimage.distance_transform_edt(outside, return_indices=True)
-        coarse = coarse[near_v, near_u]
-    fine = cv2.resize(coarse.astype(np.float32), (width, height),
-                      interpolation=cv2.INTER_LINEAR)
-    return np.exp(fine)
+        _, (near_rows, near_cols) = ndimage.distance_transform_edt(outside,
+                                                                   return_indices=True)
+        fill = fill[near_rows, near_cols]
+    return np.exp(fill)
 
 
 def blend_weight(distance: np.ndarray) -> np.ndarray:
-    """a = sigmoid((distance - BLEND_CENTRE) / BLEND_WIDTH): the coarse linear fill's share."""
+    """a = sigmoid((distance - BLEND_CENTRE) / BLEND_WIDTH): the linear fill's share."""
     return (1.0 / (1.0 + np.exp(-(distance - BLEND_CENTRE) / BLEND_WIDTH))).astype(np.float32)
 
 
-def semidense_fill_tensor(depth: np.ndarray, spec, intensity: np.ndarray | None = None
-                          ) -> np.ndarray:
+def semidense_fill_tensor(depth: np.ndarray, spec, intensity: np.ndarray | None = None,
+                          background: bool = True) -> np.ndarray:
     """Semi-dense metres (NaN unknown) [+ (H, W) uint8 intensity] -> the (1, C, h, w)
     float32 input of a 'log_geometric_mean' model: FILL_CHANNELS[:C] = nearest known depth
     (metres), known mask, distance to the nearest known pixel (pixels of the model grid),
-    intensity / 255, the neighbourhood fill and the coarse linear fill (metres). The depth
+    intensity / 255, the neighbourhood fill and the linear fill (metres). The depth
     is moved to the model size with resample_sparse_depth first. Training batches are made
-    with this same function.
+    with this same function. ``background``: triangulate for the linear fill on a second
+    thread while the other fills are computed (False: one after the other, for comparison).
     """
     channels = spec.input_channels
     if channels not in (3, 4, 6):
         raise ValueError(f'a nearest-fill semidense model has 3 (nearest depth, mask, '
-                         f'distance), 4 (+ intensity) or 6 (+ neighbourhood and coarse '
-                         f'linear fills) input channels, this one has {channels}')
+                         f'distance), 4 (+ intensity) or 6 (+ neighbourhood and linear '
+                         f'fills) input channels, this one has {channels}')
     height, width = spec.input_size
     if height and width and depth.shape != (height, width):
         depth = resample_sparse_depth(depth, height, width)
-    nearest, distance = nearest_fill_with_distance(depth)
-    tensor = np.empty((1, channels) + depth.shape, dtype=np.float32)
-    tensor[0, 0] = nearest
-    tensor[0, 1] = known_depth(depth)
-    tensor[0, 2] = distance
-    if channels >= 4:
-        _write_intensity(tensor[0, 3], intensity, 'fourth')
-    if channels == 6:
-        tensor[0, 4] = neighbourhood_fill(nearest, distance)
-        tensor[0, 5] = coarse_linear_fill(depth)
+    known = known_depth(depth)
+    triangulation = None
+    if channels == 6 and background:
+        # The triangulation (OpenCV, without the GIL) runs on another core while the nearest
+        # and neighbourhood fills are computed here.
+        triangulation = _background().submit(delaunay_triangles, *np.nonzero(known),
+                                             depth.shape)
+    try:
+        nearest, distance = nearest_fill_with_distance(depth)
+        tensor = np.empty((1, channels) + depth.shape, dtype=np.float32)
+        tensor[0, 0] = nearest
+        tensor[0, 1] = known
+        tensor[0, 2] = distance
+        if channels >= 4:
+            _write_intensity(tensor[0, 3], intensity, 'fourth')
+        if channels == 6:
+            tensor[0, 4] = neighbourhood_fill(nearest, distance)
+            tensor[0, 5] = linear_fill(depth, triangulation and triangulation.result())
+    finally:
+        if triangulation is not None:
+            triangulation.cancel()
     return tensor
+
+
+@functools.cache
+def _background() -> ThreadPoolExecutor:
+    """One worker thread for the fills' background work, started on first use."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix='semidense_fill')
 
 
 def _write_intensity(channel: np.ndarray, intensity: np.ndarray | None, which: str) -> None:

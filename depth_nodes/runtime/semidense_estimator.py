@@ -11,7 +11,7 @@ the model's grid sample by sample (core.semidense.resample_sparse_depth: no samp
 blurred into its unknown neighbours) and the dense output resized back bilinearly. Known
 input depths can be put back exactly (``keep_input_depth``). Two kinds of model (spec
 extras.depth_normalization): 'log_geometric_mean' models take the nearest fill, mask,
-distances [, intensity and the neighbourhood and coarse linear fills] in metres and return
+distances [, intensity and the neighbourhood and linear fills] in metres and return
 metres (the scale is handled in their graph, so their output scales with the input); the
 older 'frame_percentile' models take depth / s and return depth / s. The fill-channel
 models see gaps in pixels of the input, whatever its size, so they run at the input's own
@@ -27,7 +27,8 @@ import numpy as np
 from depth_nodes.core.camera import CameraIntrinsics
 from depth_nodes.core.model_spec import ModelSpec
 from depth_nodes.core.postprocess import output_to_metres, resize_output, squeeze_output
-from depth_nodes.core.semidense import (DEPTH_NORMALIZATION, FILL_NORMALIZATION, known_depth,
+from depth_nodes.core.semidense import (DEPTH_NORMALIZATION, FILL_CHANNELS,
+                                        FILL_NORMALIZATION, known_depth,
                                         merge_known_depth, resample_sparse_depth,
                                         semidense_fill_tensor, semidense_to_tensor,
                                         TILE_MARGIN, tile_cuts, tile_starts)
@@ -61,9 +62,15 @@ class SemiDenseEstimator:
         if spec.input_channels not in channels:
             raise ValueError(f"a semidense '{normalization}' model takes "
                              f"{' or '.join(map(str, channels))} channels (the last ones: "
-                             f'intensity, neighbourhood and coarse linear fills), this one '
+                             f'intensity, neighbourhood and linear fills), this one '
                              f'{spec.input_channels}')
         self._fill_input = normalization == FILL_NORMALIZATION
+        named = spec.extras.get('channels')
+        if self._fill_input and named is not None and \
+                list(named) != list(FILL_CHANNELS[:spec.input_channels]):
+            raise ValueError(f'the model was trained on the input channels {list(named)}, '
+                             f'this package computes {list(FILL_CHANNELS[:spec.input_channels])}'
+                             ': retrain or export it again with this version')
         self.native_resolution = native_resolution
         self.model = model
         self.output_resolution = output_resolution

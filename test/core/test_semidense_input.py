@@ -6,7 +6,9 @@ import pytest
 from depth_nodes.core.camera import CameraIntrinsics
 from depth_nodes.core.encodings import ImageFormatError
 from depth_nodes.core.model_spec import ModelSpec
-from depth_nodes.core.semidense import (coarse_linear_fill, depth_from_semidense_image,
+from depth_nodes.core.semidense import (delaunay_triangles,
+                                        depth_from_semidense_image, linear_fill,
+                                        semidense_fill_tensor,
                                         frame_depth_scale,
                                         intensity_from_image, merge_known_depth,
                                         nearest_fill_with_distance, neighbourhood_fill,
@@ -158,43 +160,61 @@ def test_neighbourhood_fill_is_the_geometric_mean_of_the_nearest_fill_over_the_g
     assert np.allclose(neighbourhood_fill(2 * nearest, distance), 2 * fill, rtol=1e-5)
 
 
-def test_linear_on_grid_reproduces_an_affine_function_inside_the_hull():
-    from depth_nodes.core.semidense import _linear_on_grid
+def test_delaunay_triangles_of_a_square_and_a_line():
+    # Four corners of a square: two triangles sharing a diagonal, corners as (row, col).
+    rows, cols = delaunay_triangles(np.array([0, 0, 4, 4]), np.array([0, 6, 0, 6]), (5, 7))
+    assert rows.shape == cols.shape == (2, 3)
+    corners = {frozenset(zip(r, c)) for r, c in zip(rows.tolist(), cols.tolist())}
+    assert set().union(*corners) == {(0, 0), (0, 6), (4, 0), (4, 6)}
+    # Collinear points span no triangle.
+    line_rows, _ = delaunay_triangles(np.zeros(5, int), np.arange(5), (3, 5))
+    assert line_rows.shape == (0, 3)
+
+
+def test_linear_fill_reproduces_log_affine_depth_inside_the_hull():
     rng = np.random.default_rng(0)
     points = np.unique(rng.integers(0, [30, 40], (120, 2)), axis=0)
-    points = np.vstack([points, [[0, 0], [0, 39], [29, 0], [29, 39]]])   # hull = the grid
-    values = 0.5 + 0.03 * points[:, 0] - 0.02 * points[:, 1]
-    out = _linear_on_grid(points, values, 30, 40)
+    points = np.vstack([points, [[0, 0], [0, 39], [29, 0], [29, 39]]])   # hull = the image
     rows, cols = np.mgrid[0:30, 0:40]
-    assert np.allclose(out, 0.5 + 0.03 * rows - 0.02 * cols, atol=1e-9)
-    # outside the hull of three corners: NaN
-    corner = _linear_on_grid(np.array([[0, 0], [0, 39], [29, 0]]), np.zeros(3), 30, 40)
-    assert np.isnan(corner[29, 39]) and corner[0, 0] == 0.0
+    log_depth = 0.5 + 0.03 * rows - 0.02 * cols
+    depth = np.full((30, 40), NAN, np.float32)
+    depth[points[:, 0], points[:, 1]] = np.exp(log_depth[points[:, 0], points[:, 1]])
+    fill = linear_fill(depth)
+    assert fill.dtype == np.float32
+    assert np.allclose(np.log(fill), log_depth, atol=1e-5)
+    # Scale-free: every depth tripled triples the fill.
+    assert np.allclose(linear_fill(3 * depth), 3 * fill, rtol=1e-5)
 
 
-def test_coarse_linear_fill_by_hand():
-    # Depth known in the first and last 4 columns of a 48x64 image, log depth affine in the
-    # column x. Blocks (4x4) average log depth: block column j holds f(4 j + 1.5). Free
-    # block columns 2-13 are Delaunay-linear between columns 0 and 15, so exact; columns 1
-    # and 14 touch known blocks and take their mean, f(1.5) and f(57.5); the bilinear resize
-    # then gives pixel x the value at block coordinate (x - 1.5) / 4.
-    cols = np.arange(64, dtype=np.float64)
-    f = 0.2 + 0.02 * cols
-    depth = np.full((48, 64), NAN, np.float32)
-    depth[:, :4] = np.exp(f[:4])
-    depth[:, 60:] = np.exp(f[60:])
-    fill = np.log(coarse_linear_fill(depth))
-    assert np.allclose(fill[:, 10:54], f[10:54], atol=1e-5)     # between block columns 2-13
-    assert np.allclose(fill[:, 5], 0.2 + 0.02 * 1.5, atol=1e-5)  # block columns 0 and 1
-    assert np.allclose(np.log(coarse_linear_fill(3 * depth)), fill + np.log(3), atol=1e-5)
-
-
-def test_coarse_linear_fill_outside_the_samples_takes_the_nearest_interpolated_block():
-    # Two blocks in one row of blocks: no triangle. Every block takes the nearer one.
-    depth = np.full((8, 16), NAN, np.float32)
-    depth[0:4, 0:4], depth[0:4, 12:16] = 2.0, 8.0
-    fill = coarse_linear_fill(depth)
-    assert np.allclose(fill[:, :4], 2.0) and np.allclose(fill[:, 12:], 8.0)
-    assert np.all(np.diff(fill[0]) >= 0)                     # the resize blends in between
+def test_linear_fill_by_hand_and_outside_the_hull():
+    # One triangle (0, 0) 1 m, (0, 5) e m, (4, 0) e^2 m: log d = row / 2 + col / 5 inside.
+    depth = np.full((5, 6), NAN, np.float32)
+    depth[0, 0], depth[0, 5], depth[4, 0] = 1.0, np.e, np.e ** 2
+    fill = np.log(linear_fill(depth))
+    assert fill[2, 1] == pytest.approx(1.0 + 0.2, abs=1e-5)
+    assert fill[1, 3] == pytest.approx(0.5 + 0.6, abs=1e-5)
+    # (4, 5) is outside (the hull edge is col = 5 (4 - row) / 4): it takes the nearest
+    # interpolated pixel, (1, 3) or (2, 2), both 13 ** 0.5 px away.
+    assert np.isclose(fill[4, 5], 1.1, atol=1e-5) or np.isclose(fill[4, 5], 1.4, atol=1e-5)
+    # Samples on one row: no triangle, every pixel takes its column's sample.
+    row = np.full((4, 6), NAN, np.float32)
+    row[0] = np.arange(1, 7)
+    assert np.allclose(linear_fill(row), np.arange(1, 7)[None].repeat(4, 0))
     with pytest.raises(ImageFormatError):
-        coarse_linear_fill(np.full((8, 16), NAN, np.float32))
+        linear_fill(np.full((4, 6), NAN, np.float32))
+
+
+def test_fill_tensor_channels_are_the_fills_themselves():
+    rng = np.random.default_rng(1)
+    depth = np.where(rng.random((48, 64)) < 0.05, rng.uniform(1, 5, (48, 64)),
+                     NAN).astype(np.float32)
+    gray = rng.integers(0, 256, (48, 64), dtype=np.uint8)
+    tensor = semidense_fill_tensor(depth, ModelSpec(input_kind='semidense', input_channels=6,
+                                                    input_height=48, input_width=64),
+                                   gray)
+    nearest, distance = nearest_fill_with_distance(depth)
+    assert np.array_equal(tensor[0, 0], nearest) and np.array_equal(tensor[0, 2], distance)
+    assert np.array_equal(tensor[0, 1], np.isfinite(depth))
+    assert np.allclose(tensor[0, 3], gray / 255.0)
+    assert np.array_equal(tensor[0, 4], neighbourhood_fill(nearest, distance))
+    assert np.array_equal(tensor[0, 5], linear_fill(depth))

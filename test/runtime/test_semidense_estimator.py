@@ -178,3 +178,15 @@ def test_native_resolution_runs_the_fills_at_the_inputs_size_in_tiles(tmp_path):
         sparse, intensity=gray).depth
     assert calls == [(1, 6, 48, 64)]
     assert not np.allclose(grid, expected, rtol=1e-2)
+
+
+def test_a_model_trained_on_other_fill_channels_is_refused(tmp_path):
+    """A spec naming input channels this version no longer computes (the coarse linear fill
+    of earlier models) is an error that says so, not a silently wrong input."""
+    from dataclasses import replace
+    loaded = fill_model(tmp_path, base_fill='blend')
+    assert SemiDenseEstimator(loaded).spec.extras['channels'][5] == 'linear_depth'
+    channels = list(loaded.spec.extras['channels'][:5]) + ['coarse_linear_depth']
+    loaded.spec = replace(loaded.spec, extras={**loaded.spec.extras, 'channels': channels})
+    with pytest.raises(ValueError, match="coarse_linear_depth.*retrain"):
+        SemiDenseEstimator(loaded)

@@ -181,7 +181,7 @@ def test_paper_size_configs_train_and_export(tmp_path, config):
 
 def test_untrained_blend_network_is_the_blend_baseline():
     """base_fill 'blend': with its zero-initialised head the network is exactly the classical
-    blend of the neighbourhood and coarse linear fills (training.interpolation_baselines)."""
+    blend of the neighbourhood and log-linear fills (training.interpolation_baselines)."""
     from training.interpolation_baselines import blend_fill
     method = SemiDenseMethod(SemiDenseConfig(**{**SMALL, 'use_intensity': True,
                                                 'base_fill': 'blend'}))

@@ -73,7 +73,7 @@ class SemiDenseConfig:
     input_width: int = 320
     use_intensity: bool = True          # intensity image as the fourth input channel
     # The first guess the network corrects: 'nearest' (the nearest-neighbour fill) or 'blend'
-    # (core.semidense.neighbourhood_fill near samples, coarse_linear_fill far from them: the
+    # (core.semidense.neighbourhood_fill near samples, linear_fill far from them: the
     # fifth and sixth input channels, after the intensity; the blend weight learnt).
     base_fill: str = 'nearest'
     stem_channels: int = 16
@@ -139,7 +139,7 @@ class SemiDenseConfig:
     @property
     def input_channels(self) -> int:
         """FILL_CHANNELS[:n]: nearest depth, mask, distance [, intensity [, neighbourhood,
-        coarse linear]]."""
+        linear]]."""
         if self.base_fill == 'blend':
             return 6
         return 4 if self.use_intensity else 3

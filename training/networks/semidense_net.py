@@ -4,7 +4,7 @@ depth, here as a correction of a classical fill in scale-free log depth.
 
 Input (depth_nodes.core.semidense.semidense_fill_tensor): the nearest known depth of every
 pixel n (metres), the known mask m, the distance to that known pixel (pixels) [, intensity
-[, the neighbourhood fill nb [, the coarse linear fill cl]]] (metres). Inside the graph,
+[, the neighbourhood fill nb [, the log-linear fill cl]]] (metres). Inside the graph,
 with c the frame's mean log known depth (its geometric mean depth),
 
     c = sum(m log n) / sum(m)                      scale: c -> c + log k when depths x k
@@ -17,9 +17,9 @@ with c the frame's mean log known depth (its geometric mean depth),
 so a room at 0.5 m and a street at 50 m look alike to f, doubling every known depth doubles
 the output, and f = 0 (its head starts at zero) is exactly the classical fill: training only
 has to add what the fill gets wrong (slopes between samples, edges the intensity shows). The
-6-channel model starts as the neighbourhood fill near the samples and the coarse linear fill
-far from them (10 px: half and half), and learns where to move that boundary (f_0) and a
-correction (f_1).
+6-channel model starts as the neighbourhood fill near the samples and the linear fill (in
+log depth, over the samples' Delaunay triangles) far from them (10 px: half and half), and
+learns where to move that boundary (f_0) and a correction (f_1).
 
 f is the paper's network, all filters 3x3 except the projections' 1x1, ELU after every
 convolution but the last:
@@ -64,7 +64,7 @@ ACTIVATIONS = {'elu': nn.ELU, 'relu': nn.ReLU,
 
 @dataclass(frozen=True)
 class SemiDenseArchitecture:
-    # nearest depth, mask, distance (+ intensity: 4, + neighbourhood and coarse linear fills:
+    # nearest depth, mask, distance (+ intensity: 4, + neighbourhood and linear fills:
     # 6, the first guess a learnt blend of the two)
     in_channels: int = 3
     stem_channels: int = 16                       # full-resolution features
@@ -78,7 +78,7 @@ class SemiDenseArchitecture:
             raise ValueError(f"activation '{self.activation}' not in {sorted(ACTIVATIONS)}")
         if self.in_channels not in (3, 4, 6):
             raise ValueError(f'in_channels must be 3 (nearest depth, mask, distance), 4 '
-                             f'(+ intensity) or 6 (+ neighbourhood and coarse linear fills), '
+                             f'(+ intensity) or 6 (+ neighbourhood and linear fills), '
                              f'got {self.in_channels}')
         if self.stem_channels < 1 or self.channels < 1:
             raise ValueError('stem_channels and channels must be positive')
@@ -185,12 +185,12 @@ class SemiDenseNet(nn.Module):
             relative = fill + self.correction(torch.cat(features, dim=1))
             return relative.clamp(-LOG_RANGE, LOG_RANGE), c
         near = torch.log(x[:, 4:5].clamp(min=MIN_DEPTH)) - c
-        coarse = torch.log(x[:, 5:6].clamp(min=MIN_DEPTH)) - c
-        features += [near, coarse]
+        linear = torch.log(x[:, 5:6].clamp(min=MIN_DEPTH)) - c
+        features += [near, linear]
         out = self.correction(torch.cat(features, dim=1))
         # log d = c + (1 - a) nb + a cl + f,  a = sigmoid((dist - centre) / width + g)
         a = torch.sigmoid((distance - BLEND_CENTRE) / BLEND_WIDTH + out[:, 0:1])
-        relative = near + a * (coarse - near) + out[:, 1:2]
+        relative = near + a * (linear - near) + out[:, 1:2]
         return relative.clamp(-LOG_RANGE, LOG_RANGE), c
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
