@@ -125,6 +125,9 @@ def main(argv=None) -> int:
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--model', type=Path, help='time this exported model (.onnx) '
                         'instead of exporting one')
+    parser.add_argument('--spin-wait', action='store_true',
+                        help="ONNX Runtime's threads spin-wait after each run (its default; "
+                             'the nodes turn it off)')
     parser.add_argument('--cpu-provider', action='store_true',
                         help="with ONNX Runtime's OpenVINO build: also time its CPU provider")
     parser.add_argument('--onnx-out', type=Path, help='keep the exported model here')
@@ -160,7 +163,8 @@ def main(argv=None) -> int:
                   f"ONNX Runtime vs PyTorch {report['max_abs_error']:.2g})")
         if args.runs <= 0:
             return 0
-        model = open_model(str(path), 'onnxruntime', EngineOptions(intra_op_threads=args.threads))
+        model = open_model(str(path), 'onnxruntime', EngineOptions(
+            intra_op_threads=args.threads, spin_wait=args.spin_wait))
         args.height, args.width = model.spec.input_size
         estimator = SemiDenseEstimator(model, native_resolution=args.native_resolution)
         in_h, in_w = args.input_height or args.height, args.input_width or args.width
@@ -172,7 +176,7 @@ def main(argv=None) -> int:
         results = {
             'size': [args.height, args.width], 'input_size': [in_h, in_w],
             'native_resolution': args.native_resolution,
-            'threads': args.threads,
+            'threads': args.threads, 'spin_wait': args.spin_wait,
             'engine': timings(lambda: model.engine.run({name: tensor}), args.runs, args.warmup),
             'estimator': timings(
                 lambda: estimator.estimate(depth, intensity=intensity, keep_input_depth=True),

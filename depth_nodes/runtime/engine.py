@@ -44,6 +44,9 @@ class EngineOptions:
     # ONNX Runtime's OpenVINO provider on the CPU when the installed ONNX Runtime is the
     # OpenVINO build (onnxruntime-openvino); DEPTH_NODES_ORT_OPENVINO=0 turns it off too.
     openvino: bool = True
+    # ONNX Runtime's intra-op threads spin-wait after each run (its default) instead of
+    # sleeping: off, because the nodes pre-process on the same cores (docs/performance.md).
+    spin_wait: bool = False
 
 
 class Engine(Protocol):

@@ -90,6 +90,8 @@ class OnnxRuntimeEngine:
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self._options.intra_op_threads > 0:
             session_options.intra_op_num_threads = self._options.intra_op_threads
+        session_options.add_session_config_entry('session.intra_op.allow_spinning',
+                                                 '1' if self._options.spin_wait else '0')
         session_options.log_severity_level = 3  # errors only; ours are clearer
         return session_options
 

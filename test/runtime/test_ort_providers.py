@@ -37,6 +37,15 @@ def test_openvino_build_runs_openvino_on_the_cpu_at_fp32_with_the_cpu_provider_b
         OPENVINO_PROVIDER, {'device_type': 'CPU', 'precision': 'FP32'})
 
 
+@pytest.mark.parametrize('spin_wait, expected', [(False, '0'), (True, '1')])
+def test_intra_op_threads_sleep_between_runs_unless_asked_to_spin(tmp_path, spin_wait,
+                                                                  expected):
+    engine = OnnxRuntimeEngine(residual_elu_model(tmp_path / 'm.onnx'),
+                               EngineOptions(spin_wait=spin_wait))
+    options = engine._session.get_session_options()
+    assert options.get_session_config_entry('session.intra_op.allow_spinning') == expected
+
+
 @pytest.mark.parametrize('value', ['0', 'false'])
 def test_openvino_is_switched_off_by_option_or_environment(monkeypatch, value):
     available = [OPENVINO_PROVIDER, CPU]
