@@ -67,11 +67,13 @@ def parameter_defaults(frame_path: type[DepthFramePath]) -> dict[str, Any]:
     return defaults(frame_path.all_parameters())
 
 
-def engine_options(values: Mapping[str, Any]) -> EngineOptions:
-    """Engine options from a node's parameter values (shared by all of a node's models)."""
+def engine_options(values: Mapping[str, Any], spin_wait: bool = True) -> EngineOptions:
+    """Engine options from a node's parameter values (shared by all of a node's models) and
+    its frame path's ``engine_spin_wait``."""
     return EngineOptions(precision=values['precision'],
                          engine_cache_dir=values['engine_cache_dir'],
-                         force_engine_update=bool(values['force_engine_update']))
+                         force_engine_update=bool(values['force_engine_update']),
+                         spin_wait=spin_wait)
 
 
 def camera_of(info, width: int = 0, height: int = 0, *, topic: str = 'camera_info',
@@ -131,6 +133,8 @@ class DepthFramePath:
 
     default_model = ''
     model_optional = False           # runs without a network when 'model' is empty
+    # ONNX Runtime's threads spin-wait between runs (EngineOptions.spin_wait)
+    engine_spin_wait = True
     parameters: tuple[Parameter, ...] = ()   # the node's own, beyond DEPTH_PARAMETERS
     streams: tuple[str, ...] = ()    # inputs of a frame, synchronised when more than one
     latest_inputs: tuple[str, ...] = ()               # inputs of which the newest is kept
@@ -548,7 +552,8 @@ class NirDepthFramePath(DepthFramePath):
     def build_estimator(cls, model, values):
         depth = None
         if values['depth_model']:
-            depth = open_model(values['depth_model'], values['backend'], engine_options(values))
+            depth = open_model(values['depth_model'], values['backend'],
+                               engine_options(values, cls.engine_spin_wait))
             log.info(f'depth model {depth.describe()}')
         try:
             return NirDepthEstimator(model, depth, values['output_resolution'])
@@ -588,6 +593,9 @@ class SemiDenseFramePath(DepthFramePath):
     (Makarov et al.). The streams depend on the parameters and on the model (intensity)."""
 
     default_model = 'semidense_synthetic'
+    # Its fills use both cores between two runs: spinning threads would take them
+    # (docs/performance.md).
+    engine_spin_wait = False
     parameters = (
         Parameter('input', 'depth', 'semi-dense input: a depth image or a point cloud',
                   choices=SEMIDENSE_INPUTS, applies=START_ONLY),

@@ -114,11 +114,12 @@ def parse_parameter(text: str) -> tuple[str, Any]:
     return name, yaml.safe_load(value) if value else ''
 
 
-def load_model(params: dict[str, Any]) -> LoadedModel:
+def load_model(params: dict[str, Any], spin_wait: bool = True) -> LoadedModel:
     """open_model() with the node's model parameters (raises ModelLoadError naming the file)."""
     spec = {k[len('spec.'):]: v for k, v in params.items()
             if k.startswith('spec.') and v is not None}
-    return open_model(str(params['model']), params['backend'], engine_options(params), spec)
+    return open_model(str(params['model']), params['backend'],
+                      engine_options(params, spin_wait), spec)
 
 
 # Node executable -> its frame path (depth_nodes.frames), the object the node itself runs.
@@ -197,7 +198,8 @@ def process_bag(input_bag: Path, output_bag: Path, method: str | Method = 'eigen
 
     # Before touching the output: a bad model costs nothing. A frame path that runs without
     # a network (model_optional, e.g. stereo SGBM) gets None for an empty 'model'.
-    model = None if not params['model'] and path_class.model_optional else load_model(params)
+    model = None if not params['model'] and path_class.model_optional else \
+        load_model(params, path_class.engine_spin_wait)
     try:
         frame_path = path_class(path_class.build_estimator(model, params), params, dropped)
     except ValueError as exc:         # a parameter the node would refuse at start

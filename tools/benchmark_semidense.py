@@ -127,7 +127,7 @@ def main(argv=None) -> int:
                         'instead of exporting one')
     parser.add_argument('--spin-wait', action='store_true',
                         help="ONNX Runtime's threads spin-wait after each run (its default; "
-                             'the nodes turn it off)')
+                             'semidense_depth_node turns it off)')
     parser.add_argument('--cpu-provider', action='store_true',
                         help="with ONNX Runtime's OpenVINO build: also time its CPU provider")
     parser.add_argument('--onnx-out', type=Path, help='keep the exported model here')

@@ -133,7 +133,8 @@ class DepthNodeBase(Node):
         if values['model'] or not self.frame_path.model_optional:
             spec = {k[len('spec.'):]: v for k, v in values.items()
                     if k.startswith('spec.') and v is not None}
-            model = open_model(values['model'], values['backend'], engine_options(values), spec)
+            model = open_model(values['model'], values['backend'],
+                               engine_options(values, self.frame_path.engine_spin_wait), spec)
         estimator = self.frame_path.build_estimator(model, values)
         with self._model_lock:
             if self.frames is None:   # the first model: its frame path (inputs may depend on it)

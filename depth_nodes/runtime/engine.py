@@ -45,8 +45,8 @@ class EngineOptions:
     # OpenVINO build (onnxruntime-openvino); DEPTH_NODES_ORT_OPENVINO=0 turns it off too.
     openvino: bool = True
     # ONNX Runtime's intra-op threads spin-wait after each run (its default) instead of
-    # sleeping: off, because the nodes pre-process on the same cores (docs/performance.md).
-    spin_wait: bool = False
+    # sleeping; semidense_depth_node turns it off (docs/performance.md).
+    spin_wait: bool = True
 
 
 class Engine(Protocol):

@@ -17,12 +17,12 @@ ROSDEP_KEY = {
     'rosgraph_msgs': 'rosgraph_msgs', 'ament_index_python': 'ament_index_python',
     'numpy': 'python3-numpy', 'cv2': 'python3-opencv', 'yaml': 'python3-yaml',
     'onnxruntime': 'python3-onnxruntime-pip', 'rosbags': 'python3-rosbags-pip',
-    'tqdm': 'python3-tqdm',
+    'tqdm': 'python3-tqdm', 'scipy': 'python3-scipy', 'numba': 'python3-numba',
     'launch': 'launch', 'launch_ros': 'launch_ros',   # launch_actions, for the launch files
 }
 # Imported only on optional paths, each guarded and documented (torch backend, TensorRT,
 # training data for INT8 calibration, the ONNX compatibility checker used by tools).
-OPTIONAL = {'torch', 'tensorrt', 'training', 'onnx', 'scipy', 'skimage'}
+OPTIONAL = {'torch', 'tensorrt', 'training', 'onnx', 'skimage'}
 
 
 def manifest():

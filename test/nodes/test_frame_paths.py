@@ -217,3 +217,20 @@ def test_semidense_refuses_bad_poses_and_models_that_change_its_inputs(semidense
     points = SemiDenseFramePath(path.estimator, {**values, 'input': 'points'})
     assert points.required_inputs == ('semidense/points', 'camera_info')
     assert points.raw_inputs == frozenset()                # PointCloud2 arrives as a message
+
+
+def test_only_the_semidense_node_stops_onnx_runtime_threads_spinning(tmp_path):
+    """Its fills run on both cores between two runs; the other nodes keep ONNX Runtime's
+    default (docs/performance.md)."""
+    from depth_nodes.frames import engine_options, parameter_defaults
+    from depth_nodes.process_bag import load_model
+    for path, spin in ((SemiDenseFramePath, False), (MonoDepthFramePath, True),
+                       (StereoFramePath, True)):
+        values = parameter_defaults(path)
+        assert path.engine_spin_wait is spin
+        assert engine_options(values, path.engine_spin_wait).spin_wait is spin
+    values = {**parameter_defaults(SemiDenseFramePath), 'backend': 'onnxruntime',
+              'model': str(write_affine_model(tmp_path / 'm.onnx', SPEC))}
+    session = load_model(values, SemiDenseFramePath.engine_spin_wait).engine._session
+    assert session.get_session_options().get_session_config_entry(
+        'session.intra_op.allow_spinning') == '0'
