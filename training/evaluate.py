@@ -17,8 +17,8 @@ depth map of the training split, predicted for every image. Prints a table and w
 Semi-dense models (input_kind 'semidense') and the classical densification baselines
 (``--baseline nearest|linear|inpaint|log_linear|neighbourhood|blend``, repeatable) get the
 ground truth at the pixels of ``--semidense-mask`` (gradient: LSD-SLAM-like; random:
-uniform) at ``--semidense-density`` as input, and the paper's MAPE, normalised RMSE and PSNR besides the depth metrics
-(training/interpolation_baselines.py).
+uniform) at ``--semidense-density`` as input, and the paper's MAPE, normalised RMSE and PSNR
+besides the depth metrics (training/interpolation_baselines.py).
 """
 from __future__ import annotations
 
