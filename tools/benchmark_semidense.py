@@ -20,7 +20,8 @@ not depend on the values), then times
   onto the model's grid and resizes the dense result back).
 
 - ``fills``: the input channels alone (core.semidense.semidense_fill_tensor), and
-  ``fills_one_thread`` the same without triangulating on a second thread (fill models).
+  ``fills_one_thread`` the same without computing the linear fill on a second thread (fill
+  models).
 
 - ``engine_cpu_provider`` (with ``--cpu-provider``, when the engine runs on the OpenVINO
   provider of ONNX Runtime's OpenVINO build): run() on ONNX Runtime's CPU provider instead.
@@ -89,8 +90,8 @@ def semidense_input(height: int, width: int, seed: int = 0) -> tuple[np.ndarray,
 def fill_timings(estimator, depth: np.ndarray, intensity: np.ndarray | None, runs: int,
                  warmup: int) -> dict[str, dict[str, float]]:
     """The fill channels of a fill model's input where the estimator computes them (at the
-    input's size when it runs in tiles, else on the model's grid), with and without the
-    background triangulation; {} for other models."""
+    input's size when it runs in tiles, else on the model's grid), with and without the linear
+    fill on a second thread; {} for other models."""
     from depth_nodes.core.semidense import FILL_NORMALIZATION, semidense_fill_tensor
     spec = estimator.spec
     if spec.extras.get('depth_normalization') != FILL_NORMALIZATION:

@@ -41,6 +41,7 @@ from depth_nodes.runtime.estimator import MonoDepthEstimator
 from depth_nodes.runtime.model import LoadedModel
 from training.metrics import (DEPTH_METRICS, KITTI_PROTOCOL, NYU_PROTOCOL, DepthEvalProtocol,
                               MetricAverager, depth_metrics)
+from training.interpolation_baselines import BASELINES
 from training.models.base import resize_depth
 
 # The range the estimator may output during evaluation: the protocol (its cap and clamping)
@@ -288,8 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help='with --config and --bag: the topic of a role (repeatable)')
     add_split_arguments(parser)
     parser.add_argument('--baseline', action='append', default=[],
-                        choices=('none', 'train-mean', 'nearest', 'linear', 'inpaint',
-                                 'log_linear', 'neighbourhood', 'blend'),
+                        choices=('none', 'train-mean') + BASELINES,
                         help='baseline(s) to evaluate on the same images; repeatable')
     parser.add_argument('--semidense-mask', choices=('gradient', 'random', 'sample'),
                         default='gradient', help='input pixels of semi-dense models and '

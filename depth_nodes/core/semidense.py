@@ -379,7 +379,8 @@ def _rasterise_planes():
 
 def prepare_linear_fill() -> None:
     """Compile (or load from numba's disk cache) the rasteriser now, so that a node's first
-    frame does not wait for it (about 2 s the first time, well under 1 s from the cache)."""
+    frame does not wait for it (about 2 s the first time, about 1 s from the cache, numba's
+    import included)."""
     depth = np.full((4, 4), np.nan, np.float32)
     depth[0, 0] = depth[0, 3] = depth[3, 0] = 1.0
     linear_fill(depth)
