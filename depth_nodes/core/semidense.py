@@ -244,17 +244,25 @@ def nearest_fill_with_distance(depth: np.ndarray) -> tuple[np.ndarray, np.ndarra
     """Sparse (H, W) metres (NaN unknown) -> (every pixel's nearest known depth, its
     distance to that pixel in pixels), both float32.
 
-    OpenCV's distance transform with one label per known pixel (DIST_LABEL_PIXEL: labels
-    1..N in raster order of the known pixels; 5x5 mask, Euclidean to within ~2 %).
-    Raises ImageFormatError without known depth.
+    OpenCV's distance transform with one label per known pixel (DIST_LABEL_PIXEL; 5x5 mask,
+    Euclidean to within ~2 %). Raises ImageFormatError without known depth.
     """
+    nearest, distance, _ = _nearest_fill(depth)
+    return nearest, distance
+
+
+def _nearest_fill(depth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """nearest_fill_with_distance, plus each pixel's nearest known pixel as an (H, W) int32
+    index into the known pixels in raster order (np.nonzero(known_depth(depth))): the
+    discrete Voronoi diagram of the known pixels, which linear_fill triangulates."""
     known = known_depth(depth)
     values = depth[known]
     if values.size == 0:
         raise _no_depth()
     distance, labels = cv2.distanceTransformWithLabels(
         (~known).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
-    return values.astype(np.float32)[labels - 1], distance
+    labels -= 1                          # OpenCV labels the known pixels 1..N, raster order
+    return values.astype(np.float32)[labels], distance, labels
 
 
 def neighbourhood_fill(nearest: np.ndarray, distance: np.ndarray) -> np.ndarray:
@@ -269,17 +277,112 @@ def neighbourhood_fill(nearest: np.ndarray, distance: np.ndarray) -> np.ndarray:
     area table: O(1) per pixel. The mean is taken in log depth, so the fill scales with the
     depths. (H, W) float32 metres (> 0) and distances in pixels -> (H, W) float32 metres.
     """
-    height, width = nearest.shape
-    table = cv2.integral(np.log(nearest), sdepth=cv2.CV_64F).ravel()
-    half = np.rint(distance).astype(np.int32)
-    rows = np.arange(height, dtype=np.int32)[:, None]
-    cols = np.arange(width, dtype=np.int32)[None, :]
-    top, bottom = np.maximum(rows - half, 0), np.minimum(rows + half + 1, height)
-    left, right = np.maximum(cols - half, 0), np.minimum(cols + half + 1, width)
-    top_row, bottom_row = top * (width + 1), bottom * (width + 1)
-    window_sum = (table[bottom_row + right] - table[top_row + right]
-                  - table[bottom_row + left] + table[top_row + left])
-    return np.exp(window_sum / ((bottom - top) * (right - left))).astype(np.float32)
+    table = cv2.integral(np.log(nearest), sdepth=cv2.CV_64F)
+    return _window_mean_exp()(table, np.rint(distance).astype(np.int32))
+
+
+def _window_mean_exp_kernel(table: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """exp of the mean over the square window of half-size ``half`` (clipped to the image)
+    around every pixel, from the summed-area table (H + 1, W + 1) of the values; (H, W)
+    float32. Compiled by numba (_window_mean_exp): a vectorised NumPy version took several
+    times as long."""
+    height, width = half.shape
+    out = np.empty((height, width), np.float32)
+    for row in range(height):
+        for col in range(width):
+            h = half[row, col]
+            top, bottom = max(row - h, 0), min(row + h + 1, height)
+            left, right = max(col - h, 0), min(col + h + 1, width)
+            total = (table[bottom, right] - table[top, right] - table[bottom, left]
+                     + table[top, left])
+            out[row, col] = np.exp(total / ((bottom - top) * (right - left)))
+    return out
+
+
+def _voronoi_dual_kernel(labels: np.ndarray, rows: np.ndarray, cols: np.ndarray
+                         ) -> np.ndarray:
+    """The triangles dual to the discrete Voronoi diagram ``labels`` (each pixel's nearest
+    known pixel, an index into ``rows``/``cols``): wherever three cells meet in a 2x2 block of
+    pixels, their points form a triangle; where four meet, two, split along the shorter
+    diagonal. (T, 3) int32 indices. A Voronoi vertex is the centre of an empty circle through
+    its cells' points, so these are the Delaunay triangles whose circumcentre lies in the
+    image (to within the transform's accuracy); compiled by numba (_voronoi_dual).
+    """
+    height, width = labels.shape
+    out = np.empty((max(16, (height - 1) * (width - 1) // 4), 3), np.int32)
+    count = 0
+    for row in range(height - 1):
+        for col in range(width - 1):
+            # the block's cells in cyclic order: top left, top right, bottom right, bottom left
+            a = labels[row, col]
+            b = labels[row, col + 1]
+            c = labels[row + 1, col + 1]
+            d = labels[row + 1, col]
+            if count + 2 > out.shape[0]:
+                grown = np.empty((2 * out.shape[0], 3), np.int32)
+                grown[:count] = out[:count]
+                out = grown
+            if a == b:                          # 3 cells when the other two differ
+                if c == d or c == a or d == a:
+                    continue
+                out[count, 0], out[count, 1], out[count, 2] = a, c, d
+            elif b == c:
+                if d == a or d == b:
+                    continue
+                out[count, 0], out[count, 1], out[count, 2] = a, b, d
+            elif c == d or d == a:
+                if c == d and d == a:
+                    continue
+                out[count, 0], out[count, 1], out[count, 2] = a, b, c
+            elif a == c or b == d:              # a cell touching itself across the corner
+                continue
+            else:                               # four cells: two triangles
+                ac = (rows[a] - rows[c]) ** 2 + (cols[a] - cols[c]) ** 2
+                bd = (rows[b] - rows[d]) ** 2 + (cols[b] - cols[d]) ** 2
+                if ac <= bd:
+                    out[count, 0], out[count, 1], out[count, 2] = a, b, c
+                    count += 1
+                    out[count, 0], out[count, 1], out[count, 2] = a, c, d
+                else:
+                    out[count, 0], out[count, 1], out[count, 2] = a, b, d
+                    count += 1
+                    out[count, 0], out[count, 1], out[count, 2] = b, c, d
+            count += 1
+    return out[:count]
+
+
+def _hull_triangles(labels: np.ndarray, rows: np.ndarray, cols: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The Delaunay triangles the Voronoi dual misses: those whose circumcentre lies outside
+    the image (long slivers along the convex hull). Their three cells cross the image border
+    (each is convex and holds its point and the centre), so they are Delaunay triangles of
+    the few points whose cells reach the border as well: those are triangulated exactly
+    (Subdiv2D), and the triangles with their circumcentre within a pixel of the border or
+    beyond are kept. Some of these may not be Delaunay in the whole set; they are rasterised
+    first so that the dual's triangles overwrite them, and the triangles of one triangulation
+    never overlap. (corner rows, corner cols), each (T, 3) int32.
+    """
+    height, width = labels.shape
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    corner_rows, corner_cols = delaunay_triangles(rows[border], cols[border], (height, width))
+    if not len(corner_rows):
+        return corner_rows, corner_cols
+    # circumcentres, relative to the first corner
+    y0, x0 = corner_rows[:, 0].astype(np.float64), corner_cols[:, 0].astype(np.float64)
+    yb, xb = corner_rows[:, 1] - y0, corner_cols[:, 1] - x0
+    yc, xc = corner_rows[:, 2] - y0, corner_cols[:, 2] - x0
+    det = 2.0 * (xb * yc - yb * xc)
+    area = det != 0
+    det[~area] = 1.0
+    centre_x = x0 + (yc * (xb ** 2 + yb ** 2) - yb * (xc ** 2 + yc ** 2)) / det
+    centre_y = y0 + (xb * (xc ** 2 + yc ** 2) - xc * (xb ** 2 + yb ** 2)) / det
+    missed = area & ((centre_x < 1) | (centre_x > width - 2) | (centre_y < 1)
+                     | (centre_y > height - 2))
+    return corner_rows[missed], corner_cols[missed]
+
+
+# Subdiv2D's rectangle reaches this many image sizes beyond the image (delaunay_triangles).
+SUBDIV_MARGIN = 64
 
 
 def _z_order(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -300,10 +403,14 @@ def delaunay_triangles(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int
     """The Delaunay triangles of integer pixels (rows, cols) of an image of ``shape``:
     (corner rows, corner cols), each (T, 3) int32. OpenCV's incremental Subdiv2D, points
     inserted in Z-order: much faster than qhull on pixel grids, whose points are degenerate
-    (four on every circle)."""
+    (four on every circle). Subdiv2D starts from three virtual vertices a few times its
+    rectangle's size away and drops the triangles whose circumcircle holds one of them:
+    its rectangle is made far larger than the image so that the long slivers along the
+    convex hull, whose circumcircles are huge, are kept."""
     height, width = shape
     order = _z_order(rows, cols)
-    subdivision = cv2.Subdiv2D((-1, -1, width + 2, height + 2))
+    margin = SUBDIV_MARGIN * max(height, width)
+    subdivision = cv2.Subdiv2D((-margin, -margin, width + 2 * margin, height + 2 * margin))
     subdivision.insert(np.column_stack([cols[order], rows[order]]).astype(np.float32))
     # (T, 6): x, y of the three corners (an empty tuple when there is no triangle)
     corners = np.asarray(subdivision.getTriangleList(), np.float32).reshape(-1, 6)
@@ -368,6 +475,61 @@ def _rasterise_planes_kernel(corner_rows: np.ndarray, corner_cols: np.ndarray,
     return out
 
 
+def _nearest_covered_kernel(covered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pixel's nearest covered pixel (exact Euclidean distance: Felzenszwalb and
+    Huttenlocher's lower envelope of parabolas, down the columns then along the rows), as
+    (H, W) int32 rows and cols; needs a covered pixel. scipy.ndimage.distance_transform_edt
+    with return_indices does the same, several times slower (ties may resolve differently).
+    """
+    height, width = covered.shape
+    far = np.float64(4.0 * (height + width) ** 2)       # beyond any squared distance here
+    column_distance = np.empty((height, width), np.float64)
+    column_nearest = np.empty((height, width), np.int32)
+    for col in range(width):                            # nearest covered pixel in the column
+        last = -1
+        for row in range(height):
+            if covered[row, col]:
+                last = row
+            column_nearest[row, col] = last
+        last = -1
+        for row in range(height - 1, -1, -1):
+            if covered[row, col]:
+                last = row
+            if last >= 0 and (column_nearest[row, col] < 0
+                              or last - row < row - column_nearest[row, col]):
+                column_nearest[row, col] = last
+            nearest = column_nearest[row, col]
+            column_distance[row, col] = far if nearest < 0 else np.float64(
+                (row - nearest) ** 2)
+    near_rows = np.empty((height, width), np.int32)
+    near_cols = np.empty((height, width), np.int32)
+    apex = np.empty(width, np.int64)                    # the envelope's parabolas ...
+    bound = np.empty(width + 1, np.float64)             # ... and where each takes over
+    for row in range(height):
+        f = column_distance[row]
+        k = 0
+        apex[0] = 0
+        bound[0], bound[1] = -np.inf, np.inf
+        for q in range(1, width):
+            while True:
+                v = apex[k]
+                s = ((f[q] + q * q) - (f[v] + v * v)) / (2.0 * (q - v))
+                if s <= bound[k]:
+                    k -= 1
+                else:
+                    break
+            k += 1
+            apex[k] = q
+            bound[k], bound[k + 1] = s, np.inf
+        k = 0
+        for q in range(width):
+            while bound[k + 1] < q:
+                k += 1
+            near_cols[row, q] = apex[k]
+            near_rows[row, q] = column_nearest[row, apex[k]]
+    return near_rows, near_cols
+
+
 @functools.cache
 def _rasterise_planes():
     """_rasterise_planes_kernel compiled (numba, on first use; cached on disk), without the
@@ -377,16 +539,36 @@ def _rasterise_planes():
     return numba.njit(cache=True, nogil=True)(_rasterise_planes_kernel)
 
 
-def prepare_linear_fill() -> None:
-    """Compile (or load from numba's disk cache) the rasteriser now, so that a node's first
-    frame does not wait for it (about 2 s the first time, about 1 s from the cache, numba's
-    import included)."""
+@functools.cache
+def _window_mean_exp():
+    import numba
+    return numba.njit(cache=True, nogil=True)(_window_mean_exp_kernel)
+
+
+@functools.cache
+def _voronoi_dual():
+    import numba
+    return numba.njit(cache=True, nogil=True)(_voronoi_dual_kernel)
+
+
+@functools.cache
+def _nearest_covered():
+    import numba
+    return numba.njit(cache=True, nogil=True)(_nearest_covered_kernel)
+
+
+def prepare_fills() -> None:
+    """Compile (or load from numba's disk cache) the fills' kernels now, so that a node's
+    first frame does not wait for them (a few seconds the first time, about 1 s from the
+    cache, numba's import included)."""
     depth = np.full((4, 4), np.nan, np.float32)
     depth[0, 0] = depth[0, 3] = depth[3, 0] = 1.0
-    linear_fill(depth)
+    nearest, distance, labels = _nearest_fill(depth)
+    neighbourhood_fill(nearest, distance)
+    linear_fill(depth, labels)
 
 
-def linear_fill(depth: np.ndarray) -> np.ndarray:
+def linear_fill(depth: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
     """Piecewise-linear interpolation of log depth over the Delaunay triangles of the known
     pixels, at every pixel; outside them each pixel takes the nearest interpolated one
     (exact Euclidean distance; OpenCV's labelled distance transform is approximate, and its
@@ -394,23 +576,35 @@ def linear_fill(depth: np.ndarray) -> np.ndarray:
     log depth, so the fill scales with the depths (and follows a slanted plane's 1/depth
     more closely than linear metres). (H, W) metres (NaN unknown) -> (H, W) float32 metres.
     Raises ImageFormatError without known depth.
+
+    The triangles come from the discrete Voronoi diagram of the known pixels (``labels``, as
+    _nearest_fill gives it; computed here when not given), O(pixels), and an exact
+    triangulation of the few points whose cells reach the image border (_hull_triangles):
+    the same fill as triangulating every known pixel (Subdiv2D, several times slower) but
+    for the triangles of near-cocircular points, which the approximate transform may split
+    along the other diagonal.
     """
-    from scipy import ndimage
     known = known_depth(depth)
     if not known.any():
         raise _no_depth()
+    if labels is None:
+        labels = _nearest_fill(depth)[2]
+    rows, cols = (index.astype(np.int32) for index in np.nonzero(known))
+    dual = _voronoi_dual()(labels, rows, cols)
+    hull_rows, hull_cols = _hull_triangles(labels, rows, cols)
+    # the hull's first: where one of them is not Delaunay, the dual's triangles overwrite it
+    corner_rows = np.concatenate([hull_rows, rows[dual]])
+    corner_cols = np.concatenate([hull_cols, cols[dual]])
     log_depth = np.log(np.where(known, depth, 1.0)).astype(np.float32)
     fill = log_depth.copy()
-    corner_rows, corner_cols = delaunay_triangles(*np.nonzero(known), depth.shape)
     if len(corner_rows):
         np.copyto(fill, _rasterise_planes()(corner_rows, corner_cols, log_depth),
                   where=~known)
     else:   # fewer than three points, or all on a line
         fill[~known] = np.nan
-    outside = ~np.isfinite(fill)
-    if outside.any():
-        _, (near_rows, near_cols) = ndimage.distance_transform_edt(outside,
-                                                                   return_indices=True)
+    covered = np.isfinite(fill)
+    if not covered.all():
+        near_rows, near_cols = _nearest_covered()(covered)
         fill = fill[near_rows, near_cols]
     return np.exp(fill)
 
@@ -428,7 +622,7 @@ def semidense_fill_tensor(depth: np.ndarray, spec, intensity: np.ndarray | None 
     intensity / 255, the neighbourhood fill and the linear fill (metres). The depth
     is moved to the model size with resample_sparse_depth first. Training batches are made
     with this same function. ``background``: compute the linear fill on a second thread
-    while the other fills are computed (False: one after the other, for comparison).
+    while the neighbourhood fill is computed (False: one after the other, for comparison).
     """
     channels = spec.input_channels
     if channels not in (3, 4, 6):
@@ -439,13 +633,13 @@ def semidense_fill_tensor(depth: np.ndarray, spec, intensity: np.ndarray | None 
     if height and width and depth.shape != (height, width):
         depth = resample_sparse_depth(depth, height, width)
     known = known_depth(depth)
+    nearest, distance, labels = _nearest_fill(depth)
     linear = None
     if channels == 6 and background:
-        # The linear fill (its triangulation and rasterisation without the GIL: OpenCV and
-        # numba) runs on another core while the nearest and neighbourhood fills run here.
-        linear = _background().submit(linear_fill, depth)
+        # The linear fill (its kernels run without the GIL: numba and OpenCV) runs on
+        # another core while the neighbourhood fill runs here.
+        linear = _background().submit(linear_fill, depth, labels)
     try:
-        nearest, distance = nearest_fill_with_distance(depth)
         tensor = np.empty((1, channels) + depth.shape, dtype=np.float32)
         tensor[0, 0] = nearest
         tensor[0, 1] = known
@@ -454,7 +648,8 @@ def semidense_fill_tensor(depth: np.ndarray, spec, intensity: np.ndarray | None 
             _write_intensity(tensor[0, 3], intensity, 'fourth')
         if channels == 6:
             tensor[0, 4] = neighbourhood_fill(nearest, distance)
-            tensor[0, 5] = linear.result() if linear is not None else linear_fill(depth)
+            tensor[0, 5] = (linear.result() if linear is not None
+                            else linear_fill(depth, labels))
     finally:
         if linear is not None:
             linear.cancel()

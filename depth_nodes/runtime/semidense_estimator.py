@@ -29,7 +29,7 @@ from depth_nodes.core.model_spec import ModelSpec
 from depth_nodes.core.postprocess import output_to_metres, resize_output, squeeze_output
 from depth_nodes.core.semidense import (DEPTH_NORMALIZATION, FILL_CHANNELS,
                                         FILL_NORMALIZATION, known_depth,
-                                        merge_known_depth, prepare_linear_fill,
+                                        merge_known_depth, prepare_fills,
                                         resample_sparse_depth,
                                         semidense_fill_tensor, semidense_to_tensor,
                                         TILE_MARGIN, tile_cuts, tile_starts)
@@ -73,7 +73,7 @@ class SemiDenseEstimator:
                              f'this package computes {list(FILL_CHANNELS[:spec.input_channels])}'
                              ': retrain or export it again with this version')
         if self._fill_input and spec.input_channels == len(FILL_CHANNELS):
-            prepare_linear_fill()       # the linear fill's compiled rasteriser, before frame 1
+            prepare_fills()     # the fills' compiled kernels, before frame 1
         self.native_resolution = native_resolution
         self.model = model
         self.output_resolution = output_resolution
