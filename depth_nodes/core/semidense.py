@@ -351,34 +351,24 @@ def _voronoi_dual_kernel(labels: np.ndarray, rows: np.ndarray, cols: np.ndarray
     return out[:count]
 
 
-def _hull_triangles(labels: np.ndarray, rows: np.ndarray, cols: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """The Delaunay triangles the Voronoi dual misses: those whose circumcentre lies outside
-    the image (long slivers along the convex hull). Their three cells cross the image border
-    (each is convex and holds its point and the centre), so they are Delaunay triangles of
-    the few points whose cells reach the border as well: those are triangulated exactly
-    (Subdiv2D), and the triangles with their circumcentre within a pixel of the border or
-    beyond are kept. Some of these may not be Delaunay in the whole set; they are rasterised
-    first so that the dual's triangles overwrite them, and the triangles of one triangulation
-    never overlap. (corner rows, corner cols), each (T, 3) int32.
+def _gap_triangles(labels: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                   uncovered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The Delaunay triangles where the Voronoi dual left pixels uncovered: an exact
+    triangulation (Subdiv2D) of the samples whose cells hold such a pixel or reach the image
+    border. A Delaunay triangle the dual misses has its circumcentre outside the image (the
+    slivers along the convex hull: its three cells cross the border) or among Voronoi
+    vertices closer together than a pixel (samples on a circle around a textureless region:
+    their cells meet in the uncovered pixels); either way its corners are among these
+    samples and its circumcircle holds none of them, so it is one of their Delaunay
+    triangles too. (corner rows, corner cols), each (T, 3) int32; the caller uses them only
+    where the dual left a gap, as they need not be Delaunay elsewhere.
     """
-    height, width = labels.shape
-    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    corner_rows, corner_cols = delaunay_triangles(rows[border], cols[border], (height, width))
-    if not len(corner_rows):
-        return corner_rows, corner_cols
-    # circumcentres, relative to the first corner
-    y0, x0 = corner_rows[:, 0].astype(np.float64), corner_cols[:, 0].astype(np.float64)
-    yb, xb = corner_rows[:, 1] - y0, corner_cols[:, 1] - x0
-    yc, xc = corner_rows[:, 2] - y0, corner_cols[:, 2] - x0
-    det = 2.0 * (xb * yc - yb * xc)
-    area = det != 0
-    det[~area] = 1.0
-    centre_x = x0 + (yc * (xb ** 2 + yb ** 2) - yb * (xc ** 2 + yc ** 2)) / det
-    centre_y = y0 + (xb * (xc ** 2 + yc ** 2) - xc * (xb ** 2 + yb ** 2)) / det
-    missed = area & ((centre_x < 1) | (centre_x > width - 2) | (centre_y < 1)
-                     | (centre_y > height - 2))
-    return corner_rows[missed], corner_cols[missed]
+    chosen = np.zeros(rows.size, bool)
+    chosen[labels[uncovered]] = True
+    for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+        chosen[edge] = True
+    index = np.flatnonzero(chosen)
+    return delaunay_triangles(rows[index], cols[index], labels.shape)
 
 
 # Subdiv2D's rectangle reaches this many image sizes beyond the image (delaunay_triangles).
@@ -559,8 +549,8 @@ def _nearest_covered():
 
 def prepare_fills() -> None:
     """Compile (or load from numba's disk cache) the fills' kernels now, so that a node's
-    first frame does not wait for them (a few seconds the first time, about 1 s from the
-    cache, numba's import included)."""
+    first frame does not wait for them (compiling takes seconds; loading them from the cache,
+    numba's import included, a fraction of that)."""
     depth = np.full((4, 4), np.nan, np.float32)
     depth[0, 0] = depth[0, 3] = depth[3, 0] = 1.0
     nearest, distance, labels = _nearest_fill(depth)
@@ -578,11 +568,10 @@ def linear_fill(depth: np.ndarray, labels: np.ndarray | None = None) -> np.ndarr
     Raises ImageFormatError without known depth.
 
     The triangles come from the discrete Voronoi diagram of the known pixels (``labels``, as
-    _nearest_fill gives it; computed here when not given), O(pixels), and an exact
-    triangulation of the few points whose cells reach the image border (_hull_triangles):
-    the same fill as triangulating every known pixel (Subdiv2D, several times slower) but
-    for the triangles of near-cocircular points, which the approximate transform may split
-    along the other diagonal.
+    _nearest_fill gives it; computed here when not given), O(pixels), and where that leaves
+    gaps from an exact triangulation of the few samples around them (_gap_triangles): the
+    same fill as triangulating every known pixel (Subdiv2D, several times slower) but where
+    near-cocircular samples are split along the other diagonal.
     """
     known = known_depth(depth)
     if not known.any():
@@ -591,21 +580,19 @@ def linear_fill(depth: np.ndarray, labels: np.ndarray | None = None) -> np.ndarr
         labels = _nearest_fill(depth)[2]
     rows, cols = (index.astype(np.int32) for index in np.nonzero(known))
     dual = _voronoi_dual()(labels, rows, cols)
-    hull_rows, hull_cols = _hull_triangles(labels, rows, cols)
-    # the hull's first: where one of them is not Delaunay, the dual's triangles overwrite it
-    corner_rows = np.concatenate([hull_rows, rows[dual]])
-    corner_cols = np.concatenate([hull_cols, cols[dual]])
     log_depth = np.log(np.where(known, depth, 1.0)).astype(np.float32)
     fill = log_depth.copy()
-    if len(corner_rows):
-        np.copyto(fill, _rasterise_planes()(corner_rows, corner_cols, log_depth),
-                  where=~known)
-    else:   # fewer than three points, or all on a line
-        fill[~known] = np.nan
-    covered = np.isfinite(fill)
-    if not covered.all():
-        near_rows, near_cols = _nearest_covered()(covered)
-        fill = fill[near_rows, near_cols]
+    np.copyto(fill, _rasterise_planes()(rows[dual], cols[dual], log_depth), where=~known)
+    uncovered = ~np.isfinite(fill)
+    if uncovered.any():
+        gap_rows, gap_cols = _gap_triangles(labels, rows, cols, uncovered)
+        if len(gap_rows):
+            np.copyto(fill, _rasterise_planes()(gap_rows, gap_cols, log_depth),
+                      where=uncovered)
+        covered = np.isfinite(fill)
+        if not covered.all():   # outside the hull (or fewer than three points, or a line)
+            near_rows, near_cols = _nearest_covered()(covered)
+            fill = fill[near_rows, near_cols]
     return np.exp(fill)
 
 

@@ -1,13 +1,14 @@
 """core.semidense, the node side: (inverse) depth + variance -> metres, sparse resampling,
 network input channels, point projection, keeping known depth; unknown never reads as 0."""
+import cv2
 import numpy as np
 import pytest
 
 from depth_nodes.core.camera import CameraIntrinsics
 from depth_nodes.core.encodings import ImageFormatError
 from depth_nodes.core.model_spec import ModelSpec
-from depth_nodes.core.semidense import (_hull_triangles, _nearest_covered, _nearest_fill,
-                                        _rasterise_planes, delaunay_triangles,
+from depth_nodes.core.semidense import (_nearest_covered, _rasterise_planes,
+                                        delaunay_triangles,
                                         depth_from_semidense_image, linear_fill,
                                         semidense_fill_tensor,
                                         frame_depth_scale,
@@ -242,10 +243,29 @@ def test_hull_slivers_are_interpolated_not_extrapolated():
     fill = np.log(linear_fill(depth))
     # (56, 40): on the plane of the three bottom samples, log d = 1 - (row - 54) / 3.
     assert fill[56, 40] == pytest.approx(1.0 - 2.0 / 3.0, abs=1e-5)
-    labels = _nearest_fill(depth)[2]
-    known_rows, known_cols = (index.astype(np.int32) for index in np.nonzero(np.isfinite(depth)))
-    hull_rows, _ = _hull_triangles(labels, known_rows, known_cols)
-    assert sorted(map(sorted, hull_rows.tolist())) == [[54, 57, 57]]
+
+
+def test_samples_on_an_arc_are_triangulated_not_left_to_the_nearest():
+    # A textureless region in the bottom left corner, its edge an arc of samples around the
+    # corner (and a sparse grid beyond): the arc's Voronoi cells all meet at the corner, so
+    # the Voronoi dual alone leaves the region empty. Any triangulation of the samples
+    # reproduces log-affine depth.
+    rows, cols = np.mgrid[0:200, 0:240]
+    log_depth = 0.2 + 0.01 * rows + 0.004 * cols
+    from_corner = np.hypot(rows - 199, cols)
+    angle = np.linspace(0, np.pi / 2, 60)
+    arc = np.unique(np.rint(np.column_stack([199 - 120 * np.sin(angle),
+                                             120 * np.cos(angle)])).astype(int), axis=0)
+    grid = np.argwhere((rows % 20 == 0) & (cols % 20 == 0) & (from_corner > 130))
+    points = np.vstack([arc, grid, [[199, 239], [0, 0], [0, 239]]])
+    depth = np.full(rows.shape, NAN, np.float32)
+    depth[points[:, 0], points[:, 1]] = np.exp(log_depth[points[:, 0], points[:, 1]])
+    fill = np.log(linear_fill(depth))
+    inside = np.zeros(rows.shape, np.uint8)
+    hull = cv2.convexHull(np.ascontiguousarray(points[:, ::-1]).astype(np.int32))
+    cv2.fillConvexPoly(inside, hull, 1)
+    region = (from_corner < 118) & (inside == 1)
+    assert np.abs(fill - log_depth)[region].max() < 1e-4
 
 
 def test_nearest_covered_pixel_is_exactly_the_nearest():
