@@ -9,9 +9,10 @@ boxes, sampled on its intensity edges, five different ones in turn) published as
 ``semidense/depth`` (32FC1) with its ``image`` (mono8, the model's intensity channel) under one
 stamp; the latency is the time from publishing the depth to receiving ``depth/image`` with
 that stamp (the node's decoding, synchronisation, fills, network, publishing and both DDS
-transfers). Then, in this process after the node has stopped, the same frames through
-SemiDenseEstimator alone, to show what the node adds. Prints p50 / p95 / max in ms and writes
-them as JSON with ``--json``.
+transfers). The first reply is checked (dense, the input's size, every known input depth
+kept) before anything is timed. Then, in this process after the node has stopped, the same
+frames through SemiDenseEstimator alone, to show what the node adds. Prints p50 / p95 / max
+in ms and writes them as JSON with ``--json``.
 """
 from __future__ import annotations
 
@@ -41,12 +42,26 @@ PREFIX = '/semidense_bench'
 
 
 def node_command(model: str) -> list[str]:
+    """The installed executable (what `ros2 run` runs), else the module."""
     workspace = os.environ.get('DEPTH_NODES_WORKSPACE', str(REPO / 'install'))
     exe = Path(workspace) / 'depth_nodes' / 'lib' / 'depth_nodes' / 'semidense_depth_node'
-    if not exe.exists():
-        raise SystemExit(f'{exe} not found: build the workspace first (tools/bootstrap.sh)')
-    return [str(exe), '--ros-args', '-r', f'__ns:={PREFIX}', '-p', f'model:={model}',
-            '-p', 'backend:=onnxruntime']
+    command = [str(exe)] if exe.exists() else [sys.executable, '-m',
+                                               'depth_nodes.nodes.semidense_depth_node']
+    return command + ['--ros-args', '-r', f'__ns:={PREFIX}', '-p', f'model:={model}',
+                      '-p', 'backend:=onnxruntime']
+
+
+def check_output(raw: bytes, depth: np.ndarray) -> None:
+    """The published depth is dense, of the input's size, and keeps every known input depth:
+    a benchmark of a node that publishes something else would mean nothing."""
+    from depth_nodes import ros_io
+    message = ros_io.image_from_cdr(raw)
+    out = ros_io.image_to_array(message)
+    known = np.isfinite(depth)
+    if message.encoding != '32FC1' or out.shape != depth.shape or not np.isfinite(out).all() \
+            or not np.allclose(out[known], depth[known], rtol=1e-6):
+        raise SystemExit(f'semidense_depth_node published a wrong depth image '
+                         f'({message.encoding}, {out.shape}): not timing it')
 
 
 def percentiles(values_ms: list[float]) -> dict[str, float]:
@@ -71,12 +86,15 @@ def node_latencies(model: str, frames: list[tuple[np.ndarray, np.ndarray]], coun
     rclpy.init()
     node = rclpy.create_node('semidense_bench')
     received: dict[int, float] = {}
+    first: list[bytes] = []
     arrived = threading.Condition()
 
     def on_depth(raw):
         now = time.perf_counter()
         with arrived:
             received[ros_io.cdr_stamp_ns(raw)] = now
+            if not first:
+                first.append(bytes(raw))
             arrived.notify_all()
 
     node.create_subscription(Image, f'{PREFIX}/depth/image', on_depth, reliable, raw=True)
@@ -107,6 +125,8 @@ def node_latencies(model: str, frames: list[tuple[np.ndarray, np.ndarray]], coun
                                      f'(see {log_path})')
                 if i >= 3:
                     latencies.append((received[stamp] - sent) * 1e3)
+            if i == 0:
+                check_output(first[0], depth)
             time.sleep(0.05)
     finally:
         node.destroy_node()
