@@ -10,7 +10,8 @@ from training.geometry import (box_mean3, gradient_x, reconstruct_left, reconstr
 from training.losses.stereo_reconstruction import (AppearanceMatchingLoss,
                                                    DisparitySmoothnessLoss,
                                                    LeftRightConsistencyLoss,
-                                                   StereoReconstructionLoss)
+                                                   StereoReconstructionLoss,
+                                                   occlusion_masks)
 
 W = 16
 
@@ -123,6 +124,38 @@ def test_smoothness_weight_halves_per_scale():
     _, terms = loss(ramps, image, image)
     # Per scale: (left + right) 0.01 / 2^s -> 0.02 (1 + 1/2 + 1/4)
     assert terms['smoothness'].item() == pytest.approx(0.02 * 1.75, rel=1e-5)
+
+
+def test_occlusion_masks_by_hand():
+    # Background 1 px, a foreground 4 px at left columns 5-7 (right columns 1-3): the
+    # background left of it in the left view (columns 2-4) lands where the foreground lands,
+    # and the background right of it in the right view (columns 4-6) is hidden from the left.
+    width = 10
+    left = torch.full((1, 1, 1, width), 1.0 / width)
+    left[..., 5:8] = 4.0 / width
+    right = torch.full((1, 1, 1, width), 1.0 / width)
+    right[..., 1:4] = 4.0 / width
+    visible_left, visible_right = occlusion_masks(left, right)
+    assert visible_left.flatten().tolist() == [1, 1, 0, 0, 0, 1, 1, 1, 1, 1]
+    assert visible_right.flatten().tolist() == [1, 1, 1, 1, 0, 0, 0, 1, 1, 1]
+    # A plane (constant or slowly varying disparity) is visible everywhere.
+    ramp = (0.02 + 0.001 * torch.arange(width, dtype=torch.float32)).view(1, 1, 1, -1)
+    assert all(mask.all() for mask in occlusion_masks(ramp, ramp))
+
+
+def test_masked_appearance_averages_only_the_visible_pixels():
+    loss = AppearanceMatchingLoss(alpha=0.0)                  # |I - I~| alone
+    image = torch.zeros(1, 1, 2, 4)
+    reconstruction = torch.tensor([0.2, 0.2, 0.2, 1.0]).expand(1, 1, 2, 4)
+    assert loss(image, reconstruction).item() == pytest.approx(0.4)
+    mask = torch.tensor([1.0, 1.0, 1.0, 0.0]).expand(1, 1, 2, 4)
+    assert loss(image, reconstruction, mask).item() == pytest.approx(0.2)
+    # With nothing occluded the masked total is the paper's.
+    left, right = stereo_pair(3)
+    good = torch.cat([constant_disparity(3), constant_disparity(3)], 1)
+    plain = StereoReconstructionLoss()([good], left, right)[0]
+    masked = StereoReconstructionLoss(occlusion_mask=True)([good], left, right)[0]
+    assert masked.item() == pytest.approx(plain.item(), rel=1e-6)
 
 
 def test_shapes_are_checked():

@@ -9,6 +9,12 @@ width); each view is rebuilt from the other by bilinear warping (training/geomet
 
 Appearance (eq. 2), smoothness (eq. 3) and left-right consistency (eq. 4) are the modules
 below; every mean runs over the pixels (and channels) of the scale it is computed at.
+
+Optionally (``occlusion_mask``, not in the paper) the appearance term skips the pixels the
+other view cannot see, by the disparity's own visibility rule (occlusion_masks): a pixel of
+the left view whose landing point in the right view is covered by a nearer pixel further
+right has no match there, and without the mask the cheapest disparity for it is the
+occluder's, which widens every foreground object by its disparity step (a halo).
 """
 from __future__ import annotations
 
@@ -33,11 +39,16 @@ class AppearanceMatchingLoss(nn.Module):
             raise ValueError(f'alpha must be in [0, 1], got {alpha}')
         self.alpha = alpha
 
-    def forward(self, image: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, reconstruction: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``mask`` (B, 1, H, W), 1 where the pixel counts: the mean runs over those."""
         structural = torch.clamp((1 - ssim(image, reconstruction)) / 2, 0, 1)
         photometric = (image - reconstruction).abs()
         # eq. 2: alpha (1 - SSIM) / 2 + (1 - alpha) |I - I~|, averaged over the N pixels
-        return (self.alpha * structural + (1 - self.alpha) * photometric).mean()
+        cost = self.alpha * structural + (1 - self.alpha) * photometric
+        if mask is None:
+            return cost.mean()
+        return (cost * mask).sum() / (mask.sum() * cost.shape[1]).clamp(min=1.0)
 
 
 class DisparitySmoothnessLoss(nn.Module):
@@ -74,6 +85,34 @@ class LeftRightConsistencyLoss(nn.Module):
         return 2 * (torch.cat([left_disparity, right_disparity]) - seen).abs().mean()
 
 
+@torch.no_grad()
+def occlusion_masks(left_disparity: torch.Tensor, right_disparity: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(visible in the right view, visible in the left view), (B, 1, H, W) float 0/1, from
+    disparities as fractions of the width. Left pixel x lands at t(x) = x - dl(x) W in the
+    right view; it is occluded when a pixel further right lands at or left of it:
+
+        occluded_l(x) = t(x) >= min_{x' > x} t(x')
+        occluded_r(x) = s(x) <= max_{x' < x} s(x'),   s(x) = x + dr(x) W
+
+    (a z-buffer along each row: of two pixels landing in one place the nearer, larger
+    disparity wins). Not differentiated: the mask only chooses where eq. 2 is averaged.
+    """
+    width = left_disparity.shape[-1]
+    x = torch.arange(width, dtype=left_disparity.dtype, device=left_disparity.device)
+    landing = x - left_disparity * width
+    # min over x' >= x, then shifted one column left: min over x' > x (+inf at the end)
+    suffix_min = torch.cummin(landing.flip(-1), dim=-1).values.flip(-1)
+    end = torch.full_like(suffix_min[..., :1], float('inf'))
+    right_of = torch.cat([suffix_min[..., 1:], end], dim=-1)
+    landing_r = x + right_disparity * width
+    prefix_max = torch.cummax(landing_r, dim=-1).values
+    left_of = torch.cat([torch.full_like(prefix_max[..., :1], float('-inf')),
+                         prefix_max[..., :-1]], dim=-1)
+    return (landing < right_of).to(left_disparity.dtype), \
+        (landing_r > left_of).to(right_disparity.dtype)
+
+
 class StereoReconstructionLoss(nn.Module):
     """The total loss C = sum_s C_s over the disparity scales (eq. 1 and 5).
 
@@ -85,8 +124,10 @@ class StereoReconstructionLoss(nn.Module):
     """
 
     def __init__(self, ssim_alpha: float = 0.85, appearance_weight: float = 1.0,
-                 smoothness_weight: float = 0.1, lr_consistency_weight: float = 1.0):
+                 smoothness_weight: float = 0.1, lr_consistency_weight: float = 1.0,
+                 occlusion_mask: bool = False):
         super().__init__()
+        self.occlusion_mask = occlusion_mask
         self.appearance = AppearanceMatchingLoss(ssim_alpha)
         self.smoothness = DisparitySmoothnessLoss()
         self.lr_consistency = LeftRightConsistencyLoss()
@@ -115,7 +156,8 @@ class StereoReconstructionLoss(nn.Module):
             views = torch.cat([left_s, right_s])
             reconstructions = warp_horizontal(torch.cat([right_s, left_s]),
                                               torch.cat([-disp_l, disp_r]))  # I~l, I~r
-            appearance = 2 * self.appearance(views, reconstructions)
+            mask = torch.cat(occlusion_masks(disp_l, disp_r)) if self.occlusion_mask else None
+            appearance = 2 * self.appearance(views, reconstructions, mask)
             smoothness = 2 * self.smoothness(torch.cat([disp_l, disp_r]), views) / 2 ** scale
             lr_consistency = self.lr_consistency(disp_l, disp_r)
             # eq. 1: C_s = a_ap (C_ap^l + C_ap^r) + a_ds (C_ds^l + C_ds^r) + a_lr (C_lr^l + C_lr^r)

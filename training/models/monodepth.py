@@ -54,6 +54,7 @@ class MonodepthConfig:
     appearance_weight: float = 1.0      # eq. 1 weights
     smoothness_weight: float = 0.1
     lr_consistency_weight: float = 1.0
+    occlusion_mask: bool = False        # eq. 2 only where the other view sees the pixel
     learning_rate: float = 5e-4         # Adam
     adam_betas: tuple[float, float] = (0.9, 0.999)
     lr_halving_steps: tuple[int, ...] = ()   # iterations after which the lr halves
@@ -129,7 +130,8 @@ class MonodepthMethod(DepthMethod):
         self.network = DepthPredictionNetwork(config.architecture).to(context.device)
         self.loss = StereoReconstructionLoss(config.ssim_alpha, config.appearance_weight,
                                              config.smoothness_weight,
-                                             config.lr_consistency_weight)
+                                             config.lr_consistency_weight,
+                                             config.occlusion_mask)
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.learning_rate,
                                           betas=config.adam_betas)
         self._trained: nn.Module = self.network
