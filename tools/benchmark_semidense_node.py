@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -36,19 +35,16 @@ os.environ.setdefault('ROS_DOMAIN_ID', str(101 + os.getpid() % 100))
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 
 from benchmark_semidense import semidense_input  # noqa: E402
+from node_process import node_executable, stop_node  # noqa: E402
 
 HEIGHT, WIDTH = 480, 640
 PREFIX = '/semidense_bench'
 
 
 def node_command(model: str) -> list[str]:
-    """The installed executable (what `ros2 run` runs), else the module."""
-    workspace = os.environ.get('DEPTH_NODES_WORKSPACE', str(REPO / 'install'))
-    exe = Path(workspace) / 'depth_nodes' / 'lib' / 'depth_nodes' / 'semidense_depth_node'
-    command = [str(exe)] if exe.exists() else [sys.executable, '-m',
-                                               'depth_nodes.nodes.semidense_depth_node']
-    return command + ['--ros-args', '-r', f'__ns:={PREFIX}', '-p', f'model:={model}',
-                      '-p', 'backend:=onnxruntime']
+    return node_executable('semidense_depth_node') + [
+        '--ros-args', '-r', f'__ns:={PREFIX}', '-p', f'model:={model}',
+        '-p', 'backend:=onnxruntime']
 
 
 def check_output(raw: bytes, depth: np.ndarray) -> None:
@@ -131,12 +127,7 @@ def node_latencies(model: str, frames: list[tuple[np.ndarray, np.ndarray]], coun
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_node(proc)
         log.close()
     return latencies
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ os.environ.setdefault('ROS_DOMAIN_ID', str(101 + os.getpid() % 100))
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 
 from make_sample_bags import RGB_TOPICS, sample_bag  # noqa: E402
+from node_process import node_executable, stop_node  # noqa: E402
 
 RSS_GROWTH_TARGET = 0.05
 WARM_UP_S = 30.0
@@ -50,13 +50,10 @@ def rss_bytes(pid: int) -> int | None:
 
 
 def node_command(model: str, prefix: str) -> list[str]:
-    workspace = os.environ.get('DEPTH_NODES_WORKSPACE', str(REPO / 'install'))
-    exe = Path(workspace) / 'depth_nodes' / 'lib' / 'depth_nodes' / 'mono_depth_node'
-    if not exe.exists():
-        raise SystemExit(f'{exe} not found: build the workspace first (tools/bootstrap.sh)')
-    return [str(exe), '--ros-args', '-r', f'__ns:={prefix}', '-p', f'model:={model}',
-            '-p', 'backend:=onnxruntime', '-p', 'publish_colored:=true',
-            '-p', 'publish_points:=true']
+    return node_executable('mono_depth_node') + [
+        '--ros-args', '-r', f'__ns:={prefix}', '-p', f'model:={model}',
+        '-p', 'backend:=onnxruntime', '-p', 'publish_colored:=true',
+        '-p', 'publish_points:=true']
 
 
 class Frames:
@@ -190,12 +187,7 @@ def soak(args) -> dict:
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_node(proc)
         log.close()
 
     with lock:
