@@ -18,7 +18,9 @@ test split of another stereo dataset, the left view's disparity from OpenCV Ster
 from the DPN (left image only; its width fraction x the width), with and without pp, against
 the ground truth: EPE and bad-1/2/3 (% of pixels off by more than N px; a pixel without an
 estimate counts as bad and lowers coverage), the same on the pixels where the first SGBM row
-answers (SGBM's own EPE covers only those), and depth metrics (Z = f B / (d + doffs); 80 m
+answers (SGBM's own EPE covers only those), "sgbm + row fill" (the first SGBM row's holes
+filled along each row by the farther of the nearest valid disparities: dense, as the DPN),
+and depth metrics (Z = f B / (d + doffs); 80 m
 cap) as predicted and after per-image median scaling (the DPN may come from another rig).
 """
 from __future__ import annotations
@@ -30,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -87,6 +90,37 @@ def speed(model: str | None, threads: list[int], runs: int) -> dict:
     return report
 
 
+def fill_rows(disparity: np.ndarray) -> np.ndarray:
+    """SGBM's holes filled as a user needing dense depth would: each invalid pixel takes the
+    smaller (farther) of the nearest valid disparities left and right of it in its row, the
+    usual fill of occlusions, which are background; a row without any keeps its holes."""
+    valid = np.isfinite(disparity)
+    columns = np.arange(disparity.shape[1])
+    rows = np.arange(disparity.shape[0])[:, None]
+    sides = []
+    for index in (np.maximum.accumulate(np.where(valid, columns, -1), axis=1),
+                  np.minimum.accumulate(np.where(valid, columns, disparity.shape[1])[:, ::-1],
+                                        axis=1)[:, ::-1]):
+        inside = (index >= 0) & (index < disparity.shape[1])
+        sides.append(np.where(inside, disparity[rows, np.clip(index, 0, columns[-1])], np.nan))
+    return np.where(valid, disparity, np.fmin(*sides)).astype(np.float32)
+
+
+class FilledSgbm:
+    """An SGBM estimator whose holes are filled (fill_rows), depth Z = f B / d."""
+
+    def __init__(self, sgbm):
+        self.sgbm = sgbm
+
+    def estimate(self, left, left_encoding, right, right_encoding, camera, right_camera,
+                 depth_range):
+        result = self.sgbm.estimate(left, left_encoding, right, right_encoding, camera,
+                                    right_camera, depth_range=depth_range)
+        disparity = fill_rows(result.disparity)
+        depth = -right_camera.tx / np.where(disparity > 0, disparity, np.nan)
+        return SimpleNamespace(disparity=disparity, depth=depth.astype(np.float32))
+
+
 def stereo_comparison(model: str, dataset: str, options: dict, limit: int,
                       num_disparities: list[int], block_size: int,
                       min_depth: float = 1e-3) -> dict:
@@ -109,7 +143,9 @@ def stereo_comparison(model: str, dataset: str, options: dict, limit: int,
         f'sgbm (num_disparities {n or "auto"}, block {block_size})': SgbmStereoEstimator(
             SgbmParameters(num_disparities=n, block_size=block_size), min_depth, 1e3)
         for n in num_disparities}
+    first_sgbm = next(iter(estimators.values()))
     estimators.update({
+        'sgbm + row fill': FilledSgbm(first_sgbm),
         'dpn': LearnedStereoEstimator(loaded),
         'dpn + pp': LearnedStereoEstimator(loaded, post_process='pp'),
     })
