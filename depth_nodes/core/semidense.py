@@ -524,7 +524,7 @@ def _nearest_covered_kernel(covered: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def _rasterise_planes():
     """_rasterise_planes_kernel compiled (numba, on first use; cached on disk), without the
     GIL so that it runs beside the other fills. A vectorised NumPy version of it took 15 times
-    as long (~35 ms per 640x480 frame at 10 % density)."""
+    as long."""
     import numba
     return numba.njit(cache=True, nogil=True)(_rasterise_planes_kernel)
 
