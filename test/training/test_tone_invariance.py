@@ -14,33 +14,37 @@ def images(seed=0, shape=(3, 1, 16, 20)):
     return torch.rand(*shape, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
-def test_without_gamma_or_light_t_is_the_image_or_its_negative():
+def test_without_curve_or_light_t_is_the_image():
     x = images()
-    same = random_tone_remap(x, max_gamma=1.0, illumination_std=0.0,
-                             inversion_probability=0.0)
-    negative = random_tone_remap(x, max_gamma=1.0, illumination_std=0.0,
-                                 inversion_probability=1.0)
-    torch.testing.assert_close(same, x, atol=1e-5, rtol=0)
-    torch.testing.assert_close(negative, -x, atol=1e-5, rtol=0)
+    torch.testing.assert_close(random_tone_remap(x, segments=0, illumination_std=0.0), x,
+                               atol=1e-5, rtol=0)
 
 
-def test_gamma_alone_is_one_power_per_image_within_its_range():
-    x = images(shape=(8, 1, 6, 7)).clamp(-0.9, 0.9)
-    out = random_tone_remap(x, max_gamma=2.0, illumination_std=0.0, inversion_probability=0.0,
-                            generator=torch.Generator().manual_seed(1))
-    u, v = (x + 1) / 2, (out + 1) / 2
-    gamma = v.log() / u.log()                       # v = u ** gamma, pixel by pixel
-    per_image = gamma.flatten(1)
-    torch.testing.assert_close(per_image, per_image[:, :1].expand_as(per_image), atol=1e-3,
-                               rtol=1e-3)
-    assert (per_image >= 0.5 - 1e-4).all() and (per_image <= 2.0 + 1e-4).all()
-    assert per_image[:, 0].std() > 0.1             # a new gamma per image
+def test_the_curve_is_piecewise_linear_through_random_knots_per_image():
+    # Two segments: knots at input levels 0, 1/2, 1 (x = -1, 0, 1).
+    levels = torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0]).view(1, 1, 1, 5).repeat(6, 1, 1, 1)
+    out = random_tone_remap(levels, segments=2, illumination_std=0.0,
+                            generator=torch.Generator().manual_seed(3))
+    v = (out[:, 0, 0] + 1) / 2                        # output levels in [0, 1]
+    knots = v[:, [0, 2, 4]]
+    # Between knots: the mean of the two neighbouring knots.
+    torch.testing.assert_close(v[:, 1], (knots[:, 0] + knots[:, 1]) / 2)
+    torch.testing.assert_close(v[:, 3], (knots[:, 1] + knots[:, 2]) / 2)
+    assert (knots >= 0).all() and (knots <= 1).all()
+    assert knots.std(dim=0).min() > 0.05              # a new curve per image
+    rising = (knots[:, 1] > knots[:, 0]) & (knots[:, 2] > knots[:, 1])
+    falling = (knots[:, 1] < knots[:, 0]) & (knots[:, 2] < knots[:, 1])
+    assert (~rising & ~falling).any()                 # some curves are not monotone
+    # The same curve on every channel of an image.
+    rgb = levels.repeat(1, 3, 1, 1)
+    out3 = random_tone_remap(rgb, segments=2, illumination_std=0.0,
+                             generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(out3, out3[:, :1].expand_as(out3))
 
 
 def test_light_alone_is_a_smooth_positive_gain_shared_by_the_channels():
     x = torch.full((2, 3, 24, 32), -0.6)             # u = 0.2: the gain never clips
-    out = random_tone_remap(x, max_gamma=1.0, illumination_std=0.3,
-                            inversion_probability=0.0,
+    out = random_tone_remap(x, segments=0, illumination_std=0.3,
                             generator=torch.Generator().manual_seed(2))
     gain = (out + 1) / 2 / 0.2
     torch.testing.assert_close(gain, gain[:, :1].expand_as(gain))
