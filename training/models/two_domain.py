@@ -21,7 +21,6 @@ over the discriminators (halved, as CycleGAN does):
       + l3 L_PatchNCE(G2, H_Y, Y)                    y vs G2(y) through G2's encoder, eq. 3
       + l4 L_cyc(G1, G2)                             eq. 1
       + l5 L_id(G1, G2)                              eq. 2
-      + l_tone L_tone(G1)                            option, not the paper's (default 0)
 
 Baselines through options only: plain CycleGAN is lambda_nce_x = lambda_nce_y = 0 (no heads
 are built); CUT-style one-sided (``one_sided: true``) builds only G1, D_Y and H_X, drops the
@@ -52,7 +51,6 @@ from training.losses.cycle import CycleConsistencyLoss
 from training.losses.identity import IdentityLoss, match_channels
 from training.losses.lsgan import LSGANDiscriminatorLoss, LSGANGeneratorLoss
 from training.losses.patchnce import MultilayerPatchNCELoss
-from training.losses.tone_invariance import ToneInvarianceLoss, random_tone_remap
 from training.models.base import DepthMethod, TrainContext, linear_decay_factor
 from training.networks.patchgan import PatchGANDiscriminator
 from training.networks.projection_head import PatchProjectionHead
@@ -81,9 +79,6 @@ class TranslationConfig:
     lambda_nce_y: float = 1.0             # l3: PatchNCE on Y (y vs G2(y); CUT: y vs G1(y))
     lambda_cycle: float = 10.0            # l4: cycle consistency
     lambda_identity: float = 0.5          # l5: identity
-    # Not in the paper (0 = eq. 6): ||G1(x) - G1(T(x))||_1 for a random re-toning T of x
-    # (training/losses/tone_invariance.py), against a G1 that remaps the gray level.
-    lambda_tone_invariance: float = 0.0
     identity_inputs: str = 'paper'        # paper: ||x - G1(x)||; target: ||y - G1(y)|| (Zhu)
     nce_layers: tuple[str, ...] = ('input', 'down1', 'down2', 'block1', 'block5')
     nce_patches: int = 256                # S_l, locations sampled per layer
@@ -104,7 +99,7 @@ class TranslationConfig:
             raise ValueError(f"identity_inputs '{self.identity_inputs}' not in "
                              f'{IDENTITY_INPUTS}')
         weights = (self.lambda_gan, self.lambda_nce_x, self.lambda_nce_y, self.lambda_cycle,
-                   self.lambda_identity, self.lambda_tone_invariance)
+                   self.lambda_identity)
         if min(weights) < 0:
             raise ValueError('loss weights must be >= 0')
         if self.one_sided and (self.lambda_cycle > 0 or
@@ -214,7 +209,6 @@ class CycleTranslation:
         self.cycle_loss = CycleConsistencyLoss()
         self.identity_loss = IdentityLoss()
         self.patchnce_loss = MultilayerPatchNCELoss(c.nce_temperature, c.nce_patches)
-        self.tone_invariance_loss = ToneInvarianceLoss()
 
         generator_side = [m for m in (self.generator_xy, self.generator_yx, self.projection_x,
                                       self.projection_y) if m is not None]
@@ -295,10 +289,6 @@ class CycleTranslation:
                     pairs += [x, g2(match_channels(x, g2.in_channels))]
                 terms['identity'] = self.identity_loss(*pairs)
             total = total + c.lambda_identity * terms['identity']
-        if c.lambda_tone_invariance > 0:
-            terms['tone_invariance'] = self.tone_invariance_loss(fake_y,
-                                                                 g1(random_tone_remap(x)))
-            total = total + c.lambda_tone_invariance * terms['tone_invariance']
         return total, terms, fakes
 
     def discriminator_loss(self, x: torch.Tensor, y: torch.Tensor,
