@@ -122,6 +122,31 @@ def test_log_depth_encoding_is_linear_in_log_metres_and_the_node_reads_it():
         Pix2PixConfig(**SMALL, depth_encoding='sqrt')
 
 
+def test_ema_generator_is_the_decayed_average_and_is_what_predicts_and_exports():
+    torch.manual_seed(0)
+    method = Pix2PixMethod(Pix2PixConfig(**SMALL, ema_decay=0.75))
+    batch = method.make_batch(fake_samples(2))
+    method.training_step(batch, 0)
+    first = {k: v.detach().clone() for k, v in method.generator.state_dict().items()}
+    method.training_step(batch, 1)
+    second = method.generator.state_dict()
+    averaged = method.generator_ema.module.state_dict()
+    # The first update copies; the second gives 0.75 w1 + 0.25 w2 (BatchNorm statistics too).
+    for name, value in averaged.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, 0.75 * first[name] + 0.25 * second[name])
+    assert not torch.equal(averaged['encoder.0.0.weight'], second['encoder.0.0.weight'])
+    assert method.export_module() is method.generator_ema.module
+    assert 'generator_ema' in method.state_dict()['networks']
+    expected = method.generator_ema.module.eval()(batch['image'])
+    predicted = method.predict_depth(batch)
+    torch.testing.assert_close(predicted, normalized_to_depth(expected, 0.5, 8.0)[:, 0])
+    assert Pix2PixMethod(Pix2PixConfig(**SMALL)).export_module() is not None
+    assert 'generator_ema' not in Pix2PixMethod(Pix2PixConfig(**SMALL)).networks()
+    with pytest.raises(ValueError, match='ema_decay'):
+        Pix2PixConfig(**SMALL, ema_decay=1.0)
+
+
 def test_make_batch_uses_the_nodes_preprocessing_and_masks_missing_depth():
     method = Pix2PixMethod(Pix2PixConfig(**SMALL))
     sample = fake_samples(1, height=64, width=96, hole=True)[0]   # columns 0-23 unknown

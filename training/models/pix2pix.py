@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from depth_nodes.core.model_spec import ModelSpec
 from training.losses.gan import BinaryCrossEntropyGANLoss
@@ -59,6 +60,11 @@ class Pix2PixConfig:
     # depth image), or 'log': linear in log depth, so L1 weighs a 10 % error the same near
     # and far (the median-scaled, relative metrics the real-image goal is judged by).
     depth_encoding: str = 'linear'
+    # Not in the paper (0 = off): the exported generator is an exponential moving average
+    # of the trained one's weights, w_ema <- d w_ema + (1 - d) w after every G step, which
+    # damps the GAN's iterate-to-iterate swings (Yazici et al., ICLR 2019). d = 0.999
+    # averages over about the last 1000 iterations.
+    ema_decay: float = 0.0
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)   # pixels to [-1, 1], as in pix2pix
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
 
@@ -73,6 +79,8 @@ class Pix2PixConfig:
             raise ValueError(f"norm '{self.norm}' not in {NORMS}")
         if self.depth_encoding not in DEPTH_ENCODINGS:
             raise ValueError(f"depth_encoding '{self.depth_encoding}' not in {DEPTH_ENCODINGS}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError('ema_decay must be in [0, 1)')
         if self.l1_weight < 0:
             raise ValueError('l1_weight must be >= 0')
         if self.lr_constant_steps < 0 or self.lr_decay_steps < 0:
@@ -121,6 +129,11 @@ class Pix2PixMethod(DepthMethod):
         self.discriminator = PatchGANDiscriminator(4, c.discriminator_channels,
                                                    c.discriminator_layers,
                                                    c.norm).to(context.device)
+        # torch's EMA of parameters and BatchNorm statistics; the first update copies.
+        self.generator_ema = (AveragedModel(self.generator,
+                                            multi_avg_fn=get_ema_multi_avg_fn(c.ema_decay),
+                                            use_buffers=True)
+                              if c.ema_decay > 0 else None)
         self.gan_loss = BinaryCrossEntropyGANLoss()
         self.l1_loss = MaskedL1Loss()
         self._optimizers = {
@@ -130,7 +143,15 @@ class Pix2PixMethod(DepthMethod):
         self.begin_stage(self.stages[0])
 
     def networks(self) -> dict[str, nn.Module]:
-        return {'generator': self.generator, 'discriminator': self.discriminator}
+        named = {'generator': self.generator, 'discriminator': self.discriminator}
+        if self.generator_ema is not None:
+            named['generator_ema'] = self.generator_ema
+        return named
+
+    @property
+    def inference_generator(self) -> nn.Module:
+        """The generator that predicts and is exported: the EMA one when ema_decay > 0."""
+        return self.generator if self.generator_ema is None else self.generator_ema.module
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return dict(self._optimizers)
@@ -183,6 +204,8 @@ class Pix2PixMethod(DepthMethod):
             self._optimizers['generator'].zero_grad(set_to_none=True)
             loss_g.backward()
             self._optimizers['generator'].step()
+            if self.generator_ema is not None:
+                self.generator_ema.update_parameters(self.generator)
         finally:
             self.discriminator.requires_grad_(True)
         return {'discriminator_loss': float(loss_d.detach()),
@@ -193,14 +216,15 @@ class Pix2PixMethod(DepthMethod):
 
     @torch.no_grad()
     def predict_depth(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        was_training = self.generator.training
-        self.generator.eval()
+        generator = self.inference_generator
+        was_training = generator.training
+        generator.eval()
         try:
             c = self.config
-            return normalized_to_depth(self.generator(batch['image']), c.min_depth,
+            return normalized_to_depth(generator(batch['image']), c.min_depth,
                                        c.max_depth, c.depth_encoding)[:, 0]
         finally:
-            self.generator.train(was_training)
+            generator.train(was_training)
 
     def model_spec(self) -> ModelSpec:
         c = self.config
@@ -217,4 +241,4 @@ class Pix2PixMethod(DepthMethod):
                               near_is_bright=True, extras=extras)
 
     def export_module(self) -> nn.Module:
-        return self.generator
+        return self.inference_generator
