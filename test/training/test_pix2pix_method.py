@@ -101,27 +101,6 @@ def test_depth_encoding_is_the_nodes_normalized_near_bright_output():
     assert torch.allclose(normalized_to_depth(normalized, 0.5, 8.0), depth)
 
 
-def test_log_depth_encoding_is_linear_in_log_metres_and_the_node_reads_it():
-    method = Pix2PixMethod(Pix2PixConfig(**SMALL, depth_encoding='log'))
-    spec = method.model_spec()
-    assert (spec.output_kind, spec.output_name) == ('log_depth', 'log_depth')
-    # 0.5 m -> +1, 8 m -> -1, their geometric mean 2 m -> 0, and 1 m (a quarter of the way
-    # in log: log 2 / log 16) -> 1 - 2 / 4 = 0.5.
-    depth = torch.tensor([0.5, 8.0, 2.0, 1.0])
-    normalized = depth_to_normalized(depth, 0.5, 8.0, 'log')
-    assert normalized.tolist() == pytest.approx([1.0, -1.0, 0.0, 0.5], abs=1e-6)
-    metres = output_to_metres(normalized.numpy().reshape(2, 2), spec)
-    np.testing.assert_allclose(metres.ravel(), depth.numpy(), rtol=1e-5)
-    assert torch.allclose(normalized_to_depth(normalized, 0.5, 8.0, 'log'), depth)
-    target = method.make_batch(fake_samples(1))['normalized_depth']
-    linear = Pix2PixMethod(Pix2PixConfig(**SMALL)).make_batch(fake_samples(1))
-    back = normalized_to_depth(linear['normalized_depth'], 0.5, 8.0)
-    torch.testing.assert_close(target, depth_to_normalized(back, 0.5, 8.0, 'log'),
-                               rtol=1e-4, atol=1e-5)
-    with pytest.raises(ValueError, match="depth_encoding 'sqrt'"):
-        Pix2PixConfig(**SMALL, depth_encoding='sqrt')
-
-
 def test_ema_generator_is_the_decayed_average_and_is_what_predicts_and_exports():
     torch.manual_seed(0)
     method = Pix2PixMethod(Pix2PixConfig(**SMALL, ema_decay=0.75))
@@ -189,10 +168,9 @@ def test_config_checks_name_the_problem():
         Pix2PixConfig(lr_decay_steps=-1)
 
 
-@pytest.mark.parametrize('encoding', ['linear', 'log'])
-def test_onnx_export_matches_pytorch_and_the_node_runtime(encoding, tmp_path):
+def test_onnx_export_matches_pytorch_and_the_node_runtime(tmp_path):
     torch.manual_seed(0)
-    method = Pix2PixMethod(Pix2PixConfig(**SMALL, depth_encoding=encoding))
+    method = Pix2PixMethod(Pix2PixConfig(**SMALL))
     method.training_step(method.make_batch(fake_samples(2)), 0)   # non-trivial BN statistics
     report = export_onnx(method, tmp_path / 'p2p.onnx', write_program=False)
     assert report['max_abs_error'] < 1e-5
@@ -207,8 +185,7 @@ def test_onnx_export_matches_pytorch_and_the_node_runtime(encoding, tmp_path):
 
 
 @pytest.mark.parametrize('name', ['pix2pix_nyu', 'pix2pix_diml', 'pix2pix_synthetic_demo',
-                                  'pix2pix_synthetic_variety_demo',
-                                  'pix2pix_synthetic_world_demo'])
+                                  'pix2pix_synthetic_variety_demo'])
 def test_one_iteration_per_config_through_the_trainer(name, tmp_path):
     run = tmp_path / 'run'
     rc = train_cli.main([

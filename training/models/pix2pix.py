@@ -14,7 +14,6 @@ Differences from the paper, on purpose:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -31,7 +30,6 @@ from training.networks.patchgan import NORMS, PatchGANDiscriminator
 from training.networks.unet import UNetGenerator
 
 OUTPUT_RANGE = (-1.0, 1.0)   # tanh
-DEPTH_ENCODINGS = ('linear', 'log')
 
 
 @dataclass(frozen=True)
@@ -56,10 +54,6 @@ class Pix2PixConfig:
     lr_decay_steps: int = 0
     min_depth: float = 0.1             # metres mapped to output +1 (brightest)
     max_depth: float = 10.0            # metres mapped to output -1
-    # How [min_depth, max_depth] maps onto the tanh range: 'linear' in metres (the paper's
-    # depth image), or 'log': linear in log depth, so L1 weighs a 10 % error the same near
-    # and far (the median-scaled, relative metrics the real-image goal is judged by).
-    depth_encoding: str = 'linear'
     # Not in the paper (0 = off): the exported generator is an exponential moving average
     # of the trained one's weights, w_ema <- d w_ema + (1 - d) w after every G step, which
     # damps the GAN's iterate-to-iterate swings (Yazici et al., ICLR 2019). d = 0.999
@@ -77,8 +71,6 @@ class Pix2PixConfig:
             raise ValueError('need 0 < min_depth < max_depth')
         if self.norm not in NORMS:
             raise ValueError(f"norm '{self.norm}' not in {NORMS}")
-        if self.depth_encoding not in DEPTH_ENCODINGS:
-            raise ValueError(f"depth_encoding '{self.depth_encoding}' not in {DEPTH_ENCODINGS}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError('ema_decay must be in [0, 1)')
         if self.l1_weight < 0:
@@ -87,32 +79,21 @@ class Pix2PixConfig:
             raise ValueError('lr_constant_steps and lr_decay_steps must be >= 0')
 
 
-def _encoded_range(min_depth: float, max_depth: float, encoding: str) -> tuple[float, float]:
-    if encoding == 'log':
-        return math.log(min_depth), math.log(max_depth)
-    return min_depth, max_depth
+def depth_to_normalized(depth: torch.Tensor, min_depth: float, max_depth: float
+                        ) -> torch.Tensor:
+    """Metres -> [-1, 1], min_depth -> +1 (bright, near), max_depth -> -1 (dark, far).
 
-
-def depth_to_normalized(depth: torch.Tensor, min_depth: float, max_depth: float,
-                        encoding: str = 'linear') -> torch.Tensor:
-    """Metres -> [-1, 1], min_depth -> +1 (bright, near), max_depth -> -1 (dark, far);
-    linear in metres or, with encoding 'log', in log metres.
-
-    The inverse of depth_nodes.core.postprocess.output_to_metres for the spec that
-    Pix2PixMethod.model_spec writes, so training and the node agree.
+    The inverse of depth_nodes.core.postprocess.output_to_metres for normalized_depth with
+    near_is_bright and output_range (-1, 1), so training and the node agree.
     """
     lo, hi = OUTPUT_RANGE
-    near, far = _encoded_range(min_depth, max_depth, encoding)
-    value = depth.log() if encoding == 'log' else depth
-    return hi - (value - near) / (far - near) * (hi - lo)
+    return hi - (depth - min_depth) / (max_depth - min_depth) * (hi - lo)
 
 
-def normalized_to_depth(value: torch.Tensor, min_depth: float, max_depth: float,
-                        encoding: str = 'linear') -> torch.Tensor:
+def normalized_to_depth(value: torch.Tensor, min_depth: float, max_depth: float
+                        ) -> torch.Tensor:
     lo, hi = OUTPUT_RANGE
-    near, far = _encoded_range(min_depth, max_depth, encoding)
-    encoded = near + (hi - value) / (hi - lo) * (far - near)
-    return encoded.exp() if encoding == 'log' else encoded
+    return min_depth + (hi - value) / (hi - lo) * (max_depth - min_depth)
 
 
 class Pix2PixMethod(DepthMethod):
@@ -170,7 +151,7 @@ class Pix2PixMethod(DepthMethod):
         log_depth, valid = depth_targets([s['depth'] for s in samples], c.input_height,
                                          c.input_width, c.min_depth, c.max_depth)
         normalized = torch.where(valid, depth_to_normalized(log_depth.exp(), c.min_depth,
-                                                            c.max_depth, c.depth_encoding),
+                                                            c.max_depth),
                                  torch.zeros_like(log_depth))
         return {'image': images_to_batch([s['rgb'] for s in samples], 'rgb8',
                                          self.model_spec()),
@@ -222,23 +203,17 @@ class Pix2PixMethod(DepthMethod):
         try:
             c = self.config
             return normalized_to_depth(generator(batch['image']), c.min_depth,
-                                       c.max_depth, c.depth_encoding)[:, 0]
+                                       c.max_depth)[:, 0]
         finally:
             generator.train(was_training)
 
     def model_spec(self) -> ModelSpec:
         c = self.config
-        extras = {'generator': 'unet', 'num_downs': c.num_downs,
-                  'generator_channels': c.generator_channels}
-        if c.depth_encoding == 'log':
-            # tanh v -> log metres = shift + scale * v: +1 -> log(min_depth), -1 -> log(max).
-            near, far = _encoded_range(c.min_depth, c.max_depth, 'log')
-            return rgb_image_spec(self.name, c, output_name='log_depth', output_kind='log_depth',
-                                  output_scale=(near - far) / 2, output_shift=(near + far) / 2,
-                                  extras=extras)
         return rgb_image_spec(self.name, c, output_name='normalized_depth',
                               output_kind='normalized_depth', output_range=OUTPUT_RANGE,
-                              near_is_bright=True, extras=extras)
+                              near_is_bright=True,
+                              extras={'generator': 'unet', 'num_downs': c.num_downs,
+                                      'generator_channels': c.generator_channels})
 
     def export_module(self) -> nn.Module:
         return self.inference_generator
