@@ -27,7 +27,7 @@ from training.losses.masked_l1 import MaskedL1Loss
 from training.models.base import (DepthMethod, TrainContext, depth_targets, images_to_batch,
                                   linear_decay_factor, require_keys, rgb_image_spec)
 from training.networks.patchgan import NORMS, PatchGANDiscriminator
-from training.networks.unet import UNetGenerator
+from training.networks.unet import UPSAMPLINGS, UNetGenerator
 
 OUTPUT_RANGE = (-1.0, 1.0)   # tanh
 
@@ -45,6 +45,7 @@ class Pix2PixConfig:
     norm: str = 'batch'
     dropout: float = 0.5
     dropout_blocks: int = 3            # CD512-CD1024-CD1024
+    upsampling: str = 'transpose'      # the paper's; 'resize' against checkerboards (unet.py)
     l1_weight: float = 100.0           # lambda, eq. 4
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
@@ -73,6 +74,8 @@ class Pix2PixConfig:
             raise ValueError('need 0 < min_depth < max_depth')
         if self.norm not in NORMS:
             raise ValueError(f"norm '{self.norm}' not in {NORMS}")
+        if self.upsampling not in UPSAMPLINGS:
+            raise ValueError(f"upsampling '{self.upsampling}' not in {UPSAMPLINGS}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError('ema_decay must be in [0, 1)')
         if self.l1_weight < 0:
@@ -107,7 +110,8 @@ class Pix2PixMethod(DepthMethod):
         super().__init__(config, context)
         c = config
         self.generator = UNetGenerator(3, 1, c.generator_channels, c.num_downs, c.norm,
-                                       c.dropout, c.dropout_blocks).to(context.device)
+                                       c.dropout, c.dropout_blocks,
+                                       c.upsampling).to(context.device)
         # Conditional: D sees the RGB input concatenated with a depth map (3 + 1 channels).
         self.discriminator = PatchGANDiscriminator(4, c.discriminator_channels,
                                                    c.discriminator_layers,
@@ -218,7 +222,8 @@ class Pix2PixMethod(DepthMethod):
                               output_kind='normalized_depth', output_range=OUTPUT_RANGE,
                               near_is_bright=True,
                               extras={'generator': 'unet', 'num_downs': c.num_downs,
-                                      'generator_channels': c.generator_channels})
+                                      'generator_channels': c.generator_channels,
+                                      'upsampling': c.upsampling})
 
     def export_module(self) -> nn.Module:
         return self.inference_generator
