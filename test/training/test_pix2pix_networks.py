@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from training.networks.patchgan import PatchGANDiscriminator, receptive_field
-from training.networks.unet import UNetGenerator, up_convolution
+from training.networks.unet import UNetGenerator
 
 torch.set_num_threads(1)
 
@@ -68,32 +68,6 @@ def test_unet_skips_join_mirrored_encoder_layers_for_any_channels():
     for j, received in enumerate(joined, start=1):
         skip = encoded[4 - 1 - j]
         assert torch.equal(received[:, received.shape[1] - skip.shape[1]:], skip)
-
-
-def test_resize_upsampling_has_no_checkerboard_where_the_papers_up_convolution_can():
-    # A constant map through a 2x up-convolution with random weights. The 4x4/2 transposed
-    # convolution gives each of the 4 output phases (row, column parity) its own 2x2 subset
-    # of the kernel: 4 values repeating every 2 pixels, a checkerboard the weights must learn
-    # away (Odena et al.). Nearest upsampling + 3x3 uses one kernel everywhere: a constant
-    # away from the border.
-    torch.manual_seed(0)
-    x = torch.ones(1, 1, 6, 6)
-    with torch.no_grad():
-        transpose = nn.Sequential(*up_convolution(1, 1, False, 'transpose'))(x)[0, 0]
-        resize = nn.Sequential(*up_convolution(1, 1, False, 'resize'))(x)[0, 0]
-    assert transpose.shape == resize.shape == (12, 12)
-    inner = transpose[1:-1, 1:-1]
-    phases = {(r % 2, c % 2): inner[r, c].item() for r in range(10) for c in range(10)}
-    for r in range(10):
-        for c in range(10):
-            assert inner[r, c].item() == pytest.approx(phases[(r % 2, c % 2)], abs=1e-6)
-    assert max(phases.values()) - min(phases.values()) > 0.05
-    assert resize[1:-1, 1:-1].std().item() < 1e-6
-    net = UNetGenerator(3, 1, base_channels=4, num_downs=4, upsampling='resize').eval()
-    assert not any(isinstance(m, nn.ConvTranspose2d) for m in net.modules())
-    assert net(torch.randn(1, 3, 32, 48)).shape == (1, 1, 32, 48)
-    with pytest.raises(ValueError, match="upsampling 'bilinear'"):
-        UNetGenerator(3, 1, upsampling='bilinear')
 
 
 def test_patchgan_70_gives_a_30x30_map_for_256x256():

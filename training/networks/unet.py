@@ -14,13 +14,6 @@ BatchNorm would normalise every bottleneck channel to zero.
 
 ``base_channels`` (64 in the paper) scales every layer; ``num_downs`` is 8 for 256x256 (a
 1x1 bottleneck), and any input whose sides are multiples of 2**num_downs works.
-
-``upsampling``: 'transpose' is the paper's 4x4/2 up-convolution. 'resize' replaces each by
-a nearest-neighbour 2x upsampling and a 3x3 convolution (Odena et al., "Deconvolution and
-Checkerboard Artifacts", Distill 2016): a 4x4/2 transposed convolution gives each of the
-four output phases (row and column parity) its own 2x2 part of the kernel, so unless
-training makes them agree it prints a 2-pixel checkerboard, which a depth map shows as a
-grid of false near / far pixels; the resize form applies one kernel at every pixel.
 """
 from __future__ import annotations
 
@@ -30,32 +23,17 @@ from torch import nn
 from training.networks.patchgan import MAX_CHANNEL_MULTIPLIER, NORMS, normalization_layer
 
 
-UPSAMPLINGS = ('transpose', 'resize')
-
-
-def up_convolution(in_channels: int, out_channels: int, bias: bool,
-                   upsampling: str) -> list[nn.Module]:
-    """A 2x up-convolution: the paper's 4x4/2 transposed convolution, or nearest 2x
-    upsampling then a 3x3 convolution (same output size)."""
-    if upsampling == 'resize':
-        return [nn.Upsample(scale_factor=2, mode='nearest'),
-                nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=bias)]
-    return [nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1, bias=bias)]
-
-
 class UNetGenerator(nn.Module):
     """(B, in_channels, H, W) -> (B, out_channels, H, W) in [-1, 1]."""
 
     def __init__(self, in_channels: int, out_channels: int, base_channels: int = 64,
                  num_downs: int = 8, norm: str = 'batch', dropout: float = 0.5,
-                 dropout_blocks: int = 3, upsampling: str = 'transpose'):
+                 dropout_blocks: int = 3):
         super().__init__()
         if min(in_channels, out_channels, base_channels) < 1 or num_downs < 2:
             raise ValueError('channels must be >= 1 and num_downs >= 2')
         if norm not in NORMS:
             raise ValueError(f"norm '{norm}' not in {NORMS}")
-        if upsampling not in UPSAMPLINGS:
-            raise ValueError(f"upsampling '{upsampling}' not in {UPSAMPLINGS}")
         self.num_downs = num_downs
         bias = norm != 'batch'
         # Output channels of encoder layer i; decoder layer j mirrors encoder layer n-1-j.
@@ -72,14 +50,14 @@ class UNetGenerator(nn.Module):
         for j in range(num_downs - 1):
             source = num_downs - 1 - j          # the encoder layer this up-conv reads
             received = enc[source] * (1 if j == 0 else 2)
-            block = [*up_convolution(received, enc[source - 1], bias, upsampling),
+            block = [nn.ConvTranspose2d(received, enc[source - 1], 4, 2, 1, bias=bias),
                      normalization_layer(norm, enc[source - 1])]
             if j < dropout_blocks and dropout > 0:
                 block.append(nn.Dropout(dropout))
             block.append(nn.ReLU(inplace=True))
             self.decoder.append(nn.Sequential(*block))
-        self.output = nn.Sequential(*up_convolution(enc[0] * 2, out_channels, True,
-                                                    upsampling), nn.Tanh())
+        self.output = nn.Sequential(nn.ConvTranspose2d(enc[0] * 2, out_channels, 4, 2, 1),
+                                    nn.Tanh())
 
     @property
     def size_multiple(self) -> int:
