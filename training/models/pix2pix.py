@@ -44,7 +44,6 @@ class Pix2PixConfig:
     norm: str = 'batch'
     dropout: float = 0.5
     dropout_blocks: int = 3            # CD512-CD1024-CD1024
-    skips: int | None = None           # skip connections kept, innermost first (None = all)
     l1_weight: float = 100.0           # lambda, eq. 4
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
@@ -98,7 +97,7 @@ class Pix2PixMethod(DepthMethod):
         super().__init__(config, context)
         c = config
         self.generator = UNetGenerator(3, 1, c.generator_channels, c.num_downs, c.norm,
-                                       c.dropout, c.dropout_blocks, c.skips).to(context.device)
+                                       c.dropout, c.dropout_blocks).to(context.device)
         # Conditional: D sees the RGB input concatenated with a depth map (3 + 1 channels).
         self.discriminator = PatchGANDiscriminator(4, c.discriminator_channels,
                                                    c.discriminator_layers,

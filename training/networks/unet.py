@@ -28,16 +28,13 @@ class UNetGenerator(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, base_channels: int = 64,
                  num_downs: int = 8, norm: str = 'batch', dropout: float = 0.5,
-                 dropout_blocks: int = 3, skips: int | None = None):
+                 dropout_blocks: int = 3):
         super().__init__()
         if min(in_channels, out_channels, base_channels) < 1 or num_downs < 2:
             raise ValueError('channels must be >= 1 and num_downs >= 2')
         if norm not in NORMS:
             raise ValueError(f"norm '{norm}' not in {NORMS}")
         self.num_downs = num_downs
-        # skips: how many of the num_downs - 1 skip connections to keep, innermost first
-        # (None = all, the paper's U-Net; 0 = its encoder-decoder ablation).
-        self.skips = num_downs - 1 if skips is None else skips
         bias = norm != 'batch'
         # Output channels of encoder layer i; decoder layer j mirrors encoder layer n-1-j.
         enc = [base_channels * min(2 ** i, MAX_CHANNEL_MULTIPLIER) for i in range(num_downs)]
@@ -52,15 +49,14 @@ class UNetGenerator(nn.Module):
         self.decoder = nn.ModuleList()
         for j in range(num_downs - 1):
             source = num_downs - 1 - j          # the encoder layer this up-conv reads
-            received = enc[source] * (2 if 0 < j <= self.skips else 1)
+            received = enc[source] * (1 if j == 0 else 2)
             block = [nn.ConvTranspose2d(received, enc[source - 1], 4, 2, 1, bias=bias),
                      normalization_layer(norm, enc[source - 1])]
             if j < dropout_blocks and dropout > 0:
                 block.append(nn.Dropout(dropout))
             block.append(nn.ReLU(inplace=True))
             self.decoder.append(nn.Sequential(*block))
-        last = 2 if self.skips >= num_downs - 1 else 1
-        self.output = nn.Sequential(nn.ConvTranspose2d(enc[0] * last, out_channels, 4, 2, 1),
+        self.output = nn.Sequential(nn.ConvTranspose2d(enc[0] * 2, out_channels, 4, 2, 1),
                                     nn.Tanh())
 
     @property
@@ -75,9 +71,6 @@ class UNetGenerator(nn.Module):
             x = layer(x)
             skips.append(x)
         skips.pop()                              # the bottleneck is x itself
-        for j, layer in enumerate(self.decoder):
-            x = layer(x)
-            skip = skips.pop()
-            if j < self.skips:
-                x = torch.cat([x, skip], dim=1)
+        for layer in self.decoder:
+            x = torch.cat([layer(x), skips.pop()], dim=1)
         return self.output(x)
