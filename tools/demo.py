@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -30,18 +28,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'tools'))
 
 from make_sample_bags import RGB_TOPICS, write_rgb_bag  # noqa: E402
+from node_process import node_executable, stop_node  # noqa: E402
 
 DEPTH_TOPICS = {'/depth/image': 'sensor_msgs/msg/Image',
                 '/depth/camera_info': 'sensor_msgs/msg/CameraInfo'}
 
 
 def node_command(model: str, transport: str = 'raw') -> list[str]:
-    workspace = os.environ.get('DEPTH_NODES_WORKSPACE', str(REPO / 'install'))
-    exe = Path(workspace) / 'depth_nodes' / 'lib' / 'depth_nodes' / 'mono_depth_node'
-    return [str(exe), '--ros-args', '-p', f'model:={model}', '-p', 'backend:=onnxruntime',
-            '-p', f'image_transport:={transport}',
-            '-r', f"image:={RGB_TOPICS['image'][0]}",
-            '-r', f"camera_info:={RGB_TOPICS['camera_info'][0]}"]
+    return node_executable('mono_depth_node') + [
+        '--ros-args', '-p', f'model:={model}', '-p', 'backend:=onnxruntime',
+        '-p', f'image_transport:={transport}',
+        '-r', f"image:={RGB_TOPICS['image'][0]}",
+        '-r', f"camera_info:={RGB_TOPICS['camera_info'][0]}"]
 
 
 def stamped_images(bag: Path, topic: str) -> dict[int, np.ndarray]:
@@ -106,11 +104,7 @@ def replay_through_node(camera_bag: Path, depth_bag: Path, model: str, log: Path
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
-        node_proc.send_signal(signal.SIGINT)
-        try:
-            node_proc.wait(10)
-        except subprocess.TimeoutExpired:
-            node_proc.kill()
+        stop_node(node_proc)
 
 
 def evaluate(camera_bag: Path, depth_bag: Path, depth_range: tuple[float, float]):
