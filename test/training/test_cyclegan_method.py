@@ -12,7 +12,7 @@ from depth_nodes.core.preprocess import image_to_tensor
 from training.models import METHODS, TrainContext
 from training.models.cyclegan import CycleGANConfig, CycleGANMethod, normalize_depth
 from training.models.two_domain import (ImageHistory, TranslationConfig, UnpairedDomains,
-                                        random_tone_remap, retoned_negatives)
+                                        random_tone_remap)
 
 torch.set_num_threads(1)
 SMALL = dict(input_height=32, input_width=32, generator_channels=4, generator_blocks=2,
@@ -255,44 +255,6 @@ def test_options_are_checked():
         CycleGANConfig(**{**SMALL, 'input_height': 30})
     with pytest.raises(ValueError, match='one process'):
         CycleGANMethod(CycleGANConfig(**SMALL), TrainContext(world_size=2))
-
-
-def test_retoned_negatives_by_hand():
-    x = torch.zeros(2, 1, 12, 12)                # gray 0 = 0.5 in [0, 1]
-    x[1] = 0.5                                   # 0.75
-    out = retoned_negatives(x, gamma=torch.tensor([2.0, 1.0]),
-                            invert=torch.tensor([False, True]), sigma=torch.tensor([1.5, 0.0]))
-    # 0.5^2 = 0.25 -> -0.5 (a blur keeps a constant image); 1 - 0.75 = 0.25 -> -0.5.
-    torch.testing.assert_close(out, torch.full_like(x, -0.5))
-    ramp = torch.linspace(-1, 1, 32).expand(4, 1, 16, 32)
-    torch.manual_seed(3)
-    drawn = retoned_negatives(ramp)
-    steps = torch.diff(drawn[:, 0, 8, 4:-4], dim=-1)       # a monotone curve of a ramp
-    for image_steps in steps:
-        assert bool((image_steps > 0).all()) or bool((image_steps < 0).all())
-    assert drawn.min() >= -1.0 and drawn.max() <= 1.0
-
-
-def test_negative_data_augmentation_term_of_d_y():
-    m = method(lambda_negative_y=3.0, history_size=0)
-    t = m.translation
-    batch = unpaired_batch(m)
-    x, y = batch['x'], batch['y']
-    with torch.no_grad():
-        fakes = {'fake_y': t.generator_xy(x), 'fake_x': t.generator_yx(y)}
-        torch.manual_seed(7)
-        total, terms = t.discriminator_loss(x, y, fakes)
-        torch.manual_seed(7)
-        expected_negative = (t.discriminator_y(retoned_negatives(x)) ** 2).mean()
-    assert terms['negative_y'].item() == pytest.approx(expected_negative.item(), rel=1e-6)
-    expected = 0.5 * (terms['discriminator_y'] + terms['discriminator_x'] +
-                      3.0 * terms['negative_y'])
-    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
-    _, plain_terms = method(history_size=0).translation.discriminator_loss(
-        x, y, fakes)
-    assert 'negative_y' not in plain_terms
-    with pytest.raises(ValueError, match='lambda_negative_y'):
-        TranslationConfig(x_channels=1, y_channels=3, lambda_negative_y=1.0)
 
 
 def test_random_tone_remap_is_one_curve_per_image_then_a_light_field():

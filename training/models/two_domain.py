@@ -43,7 +43,6 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import kornia
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,7 +50,7 @@ from torch import nn
 from training.datasets.augment import random_horizontal_flip
 from training.losses.cycle import CycleConsistencyLoss
 from training.losses.identity import IdentityLoss, match_channels
-from training.losses.lsgan import FAKE_LABEL, LSGANDiscriminatorLoss, LSGANGeneratorLoss
+from training.losses.lsgan import LSGANDiscriminatorLoss, LSGANGeneratorLoss
 from training.losses.patchnce import MultilayerPatchNCELoss
 from training.models.base import DepthMethod, TrainContext, linear_decay_factor
 from training.networks.patchgan import PatchGANDiscriminator
@@ -91,11 +90,6 @@ class TranslationConfig:
     lr_constant_steps: int = 0            # iterations at lr, then linear decay to 0 over
     lr_decay_steps: int = 0               # lr_decay_steps (0 = constant lr throughout)
     history_size: int = 50                # generated images D sees again (0 = none)
-    # Not in the paper (0 = off): negative data augmentation (Sinha et al., ICLR 2021).
-    # D_Y is also shown re-toned copies of the X input (retoned_negatives) as fakes, with
-    # this weight, so that a Y image that is only a re-toned X -- for depth, "brighter is
-    # nearer" -- is scored fake. Needs x_channels == y_channels.
-    lambda_negative_y: float = 0.0
     # Not in the paper (False = off): G1 always sees a randomly re-toned input T(x)
     # (random_tone_remap: a random tone curve, not necessarily monotone, and a smooth light
     # field), and the cycle asks G2 to rebuild the untouched x from G1(T(x)) -- and G1 to
@@ -112,16 +106,13 @@ class TranslationConfig:
             raise ValueError(f"identity_inputs '{self.identity_inputs}' not in "
                              f'{IDENTITY_INPUTS}')
         weights = (self.lambda_gan, self.lambda_nce_x, self.lambda_nce_y, self.lambda_cycle,
-                   self.lambda_identity, self.lambda_negative_y)
+                   self.lambda_identity)
         if min(weights) < 0:
             raise ValueError('loss weights must be >= 0')
         if self.one_sided and (self.lambda_cycle > 0 or
                                (self.lambda_identity > 0 and self.identity_inputs == 'paper')):
             raise ValueError('one_sided (CUT) has no G2: set lambda_cycle: 0 and either '
                              "lambda_identity: 0 or identity_inputs: target")
-        if self.lambda_negative_y > 0 and self.x_channels != self.y_channels:
-            raise ValueError('lambda_negative_y needs x_channels == y_channels (re-toned X '
-                             'images are shown to D_Y)')
         if min(self.nce_patches, self.history_size, self.lr_constant_steps,
                self.lr_decay_steps) < 0:
             raise ValueError('nce_patches, history_size and lr steps must be >= 0')
@@ -205,30 +196,6 @@ def random_tone_remap(x: torch.Tensor, segments: int = 4,
     log_gain = torch.randn(b, 1, 3, 3, device=x.device) * illumination_std
     field = F.interpolate(log_gain, size=(h, w), mode='bicubic', align_corners=True).exp()
     return (u * field).clamp(0.0, 1.0) * 2.0 - 1.0
-
-
-def retoned_negatives(x: torch.Tensor, gamma: torch.Tensor | None = None,
-                      invert: torch.Tensor | None = None,
-                      sigma: torch.Tensor | None = None) -> torch.Tensor:
-    """Negatives for D_Y (``lambda_negative_y``): each image of x (values in [-1, 1])
-    through a monotone tone curve -- gamma, then inverted where ``invert`` -- and a Gaussian
-    blur of ``sigma`` px (9x9, reflected borders). Per-image parameters left None are drawn:
-    gamma log-uniform in [1/2, 2], invert with probability 1/2, sigma uniform in [0, 2]
-    (torch's global generator, checkpointed): the family of "Y = re-toned, smoothed X"
-    shortcuts."""
-    n, device = x.shape[0], x.device
-    if gamma is None:
-        gamma = torch.exp((torch.rand(n, device=device) * 2.0 - 1.0) * np.log(2.0))
-    if invert is None:
-        invert = torch.rand(n, device=device) < 0.5
-    if sigma is None:
-        sigma = torch.rand(n, device=device) * 2.0
-    t = ((x.detach() + 1.0) / 2.0).clamp(0.0, 1.0) ** gamma.view(n, 1, 1, 1)
-    t = torch.where(invert.view(n, 1, 1, 1), 1.0 - t, t)
-    sigma = sigma.clamp_min(1e-3).to(t.dtype)
-    t = kornia.filters.gaussian_blur2d(t, (9, 9), torch.stack([sigma, sigma], 1),
-                                       border_type='reflect')
-    return t * 2.0 - 1.0
 
 
 def set_requires_grad(modules: Sequence[nn.Module], flag: bool) -> None:
@@ -357,7 +324,6 @@ class CycleTranslation:
                            fakes: Mapping[str, torch.Tensor]
                            ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Eq. 4 for D_Y (and D_X), on detached fakes drawn through the image history."""
-        c = self.config
         terms = {'discriminator_y': self.gan_discriminator_loss(
             self.discriminator_y(y),
             self.discriminator_y(self.history_y.query(fakes['fake_y'].detach())))}
@@ -365,13 +331,8 @@ class CycleTranslation:
             terms['discriminator_x'] = self.gan_discriminator_loss(
                 self.discriminator_x(x),
                 self.discriminator_x(self.history_x.query(fakes['fake_x'].detach())))
-        total = sum(terms.values())
-        if c.lambda_negative_y > 0:   # NDA: re-toned X images are fakes for D_Y
-            negatives = self.discriminator_y(retoned_negatives(x))
-            terms['negative_y'] = ((negatives - FAKE_LABEL) ** 2).mean()
-            total = total + c.lambda_negative_y * terms['negative_y']
         # Halved, as in CycleGAN's code, to slow D relative to G.
-        return 0.5 * total, terms
+        return 0.5 * sum(terms.values()), terms
 
     def generator_step(self, x: torch.Tensor, y: torch.Tensor
                        ) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
