@@ -22,6 +22,9 @@ over the discriminators (halved, as CycleGAN does):
       + l4 L_cyc(G1, G2)                             eq. 1
       + l5 L_id(G1, G2)                              eq. 2
 
+Not in the paper, against "brighter is nearer" (issue 21): ``retone_g1_inputs`` feeds G1 a
+random re-toning T(x) and asks the cycle for the untouched x (``random_tone_remap``).
+
 Baselines through options only: plain CycleGAN is lambda_nce_x = lambda_nce_y = 0 (no heads
 are built); CUT-style one-sided (``one_sided: true``) builds only G1, D_Y and H_X, drops the
 cycle term, and its l3 term is CUT's identity NCE, y vs G1(y) through G1's encoder.
