@@ -101,42 +101,6 @@ def test_depth_encoding_is_the_nodes_normalized_near_bright_output():
     assert torch.allclose(normalized_to_depth(normalized, 0.5, 8.0), depth)
 
 
-def test_ema_generator_is_the_decayed_average_with_its_own_statistics_and_exports():
-    torch.manual_seed(0)
-    method = Pix2PixMethod(Pix2PixConfig(**SMALL, dropout=0.0, ema_decay=0.75))
-    batch = method.make_batch(fake_samples(2))
-    method.training_step(batch, 0)
-    first = {k: v.detach().clone() for k, v in method.generator.named_parameters()}
-    ema_before = copy.deepcopy(method.generator_ema.module)
-    method.training_step(batch, 1)
-    second = dict(method.generator.named_parameters())
-    averaged = dict(method.generator_ema.module.named_parameters())
-    # The first update copies; the second gives 0.75 w1 + 0.25 w2.
-    for name, value in averaged.items():
-        torch.testing.assert_close(value, 0.75 * first[name] + 0.25 * second[name])
-    # BatchNorm statistics: the previous ones updated by a forward pass of the averaged
-    # weights on the batch (momentum 0.1), not the trained generator's.
-    expected = ema_before.train()
-    with torch.no_grad():
-        for name, param in expected.named_parameters():
-            param.copy_(averaged[name])
-        expected(batch['image'])
-    buffers = dict(method.generator_ema.module.named_buffers())
-    for name, value in expected.named_buffers():
-        torch.testing.assert_close(buffers[name], value)
-    raw = dict(method.generator.named_buffers())
-    assert not torch.allclose(buffers['encoder.1.1.running_mean'],
-                              raw['encoder.1.1.running_mean'])
-    assert method.export_module() is method.generator_ema.module
-    assert 'generator_ema' in method.state_dict()['networks']
-    reference = copy.deepcopy(method.generator_ema.module).eval()(batch['image'])
-    torch.testing.assert_close(method.predict_depth(batch),
-                               normalized_to_depth(reference, 0.5, 8.0)[:, 0])
-    assert 'generator_ema' not in Pix2PixMethod(Pix2PixConfig(**SMALL)).networks()
-    with pytest.raises(ValueError, match='ema_decay'):
-        Pix2PixConfig(**SMALL, ema_decay=1.0)
-
-
 def test_make_batch_uses_the_nodes_preprocessing_and_masks_missing_depth():
     method = Pix2PixMethod(Pix2PixConfig(**SMALL))
     sample = fake_samples(1, height=64, width=96, hole=True)[0]   # columns 0-23 unknown

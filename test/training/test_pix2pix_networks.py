@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from training.networks.patchgan import PatchGANDiscriminator, receptive_field
-from training.networks.unet import UNetGenerator, with_coordinates
+from training.networks.unet import UNetGenerator
 
 torch.set_num_threads(1)
 
@@ -108,26 +108,3 @@ def test_norm_choices_for_reuse():
         PatchGANDiscriminator(3, norm='group')
     with pytest.raises(ValueError, match='norm'):
         UNetGenerator(3, 1, norm='layer')
-
-
-def test_coordconv_adds_row_and_column_channels_to_the_first_convolution():
-    image = torch.randn(2, 3, 4, 5)
-    grid = with_coordinates(image)
-    assert grid.shape == (2, 5, 4, 5)
-    torch.testing.assert_close(grid[:, :3], image)
-    torch.testing.assert_close(grid[1, 3, :, 0], torch.tensor([-1.0, -1 / 3, 1 / 3, 1.0]))
-    torch.testing.assert_close(grid[0, 4, 2], torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0]))
-    assert (grid[:, 3].std(dim=2) == 0).all() and (grid[:, 4].std(dim=1) == 0).all()
-    torch.manual_seed(0)
-    coord = UNetGenerator(3, 1, 4, num_downs=3, coord_channels=True).eval()
-    plain = UNetGenerator(3, 1, 4, num_downs=3).eval()
-    assert coord.encoder[0][0].in_channels == 5 and plain.encoder[0][0].in_channels == 3
-    # The coordinates reach the output: cutting their weights changes it.
-    flat = torch.zeros(1, 3, 16, 16)
-    with torch.no_grad():
-        out = coord(flat)
-        weights = coord.encoder[0][0].weight
-        weights[:, 3:] = 0.0                                # coordinates cut off
-        cut = coord(flat)
-    assert out.shape == (1, 1, 16, 16)
-    assert not torch.allclose(out, cut)

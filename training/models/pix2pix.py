@@ -19,7 +19,6 @@ from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from depth_nodes.core.model_spec import ModelSpec
 from training.losses.gan import BinaryCrossEntropyGANLoss
@@ -54,14 +53,6 @@ class Pix2PixConfig:
     lr_decay_steps: int = 0
     min_depth: float = 0.1             # metres mapped to output +1 (brightest)
     max_depth: float = 10.0            # metres mapped to output -1
-    # Not in the paper (0 = off): the exported generator is an exponential moving average
-    # of the trained one's weights, w_ema <- d w_ema + (1 - d) w after every G step, which
-    # damps the GAN's iterate-to-iterate swings (Yazici et al., ICLR 2019). d = 0.999
-    # averages over about the last 1000 iterations. Its BatchNorm statistics are its own:
-    # averaging the trained generator's statistics does not give the averaged weights'
-    # (measured: real-image Spearman 0.12 with averaged statistics).
-    ema_decay: float = 0.0
-    coord_channels: bool = False       # not in the paper: CoordConv input (unet.py)
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)   # pixels to [-1, 1], as in pix2pix
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
 
@@ -74,8 +65,6 @@ class Pix2PixConfig:
             raise ValueError('need 0 < min_depth < max_depth')
         if self.norm not in NORMS:
             raise ValueError(f"norm '{self.norm}' not in {NORMS}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError('ema_decay must be in [0, 1)')
         if self.l1_weight < 0:
             raise ValueError('l1_weight must be >= 0')
         if self.lr_constant_steps < 0 or self.lr_decay_steps < 0:
@@ -108,17 +97,11 @@ class Pix2PixMethod(DepthMethod):
         super().__init__(config, context)
         c = config
         self.generator = UNetGenerator(3, 1, c.generator_channels, c.num_downs, c.norm,
-                                       c.dropout, c.dropout_blocks,
-                                       c.coord_channels).to(context.device)
+                                       c.dropout, c.dropout_blocks).to(context.device)
         # Conditional: D sees the RGB input concatenated with a depth map (3 + 1 channels).
         self.discriminator = PatchGANDiscriminator(4, c.discriminator_channels,
                                                    c.discriminator_layers,
                                                    c.norm).to(context.device)
-        # torch's EMA of the parameters (the first update copies); BatchNorm statistics
-        # are tracked by running the averaged weights on each batch (training_step).
-        self.generator_ema = (AveragedModel(self.generator,
-                                            multi_avg_fn=get_ema_multi_avg_fn(c.ema_decay))
-                              if c.ema_decay > 0 else None)
         self.gan_loss = BinaryCrossEntropyGANLoss()
         self.l1_loss = MaskedL1Loss()
         self._optimizers = {
@@ -128,15 +111,7 @@ class Pix2PixMethod(DepthMethod):
         self.begin_stage(self.stages[0])
 
     def networks(self) -> dict[str, nn.Module]:
-        named = {'generator': self.generator, 'discriminator': self.discriminator}
-        if self.generator_ema is not None:
-            named['generator_ema'] = self.generator_ema
-        return named
-
-    @property
-    def inference_generator(self) -> nn.Module:
-        """The generator that predicts and is exported: the EMA one when ema_decay > 0."""
-        return self.generator if self.generator_ema is None else self.generator_ema.module
+        return {'generator': self.generator, 'discriminator': self.discriminator}
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return dict(self._optimizers)
@@ -189,11 +164,6 @@ class Pix2PixMethod(DepthMethod):
             self._optimizers['generator'].zero_grad(set_to_none=True)
             loss_g.backward()
             self._optimizers['generator'].step()
-            if self.generator_ema is not None:
-                self.generator_ema.update_parameters(self.generator)
-                with torch.no_grad():               # the averaged weights' own statistics
-                    self.generator_ema.train()
-                    self.generator_ema(image)
         finally:
             self.discriminator.requires_grad_(True)
         return {'discriminator_loss': float(loss_d.detach()),
@@ -204,15 +174,14 @@ class Pix2PixMethod(DepthMethod):
 
     @torch.no_grad()
     def predict_depth(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        generator = self.inference_generator
-        was_training = generator.training
-        generator.eval()
+        was_training = self.generator.training
+        self.generator.eval()
         try:
             c = self.config
-            return normalized_to_depth(generator(batch['image']), c.min_depth,
+            return normalized_to_depth(self.generator(batch['image']), c.min_depth,
                                        c.max_depth)[:, 0]
         finally:
-            generator.train(was_training)
+            self.generator.train(was_training)
 
     def model_spec(self) -> ModelSpec:
         c = self.config
@@ -220,8 +189,7 @@ class Pix2PixMethod(DepthMethod):
                               output_kind='normalized_depth', output_range=OUTPUT_RANGE,
                               near_is_bright=True,
                               extras={'generator': 'unet', 'num_downs': c.num_downs,
-                                      'generator_channels': c.generator_channels,
-                                      'coord_channels': c.coord_channels})
+                                      'generator_channels': c.generator_channels})
 
     def export_module(self) -> nn.Module:
-        return self.inference_generator
+        return self.generator

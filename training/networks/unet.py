@@ -14,12 +14,6 @@ BatchNorm would normalise every bottleneck channel to zero.
 
 ``base_channels`` (64 in the paper) scales every layer; ``num_downs`` is 8 for 256x256 (a
 1x1 bottleneck), and any input whose sides are multiples of 2**num_downs works.
-
-``coord_channels`` (not in the paper; False = the paper's network): CoordConv (Liu et al.,
-NeurIPS 2018) -- two constant channels, the row and the column coordinate in [-1, 1], are
-concatenated to the input of the first convolution, so that where a pixel is in the image
-(e.g. low = near, for a camera above a floor) is an input like any other. The exported
-network still takes the image alone.
 """
 from __future__ import annotations
 
@@ -34,15 +28,13 @@ class UNetGenerator(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, base_channels: int = 64,
                  num_downs: int = 8, norm: str = 'batch', dropout: float = 0.5,
-                 dropout_blocks: int = 3, coord_channels: bool = False):
+                 dropout_blocks: int = 3):
         super().__init__()
         if min(in_channels, out_channels, base_channels) < 1 or num_downs < 2:
             raise ValueError('channels must be >= 1 and num_downs >= 2')
         if norm not in NORMS:
             raise ValueError(f"norm '{norm}' not in {NORMS}")
         self.num_downs = num_downs
-        self.coord_channels = coord_channels
-        first_in = in_channels + (2 if coord_channels else 0)
         bias = norm != 'batch'
         # Output channels of encoder layer i; decoder layer j mirrors encoder layer n-1-j.
         enc = [base_channels * min(2 ** i, MAX_CHANNEL_MULTIPLIER) for i in range(num_downs)]
@@ -50,7 +42,7 @@ class UNetGenerator(nn.Module):
         for i, channels in enumerate(enc):
             normalised = 0 < i < num_downs - 1
             self.encoder.append(nn.Sequential(
-                nn.Conv2d(first_in if i == 0 else enc[i - 1], channels, 4, 2, 1,
+                nn.Conv2d(in_channels if i == 0 else enc[i - 1], channels, 4, 2, 1,
                           bias=bias or not normalised),
                 normalization_layer(norm if normalised else 'none', channels),
                 nn.LeakyReLU(0.2, inplace=True)))
@@ -74,7 +66,7 @@ class UNetGenerator(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         skips = []
-        x = with_coordinates(image) if self.coord_channels else image
+        x = image
         for layer in self.encoder:
             x = layer(x)
             skips.append(x)
@@ -82,14 +74,3 @@ class UNetGenerator(nn.Module):
         for layer in self.decoder:
             x = torch.cat([layer(x), skips.pop()], dim=1)
         return self.output(x)
-
-
-def with_coordinates(image: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C + 2, H, W): the image, then the row coordinate (-1 at the top
-    row, +1 at the bottom one) and the column coordinate (-1 left, +1 right), as CoordConv."""
-    b, _, h, w = image.shape
-    rows = torch.linspace(-1.0, 1.0, h, dtype=image.dtype, device=image.device)
-    cols = torch.linspace(-1.0, 1.0, w, dtype=image.dtype, device=image.device)
-    grid_rows = rows.view(1, 1, h, 1).expand(b, 1, h, w)
-    grid_cols = cols.view(1, 1, 1, w).expand(b, 1, h, w)
-    return torch.cat([image, grid_rows, grid_cols], dim=1)
