@@ -8,7 +8,8 @@ Writes ``m.onnx`` (opset 17, static shapes, one file, the ModelSpec JSON in meta
 ``depth_nodes.model_spec``) and ``m.pt2`` (torch.export program for the nodes' torch
 backend), then runs the ONNX file in ONNX Runtime and the .pt2 in PyTorch against the
 PyTorch module on the same inputs and fails when the largest absolute difference exceeds
-the tolerance. Exit status 0 = exported and in agreement.
+the tolerance. Exit status 0 = exported and in agreement. ``--weights float16`` halves
+both files (weights stored as float16, computed in float32; training/float16_weights.py).
 """
 from __future__ import annotations
 
@@ -26,10 +27,16 @@ import numpy as np
 import torch
 
 from depth_nodes.core.model_spec import METADATA_KEY
+from training.float16_weights import onnx_initializers_to_float16, parameters_as_float16
 from training.models import DepthMethod, TrainContext, get_method_class
 
 OPSET = 17
 DEFAULT_TOLERANCE = 1e-4
+WEIGHT_TYPES = ('float32', 'float16')
+# Largest output change allowed from storing the weights as float16. Outputs here are
+# normalised ([-1, 1]) or metres/log metres of order 1; a U-Net pix2pix of 2.6 M parameters
+# moves by about 1.5e-3.
+FLOAT16_TOLERANCE = 1e-2
 TRAINING_METADATA_KEY = 'depth_nodes.training'
 
 
@@ -39,13 +46,21 @@ class ExportParityError(RuntimeError):
 
 def export_onnx(source: DepthMethod | str | Path, output_path: str | Path, *,
                 tolerance: float = DEFAULT_TOLERANCE, write_program: bool = True,
-                provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+                provenance: dict[str, Any] | None = None, weights: str = 'float32',
+                float16_tolerance: float = FLOAT16_TOLERANCE) -> dict[str, Any]:
     """Export a method object, or the method of a checkpoint file, to ``output_path``.
 
     Returns a report: ``onnx`` and ``program`` paths, ``max_abs_error`` (ONNX Runtime vs
     PyTorch), ``program_max_abs_error`` (.pt2 vs PyTorch), ``tolerance``, ``spec`` (JSON).
     Raises ExportParityError when an error exceeds ``tolerance``.
+
+    ``weights='float16'`` stores the weights at half the size (training.float16_weights).
+    The float32 graph and the program's code are still checked against PyTorch at
+    ``tolerance``; the rounding's own effect on the output, ``float16_max_abs_error`` (both
+    files vs the float32 PyTorch module), must stay within ``float16_tolerance``.
     """
+    if weights not in WEIGHT_TYPES:
+        raise ValueError(f"weights '{weights}' not in {WEIGHT_TYPES}")
     if isinstance(source, DepthMethod):
         method, provenance = source, provenance or {}
     else:
@@ -70,7 +85,6 @@ def export_onnx(source: DepthMethod | str | Path, output_path: str | Path, *,
     del model_proto.metadata_props[:]
     onnx.helper.set_model_props(model_proto, metadata)
     onnx.checker.check_model(model_proto)
-    onnx.save(model_proto, str(output))
 
     # Parity on the export inputs and on a second, independent draw.
     generator = torch.Generator().manual_seed(1)
@@ -78,15 +92,36 @@ def export_onnx(source: DepthMethod | str | Path, output_path: str | Path, *,
                   tuple(torch.randn(t.shape, generator=generator) for t in bundle.example_inputs)]
     with torch.no_grad():
         references = [_first(bundle.module(*inputs)).numpy() for inputs in input_sets]
-    max_abs_error = _onnxruntime_error(output, spec.input_names, spec.output_name, input_sets,
-                                       references)
+    float16_error = None
+    if weights == 'float16':
+        max_abs_error = _onnxruntime_error(model_proto.SerializeToString(), spec.input_names,
+                                           spec.output_name, input_sets, references)
+        model_proto, _ = onnx_initializers_to_float16(model_proto)
+        onnx.checker.check_model(model_proto)
+    onnx.save(model_proto, str(output))
+    file_error = _onnxruntime_error(output, spec.input_names, spec.output_name, input_sets,
+                                    references)
+    if weights == 'float16':
+        float16_error = file_error
+    else:
+        max_abs_error = file_error
     report = {'onnx': str(output), 'program': None, 'max_abs_error': max_abs_error,
               'program_max_abs_error': None, 'tolerance': tolerance, 'spec': spec.to_json(),
-              'onnx_bytes': output.stat().st_size}
+              'onnx_bytes': output.stat().st_size, 'weights': weights,
+              'float16_max_abs_error': float16_error, 'float16_tolerance': float16_tolerance}
     if write_program:
         from depth_nodes.runtime.torch_engine import program_path_for, save_program
         program = program_path_for(output)
-        save_program(bundle.module, bundle.example_inputs, program, spec.to_json(),
+        module = bundle.module
+        if weights == 'float16':
+            module = parameters_as_float16(bundle.module)
+            with torch.no_grad():
+                rounded = [_first(module(*inputs)).numpy() for inputs in input_sets]
+            report['float16_max_abs_error'] = max(
+                float16_error, *(float(np.max(np.abs(r - ref)))
+                                 for r, ref in zip(rounded, references)))
+            references = rounded    # the program must compute what its module computes
+        save_program(module, bundle.example_inputs, program, spec.to_json(),
                      spec.input_names, [spec.output_name])
         loaded = torch.export.load(str(program)).module()
         with torch.no_grad():
@@ -94,6 +129,10 @@ def export_onnx(source: DepthMethod | str | Path, output_path: str | Path, *,
                 float(np.max(np.abs(_first(loaded(*inputs)).numpy() - ref)))
                 for inputs, ref in zip(input_sets, references))
         report['program'] = str(program)
+    if weights == 'float16' and not report['float16_max_abs_error'] <= float16_tolerance:
+        raise ExportParityError(f"float16 weights change '{output}' by "
+                                f"{report['float16_max_abs_error']:.3g}, more than "
+                                f'{float16_tolerance:g}; export with float32 weights')
     worst = max(report['max_abs_error'], report['program_max_abs_error'] or 0.0)
     if not worst <= tolerance:
         raise ExportParityError(f"exported '{output}' differs from PyTorch by {worst:.3g} "
@@ -104,7 +143,8 @@ def export_onnx(source: DepthMethod | str | Path, output_path: str | Path, *,
 
 def export_untrained(output_path: str | Path, *, method: str | None = None,
                      config: str | Path | None = None, overrides: Sequence[str] = (),
-                     seed: int = 0, tolerance: float = DEFAULT_TOLERANCE) -> dict[str, Any]:
+                     seed: int = 0, tolerance: float = DEFAULT_TOLERANCE,
+                     weights: str = 'float32') -> dict[str, Any]:
     """Export a freshly initialised model of a method (no training), e.g. to check that every
     method's graph converts to TensorRT. ``config``: an experiment YAML (its method and
     options, with ``overrides``); without it, ``method``'s default options."""
@@ -124,7 +164,7 @@ def export_untrained(output_path: str | Path, *, method: str | None = None,
         raise ValueError('give a method name or a config')
     torch.manual_seed(seed)
     instance = cls(options, TrainContext())
-    return export_onnx(instance, output_path, tolerance=tolerance,
+    return export_onnx(instance, output_path, tolerance=tolerance, weights=weights,
                        provenance={'untrained': True, 'seed': seed,
                                    'config': str(config) if config else None})
 
@@ -153,17 +193,21 @@ def _onnx_proto(module, example_inputs, input_names, output_names):
     return proto
 
 
-def _onnxruntime_error(path: Path, input_names, output_name, input_sets, references) -> float:
+def _onnxruntime_error(model: Path | bytes, input_names, output_name, input_sets,
+                       references) -> float:
+    """Largest |ONNX Runtime - reference| of a model file or serialised model."""
     import onnxruntime as ort
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
+    session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
+                                   providers=['CPUExecutionProvider'])
     worst = 0.0
     for inputs, reference in zip(input_sets, references):
         feeds = {n: t.numpy() for n, t in zip(input_names, inputs)}
         out = session.run([output_name], feeds)[0]
         if out.shape != reference.shape:
-            raise ExportParityError(f"'{path}' outputs shape {out.shape}, PyTorch "
+            name = 'the float32 graph' if isinstance(model, bytes) else f"'{model}'"
+            raise ExportParityError(f"{name} outputs shape {out.shape}, PyTorch "
                                     f'{reference.shape}')
         worst = max(worst, float(np.max(np.abs(out - reference))))
     return worst
@@ -185,6 +229,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--output', required=True, help='model.onnx to write (+ model.pt2)')
     parser.add_argument('--tolerance', type=float, default=DEFAULT_TOLERANCE,
                         help='largest allowed |ONNX Runtime - PyTorch| (default %(default)g)')
+    parser.add_argument('--weights', choices=WEIGHT_TYPES, default='float32',
+                        help='how the files store the weights: float16 halves them; inference '
+                             'stays float32 (default %(default)s)')
+    parser.add_argument('--float16-tolerance', type=float, default=FLOAT16_TOLERANCE,
+                        help='largest allowed output change from float16 weights '
+                             '(default %(default)g)')
     parser.add_argument('overrides', nargs='*', metavar='key=value',
                         help='config overrides (with --untrained --config)')
     args = parser.parse_args(argv)
@@ -199,11 +249,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.checkpoint:
             if args.overrides:
                 parser.error('overrides apply to --untrained --config only')
-            report = export_onnx(args.checkpoint, args.output, tolerance=args.tolerance)
+            report = export_onnx(args.checkpoint, args.output, tolerance=args.tolerance,
+                                 weights=args.weights,
+                                 float16_tolerance=args.float16_tolerance)
         else:
             report = export_untrained(args.output, method=args.method, config=args.config,
                                       overrides=args.overrides, seed=args.seed,
-                                      tolerance=args.tolerance)
+                                      tolerance=args.tolerance, weights=args.weights)
     except ExportParityError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 1
@@ -215,6 +267,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"max abs error: ONNX Runtime vs PyTorch {report['max_abs_error']:.3g}, "
           f"torch.export vs PyTorch {report['program_max_abs_error']:.3g} "
           f"(tolerance {report['tolerance']:g})")
+    if report['weights'] == 'float16':
+        print(f"float16 weights change the output by at most "
+              f"{report['float16_max_abs_error']:.3g} (tolerance "
+              f"{report['float16_tolerance']:g})")
     return 0
 
 

@@ -35,6 +35,7 @@ from training.checkpoint import (CheckpointError, load_checkpoint, method_payloa
                                  restore_rng_state, rng_state, save_checkpoint)
 from training.config import (DEVICES, ConfigError, ExperimentConfig, load_config,
                              save_resolved_config, to_plain)
+from training.float16_weights import plain_state_dict
 from training.metrics import DepthEvalProtocol, MetricAverager, depth_metrics
 from training.models import DepthMethod, TrainContext, get_method_class
 from training.models.base import batch_to_device
@@ -470,11 +471,11 @@ def _progress_losses(logs: Mapping[str, float], most: int = 4) -> dict[str, str]
 def init_weights(method: DepthMethod, path: Path) -> None:
     """Load network weights (not optimizers) from a training checkpoint (.pt) or from the
     torch program of an exported model (.pt2, whose parameters are named
-    '<export module attribute>.<network key>')."""
+    '<export module attribute>.<network key>', float32 or float16 weights)."""
     if not path.is_file():
         raise ConfigError(f"trainer.init_weights: '{path}' does not exist")
     if path.suffix == '.pt2':
-        weights = torch.export.load(str(path)).state_dict
+        weights = plain_state_dict(torch.export.load(str(path)).state_dict)
         for name, network in method.networks().items():
             own = network.state_dict()
             for prefix in {k.split('.', 1)[0] + '.' for k in weights}:
