@@ -79,7 +79,8 @@ def export_onnx(source: DepthMethod | str | Path, output_path: str | Path, *,
     model_proto = _onnx_proto(bundle.module, bundle.example_inputs, list(spec.input_names),
                               [spec.output_name])
     metadata = {METADATA_KEY: spec.to_json(),
-                TRAINING_METADATA_KEY: json.dumps({'method': method.name, **provenance},
+                TRAINING_METADATA_KEY: json.dumps({'method': method.name, 'weights': weights,
+                                                   **provenance},
                                                   sort_keys=True)}
     import onnx
     del model_proto.metadata_props[:]
