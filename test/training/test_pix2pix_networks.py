@@ -50,21 +50,6 @@ def test_unet_256_follows_the_papers_generator_table():
     assert isinstance(net.output[-1], nn.Tanh)
 
 
-def test_unet_channel_cap_narrows_only_the_inner_layers():
-    """max_multiplier 6 at base 16, 7 downs: C16-C32-C64-C96-C96-C96-C96, and the decoder
-    mirrors it; the outer layers are those of the uncapped net."""
-    capped = UNetGenerator(3, 1, base_channels=16, num_downs=7, max_multiplier=6)
-    assert [block[0].out_channels for block in capped.encoder] == [
-        16, 32, 64, 96, 96, 96, 96]
-    assert [block[0].in_channels for block in list(capped.decoder) + [capped.output]] == [
-        96, 192, 192, 192, 128, 64, 32]
-    uncapped = UNetGenerator(3, 1, base_channels=16, num_downs=7)
-    assert [block[0].out_channels for block in uncapped.encoder] == [
-        16, 32, 64, 128, 128, 128, 128]
-    with pytest.raises(ValueError):
-        UNetGenerator(3, 1, max_multiplier=0)
-
-
 def test_unet_skips_join_mirrored_encoder_layers_for_any_channels():
     torch.manual_seed(0)
     net = UNetGenerator(1, 3, base_channels=4, num_downs=4, norm='instance').eval()

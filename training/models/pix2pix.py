@@ -39,7 +39,6 @@ class Pix2PixConfig:
     input_width: int = 256
     num_downs: int = 8                 # 256 -> 1x1 bottleneck
     generator_channels: int = 16       # the paper: 64
-    generator_max_multiplier: int = 8  # channels stop doubling at 8 x (the paper: C512)
     discriminator_channels: int = 64
     discriminator_layers: int = 3      # 70x70 patches
     norm: str = 'batch'
@@ -98,8 +97,7 @@ class Pix2PixMethod(DepthMethod):
         super().__init__(config, context)
         c = config
         self.generator = UNetGenerator(3, 1, c.generator_channels, c.num_downs, c.norm,
-                                       c.dropout, c.dropout_blocks,
-                                       c.generator_max_multiplier).to(context.device)
+                                       c.dropout, c.dropout_blocks).to(context.device)
         # Conditional: D sees the RGB input concatenated with a depth map (3 + 1 channels).
         self.discriminator = PatchGANDiscriminator(4, c.discriminator_channels,
                                                    c.discriminator_layers,

@@ -13,9 +13,7 @@ paper says), nor on the innermost layer: with the paper's batch size of 1 its ma
 BatchNorm would normalise every bottleneck channel to zero.
 
 ``base_channels`` (64 in the paper) scales every layer; ``num_downs`` is 8 for 256x256 (a
-1x1 bottleneck), and any input whose sides are multiples of 2**num_downs works. Channels
-stop doubling at ``max_multiplier`` x base (8 in the paper: C512); a lower cap narrows only
-the inner layers, where most of the weights are.
+1x1 bottleneck), and any input whose sides are multiples of 2**num_downs works.
 """
 from __future__ import annotations
 
@@ -30,16 +28,16 @@ class UNetGenerator(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, base_channels: int = 64,
                  num_downs: int = 8, norm: str = 'batch', dropout: float = 0.5,
-                 dropout_blocks: int = 3, max_multiplier: int = MAX_CHANNEL_MULTIPLIER):
+                 dropout_blocks: int = 3):
         super().__init__()
-        if min(in_channels, out_channels, base_channels, max_multiplier) < 1 or num_downs < 2:
-            raise ValueError('channels and max_multiplier must be >= 1 and num_downs >= 2')
+        if min(in_channels, out_channels, base_channels) < 1 or num_downs < 2:
+            raise ValueError('channels must be >= 1 and num_downs >= 2')
         if norm not in NORMS:
             raise ValueError(f"norm '{norm}' not in {NORMS}")
         self.num_downs = num_downs
         bias = norm != 'batch'
         # Output channels of encoder layer i; decoder layer j mirrors encoder layer n-1-j.
-        enc = [base_channels * min(2 ** i, max_multiplier) for i in range(num_downs)]
+        enc = [base_channels * min(2 ** i, MAX_CHANNEL_MULTIPLIER) for i in range(num_downs)]
         self.encoder = nn.ModuleList()
         for i, channels in enumerate(enc):
             normalised = 0 < i < num_downs - 1
