@@ -239,6 +239,40 @@ def _onnx_node_names(onnx_path: Path) -> list[str]:
         return []
 
 
+def float16_weights_folded(onnx_path: Path) -> bytes | None:
+    """The model with its float16-stored weights (``training.export --weights float16``:
+    FLOAT16 initializer -> Cast to FLOAT) turned back into FLOAT initializers, serialised; None
+    when it has none, or without the optional onnx package. TensorRT then parses the same
+    graph as a float32 export, with constant weights on every convolution, rather than
+    weights computed by a Cast layer."""
+    try:
+        import onnx
+        from onnx import TensorProto, numpy_helper
+    except ImportError:
+        return None
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    graph = model.graph
+    stored = {t.name: t for t in graph.initializer if t.data_type == TensorProto.FLOAT16}
+    casts = [n for n in graph.node if n.op_type == 'Cast' and len(n.input) == 1
+             and n.input[0] in stored
+             and any(a.name == 'to' and a.i == TensorProto.FLOAT for a in n.attribute)]
+    if not casts:
+        return None
+    cast_ids = {id(n) for n in casts}
+    folded = {}
+    for node in casts:
+        values = numpy_helper.to_array(stored[node.input[0]]).astype(np.float32)
+        folded[node.output[0]] = numpy_helper.from_array(values, node.output[0])
+    still_used = {name for n in graph.node if id(n) not in cast_ids for name in n.input}
+    kept = [t for t in graph.initializer if t.name not in stored or t.name in still_used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept + list(folded.values()))
+    nodes = [n for n in graph.node if id(n) not in cast_ids]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return model.SerializeToString()
+
+
 def build_serialized_engine(onnx_path: Path, precision: str = 'fp32',
                             workspace_mb: int = DEFAULT_WORKSPACE_MB,
                             timing_cache: Path | None = None, calibrator=None,
@@ -264,7 +298,10 @@ def build_serialized_engine(onnx_path: Path, precision: str = 'fp32',
     builder = trt.Builder(logger)
     network = builder.create_network(0)   # TRT 10: always explicit batch (flag deprecated)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
+    folded = float16_weights_folded(onnx_path)
+    parsed = (parser.parse(folded, str(onnx_path)) if folded is not None
+              else parser.parse_from_file(str(onnx_path)))
+    if not parsed:
         errors = [parser.get_error(i) for i in range(parser.num_errors)]
         raise TensorRTBuildError(f"TensorRT's ONNX parser rejected '{onnx_path}':\n"
                                  + format_parser_errors(errors, _onnx_node_names(onnx_path)))

@@ -9,6 +9,7 @@ import json
 import re
 import shlex
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -110,6 +111,50 @@ def test_builds_clear_tf32_so_fp32_matches_onnxruntime(monkeypatch, onnx_model, 
     engine = tensorrt_engine.build_serialized_engine(onnx_model, precision)
     assert ('create_network', 0) in calls
     assert json.loads(engine)['flags'] == flags            # TF32 (on by default) cleared
+
+
+def test_float16_stored_weights_reach_the_parser_as_float32_constants(monkeypatch, tmp_path):
+    """A model exported with --weights float16 (FLOAT16 initializer -> Cast) is parsed as the
+    float32 graph: no Cast left, each weight the float16 value as FLOAT; a model without
+    float16 weights is parsed from its file as before."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    weight = np.linspace(-1, 1, 3 * 6 * 2, dtype=np.float32).reshape(1, 3, 6, 2) / 3
+    graph = helper.make_graph(
+        [helper.make_node('Cast', ['w_float16'], ['w'], to=TensorProto.FLOAT),
+         helper.make_node('MatMul', ['image', 'w'], ['depth'])], 'half',
+        [helper.make_tensor_value_info('image', TensorProto.FLOAT, [1, 3, 4, 6])],
+        [helper.make_tensor_value_info('depth', TensorProto.FLOAT, [1, 3, 4, 2])],
+        [numpy_helper.from_array(weight.astype(np.float16), 'w_float16')])
+    path = tmp_path / 'half.onnx'
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)]), path)
+    calls = []
+    fake_tensorrt.install(monkeypatch, log=calls)
+    tensorrt_engine.build_serialized_engine(path)
+    parsed = [model for call, model in calls if call == 'parse']
+    assert len(parsed) == 1 and not any(c[0] == 'parse_from_file' for c in calls)
+    assert [n.op_type for n in parsed[0].graph.node] == ['MatMul']
+    (stored,) = parsed[0].graph.initializer
+    assert stored.name == 'w' and stored.data_type == TensorProto.FLOAT
+    np.testing.assert_array_equal(numpy_helper.to_array(stored),
+                                  weight.astype(np.float16).astype(np.float32))
+    calls.clear()
+    plain = write_affine_model(tmp_path / 'affine.onnx', SPEC)
+    tensorrt_engine.build_serialized_engine(plain)
+    assert ('parse_from_file', str(plain)) in calls
+
+
+def test_the_shipped_float16_pix2pix_folds_to_the_same_outputs():
+    import onnx
+    import onnxruntime as ort
+    path = Path(__file__).resolve().parents[2] / 'models' / 'pix2pix_synthetic.onnx'
+    folded = tensorrt_engine.float16_weights_folded(path)
+    assert folded is not None
+    assert 'Cast' not in {n.op_type for n in onnx.load_from_string(folded).graph.node}
+    image = np.random.default_rng(0).uniform(-1, 1, (1, 3, 128, 128)).astype(np.float32)
+    outputs = [ort.InferenceSession(model, providers=['CPUExecutionProvider'])
+               .run(None, {'image': image})[0] for model in (str(path), folded)]
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=0, atol=1e-6)
 
 
 def test_parser_errors_name_the_node_with_the_enum_error_code(monkeypatch, tmp_path):
