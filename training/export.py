@@ -34,8 +34,8 @@ OPSET = 17
 DEFAULT_TOLERANCE = 1e-4
 WEIGHT_TYPES = ('float32', 'float16')
 # Largest output change allowed from storing the weights as float16. Outputs here are
-# normalised ([-1, 1]) or metres/log metres of order 1; a U-Net pix2pix of 2.6 M parameters
-# moves by about 1.5e-3.
+# normalised ([-1, 1]) or metres/log metres of order 1; the 2.6 M-parameter pix2pix demo
+# moves by about 1e-3.
 FLOAT16_TOLERANCE = 1e-2
 TRAINING_METADATA_KEY = 'depth_nodes.training'
 
