@@ -5,9 +5,9 @@ how it runs: in the ONNX file each large float initializer is stored as float16 
 by a ``Cast`` node (ONNX Runtime folds those casts into constants when it loads the model, and
 the TensorRT backend hands its parser the folded graph: tensorrt_engine.float16_weights_folded),
 so inference is float32 as before; in the torch program each large parameter is a float16
-tensor behind a ``.float()`` parametrization. Rounding to float16 keeps 11
-significant bits (a relative error of at most 2**-11 per weight), which the exporter measures
-on the model's output and reports.
+tensor behind a ``.float()`` parametrization. Rounding to float16 keeps 11 significant bits
+(a relative error of at most 2**-11 per weight), which the exporter measures on the model's
+output and reports.
 """
 from __future__ import annotations
 
