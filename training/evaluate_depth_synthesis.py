@@ -31,6 +31,7 @@ from typing import Any, Callable, Mapping, Sequence
 import cv2
 import numpy as np
 
+from depth_nodes.core.postprocess import crop_letterbox
 from depth_nodes.core.preprocess import image_to_tensor
 from depth_nodes.runtime.estimator import MonoDepthEstimator
 from training.metrics import (DEPTH_METRICS, DepthEvalProtocol, MetricAverager, depth_metrics,
@@ -77,6 +78,8 @@ def estimator_synthesis(estimator: MonoDepthEstimator) -> Callable[[Mapping], Pr
         raw, _ = estimator.infer(image_to_tensor(image, encoding, spec))
         metres = estimator.raw_to_result(raw, image.shape[0], image.shape[1], None, None, 0.0,
                                          EVALUATION_RANGE).depth
+        # A letterboxed model: the depth image is the part of the output that sees the image.
+        raw = crop_letterbox(raw, image.shape[0], image.shape[1], spec)
         return synthesized_image(raw, spec), metres
     return predict
 

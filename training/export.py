@@ -44,11 +44,32 @@ class ExportParityError(RuntimeError):
     """The exported model disagrees with PyTorch by more than the tolerance."""
 
 
+def _checkpoint_method(path: Path, overrides: Sequence[str]) -> tuple[DepthMethod, dict]:
+    """The trained method of a checkpoint, its method options changed by ``overrides``."""
+    from training.checkpoint import load_checkpoint, method_from_checkpoint
+    from training.config import apply_overrides
+    checkpoint = load_checkpoint(path, map_location='cpu')
+    if overrides:
+        wrong = [item for item in overrides if not item.startswith('method.options.')]
+        if wrong:
+            raise ValueError(f'with a checkpoint, overrides set method options only '
+                             f'(method.options.<name>=value), got {wrong}')
+        options = apply_overrides({'method': {'options': checkpoint['method_options']}},
+                                  overrides)['method']['options']
+        checkpoint = {**checkpoint, 'method_options': options}
+    return method_from_checkpoint(checkpoint, with_optimizers=False)
+
+
 def export_onnx(source: DepthMethod | str | Path, output_path: str | Path, *,
                 tolerance: float = DEFAULT_TOLERANCE, write_program: bool = True,
                 provenance: dict[str, Any] | None = None, weights: str = 'float32',
-                float16_tolerance: float = FLOAT16_TOLERANCE) -> dict[str, Any]:
+                float16_tolerance: float = FLOAT16_TOLERANCE, overrides: Sequence[str] = ()
+                ) -> dict[str, Any]:
     """Export a method object, or the method of a checkpoint file, to ``output_path``.
+
+    ``overrides`` (a checkpoint only): ``method.options.<name>=value`` items that change the
+    checkpoint's method options, for options that do not change the trained network, such as
+    the spec's ``resize_mode``; the provenance records them.
 
     Returns a report: ``onnx`` and ``program`` paths, ``max_abs_error`` (ONNX Runtime vs
     PyTorch), ``program_max_abs_error`` (.pt2 vs PyTorch), ``tolerance``, ``spec`` (JSON).
@@ -62,12 +83,14 @@ def export_onnx(source: DepthMethod | str | Path, output_path: str | Path, *,
     if weights not in WEIGHT_TYPES:
         raise ValueError(f"weights '{weights}' not in {WEIGHT_TYPES}")
     if isinstance(source, DepthMethod):
+        if overrides:
+            raise ValueError('overrides apply to a checkpoint only')
         method, provenance = source, provenance or {}
     else:
-        from training.checkpoint import method_from_checkpoint
-        method, checkpoint = method_from_checkpoint(Path(source), with_optimizers=False)
+        method, checkpoint = _checkpoint_method(Path(source), overrides)
         provenance = {'checkpoint': str(source), 'experiment': checkpoint['experiment'],
                       'step': checkpoint['step'], 'stage': checkpoint['stage'],
+                      **({'overrides': list(overrides)} if overrides else {}),
                       **(provenance or {})}
     bundle = method.export_bundle()
     spec = bundle.spec
@@ -237,7 +260,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help='largest allowed output change from float16 weights '
                              '(default %(default)g)')
     parser.add_argument('overrides', nargs='*', metavar='key=value',
-                        help='config overrides (with --untrained --config)')
+                        help='config overrides (with --untrained --config); with --checkpoint, '
+                             'method.options.<name>=value for options that leave the network '
+                             'as trained (e.g. method.options.resize_mode=letterbox)')
     args = parser.parse_args(argv)
     if bool(args.checkpoint) == bool(args.untrained):
         parser.error('give exactly one of --checkpoint or --untrained')
@@ -248,11 +273,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                      'checkpoint it came from (runs/<experiment>/checkpoints/last.pt)')
     try:
         if args.checkpoint:
-            if args.overrides:
-                parser.error('overrides apply to --untrained --config only')
             report = export_onnx(args.checkpoint, args.output, tolerance=args.tolerance,
                                  weights=args.weights,
-                                 float16_tolerance=args.float16_tolerance)
+                                 float16_tolerance=args.float16_tolerance,
+                                 overrides=args.overrides)
         else:
             report = export_untrained(args.output, method=args.method, config=args.config,
                                       overrides=args.overrides, seed=args.seed,

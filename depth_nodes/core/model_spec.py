@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 METADATA_KEY = 'depth_nodes.model_spec'
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2                 # 2: resize_mode
 
 INPUT_KINDS = ('rgb', 'gray', 'nir', 'semidense', 'stereo')
 COLOR_ORDERS = ('rgb', 'bgr')
@@ -29,6 +29,15 @@ OUTPUT_KINDS = (
     # metric only after a per-frame fit to sparse depth (mono_depth_node scale_from).
     'relative_inverse_depth',
 )
+# How a camera image becomes the network's input size: 'stretch' resizes it to the input size
+# (a 3:2 image fed to a square model is squeezed); 'letterbox' keeps its aspect ratio, fills
+# the rest of the input by repeating the image's edge rows or columns, and crops the output
+# back to the image (core/preprocess.letterbox_box).
+RESIZE_MODES = ('stretch', 'letterbox')
+LETTERBOX_INPUT_KINDS = ('rgb', 'gray', 'nir')
+# Disparity is a fraction of the input width, and a translated image is not depth: a padded
+# input would change what their output means.
+LETTERBOX_EXCLUDED_OUTPUTS = ('disparity_fraction', 'translated_image')
 
 
 class ModelSpecError(ValueError):
@@ -44,6 +53,7 @@ class ModelSpec:
     input_width: int = 0
     input_channels: int = 3
     color_order: str = 'rgb'
+    resize_mode: str = 'stretch'
     # Normalisation after scaling pixels to [0, 1]: x = (pixel / max - mean) / std.
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
@@ -77,6 +87,15 @@ class ModelSpec:
             raise ModelSpecError(f"color_order '{self.color_order}' not in {COLOR_ORDERS}")
         if self.output_kind not in OUTPUT_KINDS:
             raise ModelSpecError(f"output_kind '{self.output_kind}' not in {OUTPUT_KINDS}")
+        if self.resize_mode not in RESIZE_MODES:
+            raise ModelSpecError(f"resize_mode '{self.resize_mode}' not in {RESIZE_MODES}")
+        if self.resize_mode == 'letterbox' and (
+                self.input_kind not in LETTERBOX_INPUT_KINDS
+                or self.output_kind in LETTERBOX_EXCLUDED_OUTPUTS):
+            raise ModelSpecError(
+                f"resize_mode 'letterbox' needs input_kind in {LETTERBOX_INPUT_KINDS} and an "
+                f'output_kind other than {LETTERBOX_EXCLUDED_OUTPUTS}; this spec has '
+                f"'{self.input_kind}' -> '{self.output_kind}'")
         if self.input_height < 0 or self.input_width < 0:
             raise ModelSpecError('input_height and input_width must be >= 0')
         if len(self.mean) != len(self.std):

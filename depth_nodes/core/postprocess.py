@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 
 from depth_nodes.core.model_spec import ModelSpec
+from depth_nodes.core.preprocess import letterbox_box
 
 
 # Output kinds with no metric scale: metres only after a fit to sparse metric depth.
@@ -99,6 +100,25 @@ def disparity_fraction_to_depth(fraction: np.ndarray, spec: ModelSpec, *,
     else:
         raise OutputConversionError('disparity output needs camera_info or spec.focal_fraction')
     return np.float32(focal_fraction * baseline) / fraction
+
+
+def crop_letterbox(raw: np.ndarray, image_height: int, image_width: int, spec: ModelSpec
+                   ) -> np.ndarray:
+    """The part of a raw (h, w) output that sees the image, for a letterboxed model
+    (spec.resize_mode; core/preprocess.letterbox_box); any other output unchanged. The
+    output may have its own resolution (e.g. Eigen et al.'s quarter-size map): the box is
+    scaled to it."""
+    in_h, in_w = spec.input_size
+    if spec.resize_mode != 'letterbox' or not (in_h and in_w):
+        return raw
+    height, width, top, left = letterbox_box(image_height, image_width, in_h, in_w)
+    if (height, width) == (in_h, in_w):
+        return raw
+    sy, sx = raw.shape[0] / in_h, raw.shape[1] / in_w
+    row0, col0 = int(round(top * sy)), int(round(left * sx))
+    rows = max(1, int(round((top + height) * sy)) - row0)
+    cols = max(1, int(round((left + width) * sx)) - col0)
+    return raw[row0:row0 + rows, col0:col0 + cols]
 
 
 def resize_output(raw: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -38,10 +38,34 @@ def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return image[:, :, None] if image.ndim == 2 else image
 
 
+def letterbox_box(image_height: int, image_width: int, input_height: int, input_width: int
+                  ) -> tuple[int, int, int, int]:
+    """Where an image sits in a letterboxed network input: (height, width, top, left) in
+    input pixels. The image is scaled by one factor to fit the input and centred; the rest of
+    the input is padding."""
+    scale = min(input_height / image_height, input_width / image_width)
+    height = min(input_height, max(1, round(image_height * scale)))
+    width = min(input_width, max(1, round(image_width * scale)))
+    return height, width, (input_height - height) // 2, (input_width - width) // 2
+
+
+def letterbox_image(image: np.ndarray, input_height: int, input_width: int) -> np.ndarray:
+    """Resize keeping the aspect ratio (resize_image), then fill the input by repeating the
+    edge rows or columns (cv2.BORDER_REPLICATE: a floor runs on below, a wall on above,
+    where a constant colour would be an edge the network never saw in training)."""
+    height, width, top, left = letterbox_box(image.shape[0], image.shape[1],
+                                             input_height, input_width)
+    image = resize_image(image, height, width)
+    padded = cv2.copyMakeBorder(image, top, input_height - height - top, left,
+                                input_width - width - left, cv2.BORDER_REPLICATE)
+    return padded[:, :, None] if padded.ndim == 2 else padded
+
+
 def image_to_tensor(image: np.ndarray, encoding: str, spec: ModelSpec) -> np.ndarray:
     """A decoded camera image -> the (1, C, H, W) float32 tensor the model expects.
 
-    Resizing happens on the 8/16-bit image, before conversion to float (less memory traffic).
+    Resizing (spec.resize_mode: stretched to the input size, or letterboxed) happens on the
+    8/16-bit image, before conversion to float (less memory traffic).
     Scaling to [0, 1] and (x - mean) / std are fused into one multiply-add per channel,
     written straight into the NCHW tensor. Training calls this same function.
     """
@@ -51,7 +75,8 @@ def image_to_tensor(image: np.ndarray, encoding: str, spec: ModelSpec) -> np.nda
                                'encoding')
     height, width = spec.input_size
     if height and width and image.shape[:2] != (height, width):
-        image = resize_image(image, height, width)
+        image = letterbox_image(image, height, width) if spec.resize_mode == 'letterbox' \
+            else resize_image(image, height, width)
     if image.ndim == 2:
         image = image[:, :, None]
     channels = spec.input_channels

@@ -12,7 +12,7 @@ import numpy as np
 
 from depth_nodes.core.camera import CameraIntrinsics
 from depth_nodes.core.model_spec import ModelSpec
-from depth_nodes.core.postprocess import (SCALE_FREE_KINDS, output_to_metres,
+from depth_nodes.core.postprocess import (SCALE_FREE_KINDS, crop_letterbox, output_to_metres,
                                           output_to_prediction, resize_output, scale_fit_kind,
                                           squeeze_output)
 from depth_nodes.core.preprocess import image_to_tensor
@@ -128,7 +128,9 @@ class MonoDepthEstimator:
     def _output_geometry(self, raw: np.ndarray, height: int, width: int,
                          camera: CameraIntrinsics | None
                          ) -> tuple[np.ndarray, CameraIntrinsics | None]:
-        """The raw output at the output resolution, and the camera of that resolution."""
+        """The raw output at the output resolution, and the camera of that resolution (a
+        letterboxed model's output cropped to the image first)."""
+        raw = crop_letterbox(raw, height, width, self.spec)
         if self.output_resolution == 'input':
             out_h, out_w = height, width
         else:

@@ -23,6 +23,10 @@ def test_overrides_coerce_ros_parameter_types():
 @pytest.mark.parametrize('bad', [
     {'output_kind': 'depthish'}, {'input_kind': 'thermal'}, {'std': (1.0, 0.0, 1.0)},
     {'min_depth': 5.0, 'max_depth': 1.0}, {'unknown_field': 1}, {'mean': (0.1,)},
+    {'resize_mode': 'crop'},
+    # A padded input would change what disparity (a fraction of the input width) means.
+    {'resize_mode': 'letterbox', 'output_kind': 'disparity_fraction'},
+    {'resize_mode': 'letterbox', 'input_kind': 'stereo'},
 ])
 def test_invalid_specs_name_the_problem(bad):
     with pytest.raises(ModelSpecError):

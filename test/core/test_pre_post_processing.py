@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from depth_nodes.core.model_spec import ModelSpec
-from depth_nodes.core.postprocess import (OutputConversionError, output_to_metres,
-                                          resize_output, squeeze_output)
-from depth_nodes.core.preprocess import image_to_tensor, resize_image
+from depth_nodes.core.postprocess import (OutputConversionError, crop_letterbox,
+                                          output_to_metres, resize_output, squeeze_output)
+from depth_nodes.core.preprocess import image_to_tensor, letterbox_box, resize_image
 
 
 def spec(**kw):
@@ -58,6 +58,41 @@ def test_shrinking_resize_matches_area_averaging_and_does_not_alias():
     stripes = np.tile(np.array([0, 255], np.uint8), (960, 640))
     shrunk = resize_image(stripes, 228, 304)
     assert abs(float(shrunk.mean()) - 127.5) < 1.0 and shrunk.std() < 2.0
+
+
+@pytest.mark.parametrize('image, model, box', [
+    ((500, 741), (128, 128), (86, 128, 21, 0)),     # 3:2 into a square: 500 * 128 / 741 rows
+    ((480, 640), (128, 128), (96, 128, 16, 0)),     # 4:3
+    ((480, 640), (96, 128), (96, 128, 0, 0)),       # same aspect: no padding
+    ((640, 480), (96, 128), (96, 72, 0, 28)),       # portrait into landscape: columns padded
+])
+def test_letterbox_box_keeps_the_aspect_ratio(image, model, box):
+    assert letterbox_box(*image, *model) == box
+
+
+def test_letterbox_pads_by_repeating_the_edge_rows():
+    image = np.repeat(np.array([10, 20, 30, 40], np.uint8)[:, None], 8, axis=1)   # 4x8 rows
+    s = spec(input_height=8, input_width=8, input_channels=1, mean=(0.0,), std=(1.0,),
+             resize_mode='letterbox')
+    rows = image_to_tensor(image, 'mono8', s)[0, 0, :, 0] * 255
+    np.testing.assert_allclose(rows, [10, 10, 10, 20, 30, 40, 40, 40], atol=1e-4)
+    # The default squeezes the same image over all 8 rows instead.
+    stretched = image_to_tensor(image, 'mono8', spec(input_height=8, input_width=8,
+                                                     input_channels=1, mean=(0.0,),
+                                                     std=(1.0,)))[0, 0, :, 0] * 255
+    assert stretched[0] == pytest.approx(10, abs=1e-4) and stretched[7] == pytest.approx(40)
+    assert 10 < stretched[2] < 20
+
+
+def test_crop_letterbox_returns_the_rows_that_see_the_image():
+    s = spec(input_height=8, input_width=8, resize_mode='letterbox')
+    raw = np.arange(64, dtype=np.float32).reshape(8, 8)
+    np.testing.assert_array_equal(crop_letterbox(raw, 4, 8, s), raw[2:6])
+    half = np.arange(16, dtype=np.float32).reshape(4, 4)         # an output at half size
+    np.testing.assert_array_equal(crop_letterbox(half, 4, 8, s), half[1:3])
+    np.testing.assert_array_equal(crop_letterbox(raw, 8, 8, s), raw)
+    np.testing.assert_array_equal(crop_letterbox(raw, 4, 8, spec(input_height=8,
+                                                                 input_width=8)), raw)
 
 
 def test_depth_encoding_is_refused_for_an_image_model():

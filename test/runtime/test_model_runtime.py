@@ -57,6 +57,41 @@ def test_input_resolution_output_and_scaled_camera(tmp_path):
     np.testing.assert_allclose(small.depth, math.exp(3.0 * x + 0.25), rtol=1e-5)
 
 
+def test_letterboxed_model_gives_each_pixel_its_own_depth(tmp_path):
+    # A 12x32 image into the 24x32 input: unscaled, 6 padding rows above and below. The
+    # per-pixel model then gives exactly the hand-computed depth of every image pixel, at the
+    # input resolution and at the model's (the output cropped to the image); stretched, the
+    # image is resized to 24 rows and back, which blurs a row-to-row ramp.
+    path = write_affine_model(tmp_path / 'letterbox.onnx',
+                              ModelSpec(**{**SPEC.__dict__, 'resize_mode': 'letterbox'}))
+    model = open_model(str(path), 'onnxruntime')
+    image = np.repeat(np.repeat(np.arange(0, 240, 20, dtype=np.uint8)[:, None], 32, axis=1)
+                      [:, :, None], 3, axis=2)                           # rows 0, 20, ..., 220
+    x = (image.astype(np.float32) / 255 - 0.5) / 0.25
+    expected = np.exp(3.0 * x[..., 0] + 0.25)
+    for resolution in ('input', 'model'):
+        result = MonoDepthEstimator(model, resolution).estimate(image, 'rgb8')
+        np.testing.assert_allclose(result.depth, expected, rtol=1e-5)
+    stretched = MonoDepthEstimator(open_model(str(write_affine_model(
+        tmp_path / 'stretch.onnx', SPEC)), 'onnxruntime')).estimate(image, 'rgb8')
+    assert np.abs(stretched.depth / expected - 1).max() > 0.05
+
+
+def test_letterbox_crop_follows_a_smaller_output(tmp_path):
+    # Output stride 2 (12x16): the 6 image rows in the middle of it are the image's 12.
+    spec = ModelSpec(**{**SPEC.__dict__, 'resize_mode': 'letterbox'})
+    path = write_affine_model(tmp_path / 'strided.onnx', spec, output_stride=2)
+    image = np.zeros((12, 32, 3), np.uint8)
+    image[:, :16] = 200                         # left half bright, right half dark
+    cam = CameraIntrinsics(32, 12, fx=30.0, fy=30.0, cx=15.5, cy=5.5)
+    result = MonoDepthEstimator(open_model(str(path), 'onnxruntime'), 'model').estimate(
+        image, 'rgb8', cam)
+    assert result.depth.shape == (6, 16) and result.camera.fx == 15.0
+    x = (np.array([200, 0]) / 255 - 0.5) / 0.25
+    np.testing.assert_allclose(result.depth[:, [0, -1]], np.tile(np.exp(3.0 * x + 0.25), (6, 1)),
+                               rtol=1e-5)
+
+
 def test_depth_range_override_masks_pixels(affine_onnx):
     est = MonoDepthEstimator(open_model(str(affine_onnx), 'onnxruntime'))
     image = np.zeros((24, 32, 3), np.uint8)           # x = -2 everywhere -> exp(-5.75) m

@@ -1,4 +1,6 @@
 """Augmentations: geometry kept consistent across every key of a sample, determinism."""
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -144,3 +146,26 @@ def test_pipeline_is_deterministic_per_seed_epoch_and_index():
                     AugmentConfig(flip_probability=0, brightness=0, contrast=0, saturation=0,
                                   gamma=(1.0, 1.0)))
     np.testing.assert_array_equal(plain['rgb'], dataset[0]['rgb'])
+
+
+def test_aspect_crop_takes_the_largest_window_of_the_drawn_shape():
+    from training.datasets.augment import random_aspect_crop
+    sample = _mono_sample()                                         # 64x48 (4:3)
+    wide = random_aspect_crop(sample, np.random.default_rng(0), (2.0, 2.0))
+    assert wide['rgb'].shape[:2] == (32, 64) and wide['depth'].shape == (32, 64)
+    top = int(round(CAMERA.cy - wide['camera'].cy))                 # the window's first row
+    np.testing.assert_array_equal(wide['rgb'], sample['rgb'][top:top + 32])
+    np.testing.assert_array_equal(wide['depth'][1:], sample['depth'][top + 1:top + 32])
+    assert wide['camera'].cx == CAMERA.cx and (wide['camera'].width, wide['camera'].height) \
+        == (64, 32)
+    tall = random_aspect_crop(sample, np.random.default_rng(0), (1.0, 1.0))
+    assert tall['rgb'].shape[:2] == (48, 48)
+    config = AugmentConfig(flip_probability=0, brightness=0, contrast=0, saturation=0,
+                           gamma=(1, 1), aspect_crop=(1.5, 1.5), aspect_crop_probability=1.0)
+    assert augment(sample, np.random.default_rng(1), config)['rgb'].shape[:2] == (43, 64)
+    never = dataclasses.replace(config, aspect_crop_probability=0.0)
+    assert augment(sample, np.random.default_rng(1), never)['rgb'].shape[:2] == (48, 64)
+    with pytest.raises(ValueError, match='aspect_crop must be'):
+        AugmentConfig(aspect_crop=(2.0, 1.0))
+    with pytest.raises(ValueError, match='aspect_crop_probability'):
+        AugmentConfig(aspect_crop_probability=1.5)

@@ -141,6 +141,28 @@ def test_config_checks_name_the_problem():
         Pix2PixConfig(min_depth=5.0, max_depth=1.0)
     with pytest.raises(ValueError, match='lr_decay_steps must be >= 0'):
         Pix2PixConfig(lr_decay_steps=-1)
+    with pytest.raises(ValueError, match="resize_mode 'crop'"):
+        Pix2PixConfig(resize_mode='crop')
+
+
+def test_letterbox_goes_into_the_spec_and_pads_images_and_targets_alike():
+    method = Pix2PixMethod(Pix2PixConfig(**SMALL, resize_mode='letterbox'))
+    assert method.model_spec().resize_mode == 'letterbox'
+    assert Pix2PixMethod(Pix2PixConfig(**SMALL)).model_spec().resize_mode == 'stretch'
+    # 60x80 (4:3) into 32x48 (3:2): x 32/60 -> 32x43 at column 2, columns 0-1 and 45-47 pad.
+    samples = fake_samples(2)
+    batch = method.make_batch(samples)
+    image, valid = batch['image'], batch['valid']
+    assert image.shape == (2, 3, 32, 48) and valid.shape == (2, 1, 32, 48)
+    assert not valid[..., :2].any() and not valid[..., 45:].any()
+    assert torch.equal(image[..., 0], image[..., 2])
+    assert torch.equal(image[..., 47], image[..., 44])
+    from training.models.base import resize_depth
+    inside = resize_depth(samples[0]['depth'], 32, 43)
+    np.testing.assert_allclose(batch['log_depth'][0, 0, :, 2:45].numpy(),
+                               np.where(valid[0, 0, :, 2:45].numpy(), np.log(inside), 0),
+                               rtol=1e-6)
+    assert valid[..., 2:45].float().mean() > 0.9
 
 
 def test_onnx_export_matches_pytorch_and_the_node_runtime(tmp_path):

@@ -11,7 +11,8 @@ triple reproduces an augmented sample exactly (AugmentedDataset). Geometry:
 - rotation: a small roll about the principal point; depth by nearest neighbour (Z does not
   change under a roll), unknown outside the image. Refused for stereo pairs, whose
   rectification a rotation would break.
-- crop: all images cropped alike; the principal point moves, the disparity does not.
+- crop: all images cropped alike; the principal point moves, the disparity does not. The
+  aspect crop takes the largest window of a random aspect ratio (a camera of another shape).
 
 Photometric: colour jitter (gamma, brightness, contrast, saturation) with the same draw for
 both views of a stereo pair (their photometric consistency is the training signal); the NIR
@@ -78,6 +79,21 @@ def random_crop(sample: Sample, rng: np.random.Generator, height: int, width: in
         raise ValueError(f'cannot crop {width}x{height} from a {cols}x{rows} image')
     return crop(sample, int(rng.integers(0, rows - height + 1)),
                 int(rng.integers(0, cols - width + 1)), height, width)
+
+
+def random_aspect_crop(sample: Sample, rng: np.random.Generator,
+                       aspects: tuple[float, float]) -> Sample:
+    """A window of a random aspect ratio (width / height, drawn in ``aspects``) at a random
+    place, as large as the image allows: a square render becomes what a 4:3 or 16:9 camera
+    with the same focal length sees. A letterboxing model trains on these as it runs on
+    cameras (training.models.base.depth_targets, letterbox)."""
+    rows, cols = _size(sample)
+    aspect = float(rng.uniform(*aspects))
+    if aspect >= cols / rows:
+        height, width = max(1, round(cols / aspect)), cols
+    else:
+        height, width = rows, max(1, round(rows * aspect))
+    return random_crop(sample, rng, height, width)
 
 
 def center_crop(sample: Sample, height: int, width: int) -> Sample:
@@ -240,6 +256,19 @@ class AugmentConfig:
     flip_probability: float = 0.5
     max_rotation_degrees: float = 0.0        # Eigen et al.: +-5
     crop: tuple[int, int] | None = None      # (height, width) random crop
+    # With this probability, a random window of aspect ratio (width / height) drawn in
+    # aspect_crop (random_aspect_crop), after the fixed-size crop.
+    aspect_crop: tuple[float, float] | None = None
+    aspect_crop_probability: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.aspect_crop is not None and not (
+                len(self.aspect_crop) == 2 and 0 < self.aspect_crop[0] <= self.aspect_crop[1]):
+            raise ValueError(f'aspect_crop must be [low, high] width / height ratios with '
+                             f'0 < low <= high, got {self.aspect_crop}')
+        if not 0.0 <= self.aspect_crop_probability <= 1.0:
+            raise ValueError(f'aspect_crop_probability must be in [0, 1], got '
+                             f'{self.aspect_crop_probability}')
     brightness: float = 0.2
     contrast: float = 0.2
     saturation: float = 0.2
@@ -248,13 +277,16 @@ class AugmentConfig:
 
 def augment(sample: Sample, rng: np.random.Generator, config: AugmentConfig = AugmentConfig()
             ) -> Sample:
-    """Flip, rotation, crop, then colour jitter, in that order."""
+    """Flip, rotation, crop, aspect crop, then colour jitter, in that order."""
     if config.flip_probability > 0:
         sample = random_horizontal_flip(sample, rng, config.flip_probability)
     if config.max_rotation_degrees > 0:
         sample = random_rotation(sample, rng, config.max_rotation_degrees)
     if config.crop is not None:
         sample = random_crop(sample, rng, *config.crop)
+    if config.aspect_crop is not None and config.aspect_crop_probability > 0 \
+            and rng.random() < config.aspect_crop_probability:
+        sample = random_aspect_crop(sample, rng, config.aspect_crop)
     if config.brightness or config.contrast or config.saturation or config.gamma != (1, 1):
         sample = color_jitter(sample, rng, config.brightness, config.contrast,
                               config.saturation, config.gamma)

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from depth_nodes.core.model_spec import ModelSpec
-from depth_nodes.core.preprocess import image_to_tensor
+from depth_nodes.core.preprocess import image_to_tensor, letterbox_box
 
 
 @dataclass(frozen=True)
@@ -221,7 +221,8 @@ def require_keys(sample: Mapping[str, Any], keys: Sequence[str], method: str) ->
 
 def images_to_batch(images: Sequence[np.ndarray], encoding: str, spec: ModelSpec
                     ) -> torch.Tensor:
-    """Camera images -> (B, C, H, W) float32 through the nodes' own pre-processing."""
+    """Camera images -> (B, C, H, W) float32 through the nodes' own pre-processing
+    (letterboxed for a spec with resize_mode 'letterbox': depth_targets must match)."""
     return torch.from_numpy(np.concatenate([image_to_tensor(im, encoding, spec)
                                             for im in images]))
 
@@ -261,13 +262,25 @@ def resize_depth(depth: np.ndarray, height: int, width: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
+def letterbox_depth(depth: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Depth placed as core/preprocess.letterbox_image places its image: resized into the
+    letterbox (resize_depth), unknown (NaN) in the padding."""
+    box_h, box_w, top, left = letterbox_box(depth.shape[0], depth.shape[1], height, width)
+    out = np.full((height, width), np.nan, np.float32)
+    out[top:top + box_h, left:left + box_w] = resize_depth(depth, box_h, box_w)
+    return out
+
+
 def depth_targets(depths: Sequence[np.ndarray], height: int, width: int, min_depth: float,
-                  max_depth: float) -> tuple[torch.Tensor, torch.Tensor]:
+                  max_depth: float, letterbox: bool = False
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Ground-truth depths -> ((B, 1, h, w) log depth, (B, 1, h, w) bool mask of valid pixels).
 
     Pixels outside [min_depth, max_depth] are masked; masked log depth is 0, never NaN.
+    ``letterbox``: the targets of a letterboxed input (letterbox_depth), the padding masked.
     """
-    resized = np.stack([resize_depth(d, height, width) for d in depths])[:, None]
+    fit = letterbox_depth if letterbox else resize_depth
+    resized = np.stack([fit(d, height, width) for d in depths])[:, None]
     with np.errstate(invalid='ignore'):
         valid = np.isfinite(resized) & (resized >= min_depth) & (resized <= max_depth)
     log_depth = np.zeros_like(resized)

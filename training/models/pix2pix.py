@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from depth_nodes.core.model_spec import ModelSpec
+from depth_nodes.core.model_spec import RESIZE_MODES, ModelSpec
 from training.losses.gan import BinaryCrossEntropyGANLoss
 from training.losses.masked_l1 import MaskedL1Loss
 from training.models.base import (DepthMethod, TrainContext, depth_targets, images_to_batch,
@@ -55,8 +55,14 @@ class Pix2PixConfig:
     max_depth: float = 10.0            # metres mapped to output -1
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)   # pixels to [-1, 1], as in pix2pix
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
+    # How an image of another size fits the input (depth_nodes.core.model_spec RESIZE_MODES),
+    # in training and, through the exported spec, in the node. 'letterbox' keeps the aspect
+    # ratio, so a square model sees a 4:3 or 3:2 camera undistorted.
+    resize_mode: str = 'stretch'
 
     def __post_init__(self) -> None:
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(f"resize_mode '{self.resize_mode}' not in {RESIZE_MODES}")
         multiple = 2 ** self.num_downs
         if self.input_height % multiple or self.input_width % multiple:
             raise ValueError(f'input {self.input_width}x{self.input_height} must be a multiple '
@@ -128,7 +134,8 @@ class Pix2PixMethod(DepthMethod):
         c = self.config
         # log_depth + valid: the targets the trainer's validation reads (metres = exp).
         log_depth, valid = depth_targets([s['depth'] for s in samples], c.input_height,
-                                         c.input_width, c.min_depth, c.max_depth)
+                                         c.input_width, c.min_depth, c.max_depth,
+                                         letterbox=c.resize_mode == 'letterbox')
         normalized = torch.where(valid, depth_to_normalized(log_depth.exp(), c.min_depth,
                                                             c.max_depth),
                                  torch.zeros_like(log_depth))
@@ -187,7 +194,7 @@ class Pix2PixMethod(DepthMethod):
         c = self.config
         return rgb_image_spec(self.name, c, output_name='normalized_depth',
                               output_kind='normalized_depth', output_range=OUTPUT_RANGE,
-                              near_is_bright=True,
+                              near_is_bright=True, resize_mode=c.resize_mode,
                               extras={'generator': 'unet', 'num_downs': c.num_downs,
                                       'generator_channels': c.generator_channels})
 
