@@ -194,3 +194,31 @@ def test_one_iteration_per_config_through_the_trainer(name, tmp_path):
         'trainer.threads=1', 'trainer.export_onnx=false'])
     assert rc == 0
     assert (run / 'checkpoints' / 'last.pt').is_file()
+
+
+def test_export_of_a_checkpoint_takes_method_option_overrides(tmp_path, capsys):
+    import json
+
+    import onnx
+
+    from training import export as export_cli
+    run = tmp_path / 'run'
+    assert train_cli.main([
+        '--config', str(CONFIG_DIR / 'pix2pix_nyu.yaml'), '--device', 'cpu', '--no-progress',
+        *(f'method.options.{k}={v}' for k, v in SMALL.items()),
+        'trainer.batch_size=2', 'trainer.stage_steps.main=1', f'trainer.run_dir={run}',
+        f'data.dataset={fake_depth_scenes.NAME}', 'data.options={height: 60, width: 80}',
+        'data.val_split=', 'data.num_workers=0', 'data.cache=false', 'data.root=null',
+        'trainer.threads=1', 'trainer.export_onnx=false']) == 0
+    checkpoint, output = str(run / 'checkpoints' / 'last.pt'), tmp_path / 'p2p.onnx'
+    assert export_cli.main(['--checkpoint', checkpoint, '--output', str(output),
+                            'method.options.resize_mode=letterbox']) == 0
+    props = {p.key: p.value for p in onnx.load(str(output)).metadata_props}
+    assert json.loads(props['depth_nodes.model_spec'])['resize_mode'] == 'letterbox'
+    assert json.loads(props['depth_nodes.training'])['overrides'] == [
+        'method.options.resize_mode=letterbox']
+    assert open_model(str(output), 'onnxruntime').spec.resize_mode == 'letterbox'
+    capsys.readouterr()
+    assert export_cli.main(['--checkpoint', checkpoint, '--output', str(output),
+                            'trainer.seed=3']) == 2
+    assert 'method options only' in capsys.readouterr().err
