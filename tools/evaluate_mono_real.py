@@ -4,6 +4,7 @@ motorcycle pair, beside the two baselines a user has without a model (issue 21's
 
     source tools/env.sh && python tools/evaluate_mono_real.py
     python tools/evaluate_mono_real.py --model runs/eigen_world/model.onnx eigen_synthetic
+    python tools/evaluate_mono_real.py --model eigen_synthetic --spec resize_mode=letterbox
 
 Ground truth: scikit-image's Middlebury 2014 Motorcycle (741x500), disparity -> metres with
 the pair's calibration (training/datasets/middlebury.py). Evaluation only: no model of this
@@ -60,9 +61,11 @@ def bright_is_near_depth(rgb: np.ndarray) -> np.ndarray:
     return 256.0 - cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float64)
 
 
-def goal_rows(models, sample) -> list[tuple[str, float, float, float, float]]:
+def goal_rows(models, sample, spec_overrides=None
+              ) -> list[tuple[str, float, float, float, float]]:
     """(name, Abs Rel, delta<1.25, Spearman, rho(bright=near)) per baseline and model; NaN
-    where undefined."""
+    where undefined. ``spec_overrides``: spec fields changed for every model (the node's
+    spec.<field> parameters)."""
     truth = sample['depth']
     # Over the pixels with ground truth, as every other column.
     bright = np.where(np.isfinite(truth), bright_is_near_depth(sample['rgb']), np.nan)
@@ -73,7 +76,8 @@ def goal_rows(models, sample) -> list[tuple[str, float, float, float, float]]:
              depth_order(row_index_depth(truth.shape), truth), np.nan),
             ('bright = near (256 - luma)', np.nan, np.nan, depth_order(bright, truth), np.nan)]
     for model in models:
-        estimator = MonoDepthEstimator(open_model(model, 'onnxruntime'))
+        estimator = MonoDepthEstimator(open_model(model, 'onnxruntime',
+                                                  spec_overrides=spec_overrides))
         depth = estimator.estimate(sample['rgb'], 'rgb8', sample['camera'],
                                    depth_range=EVALUATION_RANGE).depth
         m = depth_metrics(depth, truth, median)
@@ -86,11 +90,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--model', nargs='+', default=list(MODELS),
                         help='ONNX paths or names under models/')
+    parser.add_argument('--spec', action='append', default=[], metavar='FIELD=VALUE',
+                        help="override a field of every model's spec, as the node's "
+                             'spec.<field> parameters do (e.g. resize_mode=letterbox)')
     args = parser.parse_args(argv)
+    if any('=' not in item for item in args.spec):
+        parser.error('--spec takes FIELD=VALUE')
+    overrides = dict(item.split('=', 1) for item in args.spec)
     sample = MiddleburyMotorcycle('test')[0]
     print(f"{'Middlebury motorcycle 741x500, median-scaled':46s} {'Abs Rel':>8s} "
           f"{'d<1.25':>7s} {'Spearman':>8s} {'rho(bright=near)':>16s}")
-    for name, abs_rel, delta1, rho, rho_bright in goal_rows(args.model, sample):
+    for name, abs_rel, delta1, rho, rho_bright in goal_rows(args.model, sample, overrides):
         print(f'{name:46s} {abs_rel:8.3f} {delta1:7.3f} {rho:8.3f} {rho_bright:16.3f}'
               .replace('nan', '  -'))
     return 0

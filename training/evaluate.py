@@ -84,19 +84,22 @@ class ModuleEngine:
         return f'torch {torch.__version__} (checkpoint {self.model_path.name})'
 
 
-def load_estimator(model: str, backend: str = 'onnxruntime', native_resolution: bool = True
-                   ) -> MonoDepthEstimator:
-    """An estimator for an exported model (path or name) or a training checkpoint (.pt)."""
+def load_estimator(model: str, backend: str = 'onnxruntime', native_resolution: bool = True,
+                   spec_overrides: Mapping[str, Any] | None = None) -> MonoDepthEstimator:
+    """An estimator for an exported model (path or name) or a training checkpoint (.pt);
+    ``spec_overrides`` change spec fields as the node's ``spec.<field>`` parameters do."""
     if Path(model).suffix == '.pt':
         from training.checkpoint import method_from_checkpoint
         method, _ = method_from_checkpoint(Path(model), with_optimizers=False)
         bundle = method.export_bundle()
-        engine = ModuleEngine(bundle.module, bundle.spec, Path(model))
-        loaded = LoadedModel(engine, bundle.spec, True, 'training checkpoint')
+        spec = bundle.spec.with_overrides(spec_overrides or {})
+        engine = ModuleEngine(bundle.module, spec, Path(model))
+        loaded = LoadedModel(engine, spec, True, 'training checkpoint')
     else:
         from depth_nodes.runtime.engine import EngineOptions
         from depth_nodes.runtime.model import open_model
-        loaded = open_model(model, backend, EngineOptions(intra_op_threads=1))
+        loaded = open_model(model, backend, EngineOptions(intra_op_threads=1),
+                            spec_overrides=spec_overrides)
     if loaded.spec.input_kind == 'semidense':
         from depth_nodes.runtime.semidense_estimator import SemiDenseEstimator
         return SemiDenseEstimator(loaded, output_resolution='input',
@@ -224,12 +227,12 @@ def semidense_summary(by_density: Mapping[float, Mapping[str, Mapping[str, float
     return '\n'.join(lines)
 
 
-def _parse_options(items: Sequence[str]) -> dict[str, Any]:
+def _parse_options(items: Sequence[str], what: str = 'dataset option') -> dict[str, Any]:
     options = {}
     for item in items:
         key, sep, value = item.partition('=')
         if not sep:
-            raise ValueError(f"dataset option '{item}' is not key=value")
+            raise ValueError(f"{what} '{item}' is not key=value")
         options[key] = yaml.safe_load(value)
     return options
 
@@ -278,6 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--model', required=True, help='.onnx / .pt2 / model name / .pt')
     parser.add_argument('--backend', default='onnxruntime',
                         help='runtime backend for exported models (default %(default)s)')
+    parser.add_argument('--spec', action='append', default=[], metavar='FIELD=VALUE',
+                        help="override a field of the model's spec, as the node's spec.<field> "
+                             'parameters do (e.g. resize_mode=letterbox); repeatable')
     parser.add_argument('--config', help='experiment YAML whose data section gives the '
                                          'dataset, root and options: val_options for the '
                                          'evaluated split, options for the baseline')
@@ -353,7 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      ('median_scaling', args.median_scaling)) if v is not None}
         protocol = dataclasses.replace(protocol, **changes)
 
-        estimator = load_estimator(args.model, args.backend, args.native_resolution)
+        estimator = load_estimator(args.model, args.backend, args.native_resolution,
+                                   _parse_options(args.spec, 'spec override'))
         dataset = build_dataset(dataset_name, args.split, root, **options)
         predictors = {'model': estimator_predictor(estimator)}
         interpolations = [b for b in args.baseline if b not in ('none', 'train-mean')]

@@ -123,3 +123,26 @@ def test_unknown_dataset_is_a_clear_error(trained_run, capsys):
                             'no_such_dataset', '--no-progress'])
     assert rc == 2
     assert "unknown dataset 'no_such_dataset'" in capsys.readouterr().err
+
+
+def test_spec_overrides_reach_checkpoint_and_onnx_alike(trained_run, tmp_path):
+    # A 2:1 image into the 4:3 model: letterboxed, both backends pad alike, unlike stretched.
+    sample = fake_depth_scenes.FakeRooms('test', size=1, height=60, width=120)[0]
+    letterbox = {'resize_mode': 'letterbox'}
+    a = load_estimator(str(trained_run / 'checkpoints' / 'last.pt'), spec_overrides=letterbox)
+    b = load_estimator(str(trained_run / 'model.onnx'), spec_overrides=letterbox)
+    assert a.spec.resize_mode == b.spec.resize_mode == 'letterbox'
+    depth_a = a.estimate(sample['rgb'], 'rgb8').depth
+    depth_b = b.estimate(sample['rgb'], 'rgb8').depth
+    assert depth_a.shape == (60, 120) and np.allclose(depth_a, depth_b, rtol=1e-4)
+    stretched = load_estimator(str(trained_run / 'model.onnx')).estimate(sample['rgb'], 'rgb8')
+    assert not np.allclose(stretched.depth, depth_b, rtol=1e-3)
+    out = tmp_path / 'letterbox.json'
+    assert evaluate_cli.main(['--model', str(trained_run / 'model.onnx'), '--dataset',
+                              fake_depth_scenes.NAME, '--split', 'test', '--dataset-option',
+                              'size=2', '--spec', 'resize_mode=letterbox', '--output', str(out),
+                              '--no-progress']) == 0
+    assert json.loads(out.read_text())['spec']['resize_mode'] == 'letterbox'
+    assert evaluate_cli.main(['--model', str(trained_run / 'model.onnx'), '--dataset',
+                              fake_depth_scenes.NAME, '--spec', 'resize_mode',
+                              '--no-progress']) == 2
