@@ -5,6 +5,7 @@ motorcycle pair, beside the two baselines a user has without a model (issue 21's
     source tools/env.sh && python tools/evaluate_mono_real.py
     python tools/evaluate_mono_real.py --model runs/eigen_world/model.onnx eigen_synthetic
     python tools/evaluate_mono_real.py --model eigen_synthetic --spec resize_mode=letterbox
+    python tools/evaluate_mono_real.py --mirror     # the mirrored pair
 
 Ground truth: scikit-image's Middlebury 2014 Motorcycle (741x500), disparity -> metres with
 the pair's calibration (training/datasets/middlebury.py). Evaluation only: no model of this
@@ -37,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # training/ fr
 
 from depth_nodes.runtime.estimator import MonoDepthEstimator  # noqa: E402
 from depth_nodes.runtime.model import open_model  # noqa: E402
+from training.datasets.augment import horizontal_flip  # noqa: E402
 from training.datasets.middlebury import MiddleburyMotorcycle  # noqa: E402
 from training.metrics import DepthEvalProtocol, depth_metrics  # noqa: E402
 
@@ -90,6 +92,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--model', nargs='+', default=list(MODELS),
                         help='ONNX paths or names under models/')
+    parser.add_argument('--mirror', action='store_true',
+                        help='evaluate on the left-right mirrored pair: the same pixels with the '
+                             "layout mirrored, a second view a model's score should not "
+                             'depend on')
     parser.add_argument('--spec', action='append', default=[], metavar='FIELD=VALUE',
                         help="override a field of every model's spec, as the node's "
                              'spec.<field> parameters do (e.g. resize_mode=letterbox)')
@@ -98,7 +104,12 @@ def main(argv=None) -> int:
         parser.error('--spec takes FIELD=VALUE')
     overrides = dict(item.split('=', 1) for item in args.spec)
     sample = MiddleburyMotorcycle('test')[0]
-    print(f"{'Middlebury motorcycle 741x500, median-scaled':46s} {'Abs Rel':>8s} "
+    title = 'Middlebury motorcycle 741x500, median-scaled'
+    if args.mirror:
+        # The left view alone (a stereo sample would swap views when flipped).
+        left = {key: sample[key] for key in ('rgb', 'depth', 'camera')}
+        sample, title = horizontal_flip(left), 'Middlebury motorcycle, mirrored'
+    print(f"{title:46s} {'Abs Rel':>8s} "
           f"{'d<1.25':>7s} {'Spearman':>8s} {'rho(bright=near)':>16s}")
     for name, abs_rel, delta1, rho, rho_bright in goal_rows(args.model, sample, overrides):
         print(f'{name:46s} {abs_rel:8.3f} {delta1:7.3f} {rho:8.3f} {rho_bright:16.3f}'
