@@ -260,6 +260,10 @@ class AugmentConfig:
     # aspect_crop (random_aspect_crop), after the fixed-size crop.
     aspect_crop: tuple[float, float] | None = None
     aspect_crop_probability: float = 0.0
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    gamma: tuple[float, float] = (0.8, 1.2)
 
     def __post_init__(self) -> None:
         if self.aspect_crop is not None and not (
@@ -269,10 +273,6 @@ class AugmentConfig:
         if not 0.0 <= self.aspect_crop_probability <= 1.0:
             raise ValueError(f'aspect_crop_probability must be in [0, 1], got '
                              f'{self.aspect_crop_probability}')
-    brightness: float = 0.2
-    contrast: float = 0.2
-    saturation: float = 0.2
-    gamma: tuple[float, float] = (0.8, 1.2)
 
 
 def augment(sample: Sample, rng: np.random.Generator, config: AugmentConfig = AugmentConfig()
