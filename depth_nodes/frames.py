@@ -352,8 +352,9 @@ class MonoDepthFramePath(DepthFramePath):
     default_model = 'eigen_synthetic'
     parameters = (
         post_process_parameter(
-            "'pp': also run the mirrored image and combine both (Godard et al.; disparity "
-            'models such as the DPN; twice the inference time)'),
+            'also run the mirrored image and combine both (twice the inference time): '
+            "'flip' = the mean of the two outputs, any model; 'pp' = Godard et al.'s "
+            'combination, disparity models such as the DPN'),
         Parameter('scale_from', 'none', 'metric scale fitted per frame to sparse metric depth: '
                   'semidense = semidense/depth (32FC1 m or 16UC1 mm, pixels of this camera), '
                   'points = points (PointCloud2, projected with camera_info); none = the '
@@ -716,7 +717,7 @@ class StereoFramePath(DepthFramePath):
     model_optional = True
     parameters = (
         post_process_parameter("model only: 'pp' also runs the mirrored left image (Godard "
-                               'et al.)'),
+                               "et al.), 'flip' the same with a plain mean"),
         *(Parameter(name, getattr(SGBM_DEFAULTS, name[5:]), f'StereoSGBM {name[5:]} (without '
                     'a model; see depth_nodes.core.stereo)', applies=RELOAD)
           for name in SGBM_PARAMETERS),

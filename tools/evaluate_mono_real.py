@@ -6,6 +6,7 @@ motorcycle pair, beside the two baselines a user has without a model (issue 21's
     python tools/evaluate_mono_real.py --model runs/eigen_world/model.onnx eigen_synthetic
     python tools/evaluate_mono_real.py --model eigen_synthetic --spec resize_mode=letterbox
     python tools/evaluate_mono_real.py --mirror     # the mirrored pair
+    python tools/evaluate_mono_real.py --post-process flip   # as post_process:=flip
 
 Ground truth: scikit-image's Middlebury 2014 Motorcycle (741x500), disparity -> metres with
 the pair's calibration (training/datasets/middlebury.py). Evaluation only: no model of this
@@ -36,7 +37,7 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # training/ from the checkout
 
-from depth_nodes.runtime.estimator import MonoDepthEstimator  # noqa: E402
+from depth_nodes.runtime.estimator import POST_PROCESSES, MonoDepthEstimator  # noqa: E402
 from depth_nodes.runtime.model import open_model  # noqa: E402
 from training.datasets.augment import horizontal_flip  # noqa: E402
 from training.datasets.middlebury import MiddleburyMotorcycle  # noqa: E402
@@ -63,11 +64,11 @@ def bright_is_near_depth(rgb: np.ndarray) -> np.ndarray:
     return 256.0 - cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float64)
 
 
-def goal_rows(models, sample, spec_overrides=None
+def goal_rows(models, sample, spec_overrides=None, post_process: str = 'none'
               ) -> list[tuple[str, float, float, float, float]]:
     """(name, Abs Rel, delta<1.25, Spearman, rho(bright=near)) per baseline and model; NaN
     where undefined. ``spec_overrides``: spec fields changed for every model (the node's
-    spec.<field> parameters)."""
+    spec.<field> parameters); ``post_process``: the node's parameter, for every model."""
     truth = sample['depth']
     # Over the pixels with ground truth, as every other column.
     bright = np.where(np.isfinite(truth), bright_is_near_depth(sample['rgb']), np.nan)
@@ -79,7 +80,8 @@ def goal_rows(models, sample, spec_overrides=None
             ('bright = near (256 - luma)', np.nan, np.nan, depth_order(bright, truth), np.nan)]
     for model in models:
         estimator = MonoDepthEstimator(open_model(model, 'onnxruntime',
-                                                  spec_overrides=spec_overrides))
+                                                  spec_overrides=spec_overrides),
+                                       post_process=post_process)
         depth = estimator.estimate(sample['rgb'], 'rgb8', sample['camera'],
                                    depth_range=EVALUATION_RANGE).depth
         m = depth_metrics(depth, truth, median)
@@ -99,6 +101,9 @@ def main(argv=None) -> int:
     parser.add_argument('--spec', action='append', default=[], metavar='FIELD=VALUE',
                         help="override a field of every model's spec, as the node's "
                              'spec.<field> parameters do (e.g. resize_mode=letterbox)')
+    parser.add_argument('--post-process', default='none', choices=POST_PROCESSES,
+                        help="the node's post_process parameter for every model: 'flip' also "
+                             'runs the mirrored image and averages the two')
     args = parser.parse_args(argv)
     if any('=' not in item for item in args.spec):
         parser.error('--spec takes FIELD=VALUE')
@@ -111,7 +116,8 @@ def main(argv=None) -> int:
         sample, title = horizontal_flip(left), 'Middlebury motorcycle, mirrored'
     print(f"{title:46s} {'Abs Rel':>8s} "
           f"{'d<1.25':>7s} {'Spearman':>8s} {'rho(bright=near)':>16s}")
-    for name, abs_rel, delta1, rho, rho_bright in goal_rows(args.model, sample, overrides):
+    for name, abs_rel, delta1, rho, rho_bright in goal_rows(args.model, sample, overrides,
+                                                            args.post_process):
         print(f'{name:46s} {abs_rel:8.3f} {delta1:7.3f} {rho:8.3f} {rho_bright:16.3f}'
               .replace('nan', '  -'))
     return 0

@@ -32,7 +32,7 @@ from depth_nodes import ros_io  # noqa: E402
 from depth_nodes.core.semidense import (intensity_from_image,  # noqa: E402
                                         random_sample_mask, semidense_mask_from_gradient)
 from depth_nodes.frames import MonoDepthFramePath, parameter_defaults  # noqa: E402
-from depth_nodes.runtime.estimator import MonoDepthEstimator  # noqa: E402
+from depth_nodes.runtime.estimator import POST_PROCESSES, MonoDepthEstimator  # noqa: E402
 from depth_nodes.runtime.model import open_model  # noqa: E402
 from training.datasets.middlebury import MiddleburyMotorcycle  # noqa: E402
 from training.metrics import DepthEvalProtocol, depth_metrics  # noqa: E402
@@ -80,8 +80,10 @@ def evaluate(models, density, mask_kind, seed, options) -> list[tuple[str, dict]
                  depth_metrics(np.full_like(truth, np.nanmedian(sparse)), truth, plain)))
     for model in models:
         depth, fit, loaded = scale_from_depth(model, sample, sparse, options)
-        own = MonoDepthEstimator(loaded).estimate(sample['rgb'], 'rgb8', sample['camera'],
-                                                  depth_range=EVALUATION_RANGE).depth
+        own_estimator = MonoDepthEstimator(loaded,
+                                           post_process=options.get('post_process', 'none'))
+        own = own_estimator.estimate(sample['rgb'], 'rgb8', sample['camera'],
+                                     depth_range=EVALUATION_RANGE).depth
         name = Path(model).stem
         rows.append((f'{name} model scale        [unscaled]', depth_metrics(own, truth, plain)))
         rows.append((f'{name} median-scaled      [truth median]',
@@ -104,9 +106,12 @@ def main(argv=None) -> int:
     parser.add_argument('--seed', type=int, default=0, help='random mask seed')
     parser.add_argument('--scale-inlier-error', type=float,
                         default=parameter_defaults(MonoDepthFramePath)['scale_inlier_error'])
+    parser.add_argument('--post-process', default='none', choices=POST_PROCESSES,
+                        help="the node's post_process parameter")
     args = parser.parse_args(argv)
     rows = evaluate(args.model, args.density, args.mask, args.seed,
-                    {'scale_inlier_error': args.scale_inlier_error})
+                    {'scale_inlier_error': args.scale_inlier_error,
+                     'post_process': args.post_process})
     print(f"{'Middlebury motorcycle (741x500)':50s} {'Abs Rel':>8s} {'d<1.25':>7s} "
           f"{'coverage':>8s}")
     for name, m in rows:

@@ -37,7 +37,7 @@ import torch
 import yaml
 
 from depth_nodes.core.model_spec import METADATA_KEY, ModelSpec
-from depth_nodes.runtime.estimator import MonoDepthEstimator
+from depth_nodes.runtime.estimator import POST_PROCESSES, MonoDepthEstimator
 from depth_nodes.runtime.model import LoadedModel
 from training.metrics import (DEPTH_METRICS, KITTI_PROTOCOL, NYU_PROTOCOL, DepthEvalProtocol,
                               MetricAverager, depth_metrics)
@@ -85,9 +85,11 @@ class ModuleEngine:
 
 
 def load_estimator(model: str, backend: str = 'onnxruntime', native_resolution: bool = True,
-                   spec_overrides: Mapping[str, Any] | None = None) -> MonoDepthEstimator:
+                   spec_overrides: Mapping[str, Any] | None = None,
+                   post_process: str = 'none') -> MonoDepthEstimator:
     """An estimator for an exported model (path or name) or a training checkpoint (.pt);
-    ``spec_overrides`` change spec fields as the node's ``spec.<field>`` parameters do."""
+    ``spec_overrides`` change spec fields as the node's ``spec.<field>`` parameters do,
+    ``post_process`` is the node's parameter of that name (monocular models)."""
     if Path(model).suffix == '.pt':
         from training.checkpoint import method_from_checkpoint
         method, _ = method_from_checkpoint(Path(model), with_optimizers=False)
@@ -101,13 +103,15 @@ def load_estimator(model: str, backend: str = 'onnxruntime', native_resolution: 
         loaded = open_model(model, backend, EngineOptions(intra_op_threads=1),
                             spec_overrides=spec_overrides)
     if loaded.spec.input_kind == 'semidense':
+        if post_process != 'none':
+            raise ValueError(f"post_process '{post_process}' is for monocular models")
         from depth_nodes.runtime.semidense_estimator import SemiDenseEstimator
         return SemiDenseEstimator(loaded, output_resolution='input',
                                   native_resolution=native_resolution)
     if loaded.spec.input_kind not in MONO_INPUTS:
         raise ValueError(f"training.evaluate handles monocular models ({sorted(MONO_INPUTS)}); "
                          f"this model's input_kind is '{loaded.spec.input_kind}'")
-    return MonoDepthEstimator(loaded, output_resolution='input')
+    return MonoDepthEstimator(loaded, output_resolution='input', post_process=post_process)
 
 
 def estimator_predictor(estimator: MonoDepthEstimator) -> Callable[[Mapping], np.ndarray]:
@@ -284,6 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--spec', action='append', default=[], metavar='FIELD=VALUE',
                         help="override a field of the model's spec, as the node's spec.<field> "
                              'parameters do (e.g. resize_mode=letterbox); repeatable')
+    parser.add_argument('--post-process', default='none', choices=POST_PROCESSES,
+                        help="the node's post_process parameter: 'flip' also runs the mirrored "
+                             "image and averages (default %(default)s)")
     parser.add_argument('--config', help='experiment YAML whose data section gives the '
                                          'dataset, root and options: val_options for the '
                                          'evaluated split, options for the baseline')
@@ -360,7 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         protocol = dataclasses.replace(protocol, **changes)
 
         estimator = load_estimator(args.model, args.backend, args.native_resolution,
-                                   _parse_options(args.spec, 'spec override'))
+                                   _parse_options(args.spec, 'spec override'),
+                                   args.post_process)
         dataset = build_dataset(dataset_name, args.split, root, **options)
         predictors = {'model': estimator_predictor(estimator)}
         interpolations = [b for b in args.baseline if b not in ('none', 'train-mean')]
@@ -422,7 +430,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f'abs_rel model / train-mean baseline = {ratio:.3f}')
     if args.output:
         report = {'model': args.model, 'engine': estimator.model.engine.describe(),
-                  'spec': json.loads(estimator.spec.to_json()), 'dataset': dataset_name,
+                  'spec': json.loads(estimator.spec.to_json()),
+                  'post_process': args.post_process, 'dataset': dataset_name,
                   'split': args.split, 'dataset_options': options,
                   'protocol': protocol_report(protocol),
                   'metrics': results['model'],

@@ -20,10 +20,20 @@ from depth_nodes.core.stereo import mirror_post_process
 from depth_nodes.runtime.model import LoadedModel
 
 OUTPUT_RESOLUTIONS = ('input', 'model')
-# 'pp': Godard et al.'s post-processing of stereo-trained disparity models: a second run on
-# the mirrored image, combined by depth_nodes.core.stereo.mirror_post_process (2x the time).
-POST_PROCESSES = ('none', 'pp')
+# Both run the network a second time, on the mirrored input (2x the time):
+# 'pp': Godard et al.'s post-processing of stereo-trained disparity models, the two runs
+#   combined by depth_nodes.core.stereo.mirror_post_process;
+# 'flip': the plain mean of the two raw outputs (mirrored back), in the output's own space
+#   (log depth, normalized depth, ...), for any model. A depth map that does not depend on
+#   which way round the scene is seen (flip_mean).
+POST_PROCESSES = ('none', 'pp', 'flip')
 POST_PROCESSED_KINDS = ('disparity_fraction',)
+
+
+def flip_mean(raw: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
+    """post_process 'flip': the mean of a raw (h, w) output and the output of the mirrored
+    input (``mirrored``, as the network gave it: it is mirrored back here)."""
+    return (np.float32(0.5) * (raw + mirrored[:, ::-1])).astype(np.float32)
 
 
 @dataclass
@@ -51,7 +61,7 @@ class MonoDepthEstimator:
         if post_process == 'pp' and model.spec.output_kind not in POST_PROCESSED_KINDS:
             raise ValueError(f"post_process 'pp' needs a disparity model "
                              f'({POST_PROCESSED_KINDS}); this one outputs '
-                             f'{model.spec.output_kind}')
+                             f"{model.spec.output_kind} (use 'flip')")
         if model.spec.output_kind in SCALE_FREE_KINDS and not scale_fitted:
             raise ValueError(f'the model outputs {model.spec.output_kind}, which has no metric '
                              'scale: it runs only with a scale fit to sparse metric depth (set '
@@ -87,12 +97,14 @@ class MonoDepthEstimator:
         return squeeze_output(outputs[self.spec.output_name]), elapsed
 
     def infer_post_processed(self, tensor: np.ndarray) -> tuple[np.ndarray, float]:
-        """infer(), plus the mirrored run combined with it when post_process is 'pp'."""
+        """infer(), plus the mirrored run combined with it (post_process 'pp' or 'flip')."""
         raw, seconds = self.infer(tensor)
+        if self.post_process == 'none':
+            return raw, seconds
+        mirrored, more = self.infer(np.ascontiguousarray(tensor[..., ::-1]))
         if self.post_process == 'pp':
-            mirrored, more = self.infer(np.ascontiguousarray(tensor[..., ::-1]))
-            raw, seconds = mirror_post_process(raw, mirrored[:, ::-1]), seconds + more
-        return raw, seconds
+            return mirror_post_process(raw, mirrored[:, ::-1]), seconds + more
+        return flip_mean(raw, mirrored), seconds + more
 
     def estimate(self, image: np.ndarray, encoding: str,
                  camera: CameraIntrinsics | None = None, baseline: float | None = None,

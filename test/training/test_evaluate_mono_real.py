@@ -4,8 +4,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from fixtures.models import write_affine_model
+from onnx import numpy_helper
 
 from depth_nodes.core.model_spec import ModelSpec
 
@@ -21,6 +23,23 @@ def per_pixel_model(tmp_path_factory):
                      min_depth=1e-3, max_depth=1e3)
     return str(write_affine_model(tmp_path_factory.mktemp('m') / 'pixel.onnx', spec,
                                   weights=(0.1, 0.2, 0.3), bias=1.0))
+
+
+@pytest.fixture(scope='module')
+def layout_model(tmp_path_factory, per_pixel_model):
+    # The per-pixel model plus a left-to-right ramp of log depth: its depth order depends on
+    # which way round the scene is seen.
+    model = onnx.load(per_pixel_model)
+    graph = model.graph
+    ramp = np.broadcast_to(np.linspace(-1.0, 1.0, 64, dtype=np.float32), (1, 1, 48, 64))
+    graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(ramp), 'ramp'))
+    output = graph.output[0].name
+    producer = next(node for node in graph.node if output in node.output)
+    producer.output[0] = 'per_pixel'
+    graph.node.append(onnx.helper.make_node('Add', ['per_pixel', 'ramp'], [output]))
+    path = tmp_path_factory.mktemp('m') / 'layout.onnx'
+    onnx.save(model, str(path))
+    return str(path)
 
 
 def _rows(argv, capsys):
@@ -47,3 +66,15 @@ def test_malformed_spec_override_is_refused(per_pixel_model, capsys):
     with pytest.raises(SystemExit):
         evaluate_mono_real.main(['--model', per_pixel_model, '--spec', 'resize_mode'])
     assert 'FIELD=VALUE' in capsys.readouterr().err
+
+
+def test_flip_scores_both_views_alike(layout_model, capsys):
+    plain = [_rows(['--model', layout_model] + mirror, capsys)['layout']
+             for mirror in ([], ['--mirror'])]
+    flip = [_rows(['--model', layout_model, '--post-process', 'flip'] + mirror,
+                  capsys)['layout'] for mirror in ([], ['--mirror'])]
+    # Without it the ramp orders the scene one way in one view and the other way in the other.
+    assert abs(float(plain[0][2]) - float(plain[1][2])) > 0.05
+    # With it the ramp cancels (the mean of a ramp and its mirror is flat): one score.
+    assert flip[0] == flip[1]
+    assert flip[0][:3] != plain[0][:3]

@@ -146,3 +146,21 @@ def test_spec_overrides_reach_checkpoint_and_onnx_alike(trained_run, tmp_path):
     assert evaluate_cli.main(['--model', str(trained_run / 'model.onnx'), '--dataset',
                               fake_depth_scenes.NAME, '--spec', 'resize_mode',
                               '--no-progress']) == 2
+
+
+def test_post_process_flip_averages_the_mirrored_run(trained_run, tmp_path):
+    sample = fake_depth_scenes.FakeRooms('test', size=1)[0]
+    plain = load_estimator(str(trained_run / 'model.onnx'))
+    flip = load_estimator(str(trained_run / 'model.onnx'), post_process='flip')
+    image = sample['rgb']
+    mirrored = plain.estimate(np.ascontiguousarray(image[:, ::-1]), 'rgb8').depth[:, ::-1]
+    # The model's output is log depth: the mean of the two runs is their geometric mean.
+    np.testing.assert_allclose(flip.estimate(image, 'rgb8').depth,
+                               np.sqrt(plain.estimate(image, 'rgb8').depth * mirrored),
+                               rtol=1e-4)
+    out = tmp_path / 'flip.json'
+    assert evaluate_cli.main(['--model', str(trained_run / 'model.onnx'), '--dataset',
+                              fake_depth_scenes.NAME, '--split', 'test', '--dataset-option',
+                              'size=2', '--post-process', 'flip', '--output', str(out),
+                              '--no-progress']) == 0
+    assert json.loads(out.read_text())['post_process'] == 'flip'
