@@ -95,3 +95,30 @@ def test_initial_prediction_is_the_configured_depth():
         method.coarse.coarse7.weight.zero_()
     depth = method.predict_depth({'image': torch.rand(1, 3, 72, 96)})
     assert torch.allclose(depth, torch.full_like(depth, 3.0))
+
+
+def test_letterbox_goes_into_the_spec_and_masks_the_padding_at_the_output_size():
+    method = EigenMethod(EigenConfig(**SMALL, resize_mode='letterbox'))
+    assert method.model_spec().resize_mode == 'letterbox'
+    assert EigenMethod(EigenConfig(**SMALL)).model_spec().resize_mode == 'stretch'
+    with pytest.raises(ValueError, match="resize_mode 'crop'"):
+        EigenConfig(**SMALL, resize_mode='crop')
+    # 48x96 (2:1) into 72x96 (4:3): the image fills rows 12-59, rows 0-11 and 60-71 repeat
+    # its edge rows.
+    sample = fake_depth_scenes.FakeRooms(size=1, height=48, width=96)[0]
+    sample['depth'][:] = np.linspace(1.0, 5.0, 96, dtype=np.float32)[None, :]
+    batch = method.make_batch([sample])
+    image = batch['image']
+    assert torch.equal(image[:, :, 0], image[:, :, 12])
+    assert torch.equal(image[:, :, 71], image[:, :, 59])
+    # Targets at the output size: the letterboxed depth area-averaged, unknown in the padding.
+    h, w = method.output_size
+    rows = torch.nonzero(batch['valid'][0, 0].any(dim=1)).flatten()
+    assert rows.min() / h == pytest.approx(12 / 72, abs=1 / h)
+    assert (rows.max() + 1) / h == pytest.approx(60 / 72, abs=1 / h)
+    inside = batch['valid'][0, 0, rows.min() + 1:rows.max()]
+    assert inside.all()
+    # Each column keeps its depth (constant down a column): the stretch is horizontal only.
+    expected = np.log(resize_depth(sample['depth'], 1, w))[0]
+    np.testing.assert_allclose(batch['log_depth'][0, 0, rows.min() + 1].numpy(), expected,
+                               rtol=1e-5)

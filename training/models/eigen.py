@@ -9,10 +9,10 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from depth_nodes.core.model_spec import ModelSpec
+from depth_nodes.core.model_spec import RESIZE_MODES, ModelSpec
 from training.losses.scale_invariant import ScaleInvariantLoss
 from training.models.base import (DepthMethod, TrainContext, depth_targets, images_to_batch,
-                                  require_keys, rgb_image_spec)
+                                  letterbox_depth, require_keys, rgb_image_spec)
 from training.networks.eigen import (CoarseNetwork, EigenArchitecture, EigenDepthNetwork,
                                      FineNetwork)
 
@@ -45,8 +45,13 @@ class EigenConfig:
     grad_clip_norm: float = 0.0          # 0 = off (the paper does not clip)
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
+    # How an image of another shape fits the input (depth_nodes.core.model_spec RESIZE_MODES),
+    # in training and, through the exported spec, in the node.
+    resize_mode: str = 'stretch'
 
     def __post_init__(self) -> None:
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(f"resize_mode '{self.resize_mode}' not in {RESIZE_MODES}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer '{self.optimizer}' not in {OPTIMIZERS}")
         if not 0 < self.min_depth < self.max_depth:
@@ -118,8 +123,12 @@ class EigenMethod(DepthMethod):
         for sample in samples:
             require_keys(sample, self.sample_keys, self.name)
         c = self.config
-        log_depth, valid = depth_targets([s['depth'] for s in samples], *self.output_size,
-                                         c.min_depth, c.max_depth)
+        depths = [s['depth'] for s in samples]
+        if c.resize_mode == 'letterbox':
+            # Placed as the input image is, then area-averaged to the output (the node crops
+            # the output's box in the same proportions: core/postprocess.crop_letterbox).
+            depths = [letterbox_depth(d, c.input_height, c.input_width) for d in depths]
+        log_depth, valid = depth_targets(depths, *self.output_size, c.min_depth, c.max_depth)
         return {'image': images_to_batch([s['rgb'] for s in samples], 'rgb8',
                                          self.model_spec()),
                 'log_depth': log_depth, 'valid': valid}
@@ -153,7 +162,7 @@ class EigenMethod(DepthMethod):
 
     def model_spec(self) -> ModelSpec:
         return rgb_image_spec(self.name, self.config, output_name='log_depth',
-                              output_kind='log_depth',
+                              output_kind='log_depth', resize_mode=self.config.resize_mode,
                               extras={'output_stage': self.stage,
                                       'output_size': list(self.output_size)})
 
