@@ -122,23 +122,3 @@ def test_letterbox_goes_into_the_spec_and_masks_the_padding_at_the_output_size()
     expected = np.log(resize_depth(sample['depth'], 1, w))[0]
     np.testing.assert_allclose(batch['log_depth'][0, 0, rows.min() + 1].numpy(), expected,
                                rtol=1e-5)
-
-
-def test_gradient_weight_adds_the_iccv_term_to_the_training_loss():
-    # With coarse 7 zeroed the prediction is the constant log 3, so d = log 3 - log gt and
-    # the added term is the gradient energy of the true log depth.
-    samples = [fake_depth_scenes.FakeRooms(size=2, height=72, width=96)[i] for i in range(2)]
-    losses = {}
-    for weight in (0.0, 1.0):
-        method = EigenMethod(EigenConfig(**SMALL, initial_depth=3.0, gradient_weight=weight))
-        with torch.no_grad():
-            method.coarse.coarse7.weight.zero_()
-        batch = method.make_batch(samples)
-        losses[weight] = method.training_step(batch, 0)['scale_invariant_loss']
-    log_gt, valid = batch['log_depth'], batch['valid']
-    assert valid.all()
-    n = valid[0].sum().item()
-    energy = ((log_gt.diff(dim=3) ** 2).flatten(1).sum(1)
-              + (log_gt.diff(dim=2) ** 2).flatten(1).sum(1)) / n
-    assert energy.mean().item() > 0.01
-    assert losses[1.0] - losses[0.0] == pytest.approx(energy.mean().item(), rel=1e-4)

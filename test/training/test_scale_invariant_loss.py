@@ -69,30 +69,7 @@ def test_lambda_one_is_scale_invariant_and_matches_the_metric():
         pytest.approx(0.5 * math.log(3) ** 2, rel=1e-5)
 
 
-def test_gradient_matching_term_by_hand():
-    # d = [[0, 1], [2, 3]]: x-differences 1, 1, y-differences 2, 2 -> (1 + 1 + 4 + 4) / 4
-    loss = ScaleInvariantLoss(0.5, gradient_weight=1.0)
-    assert loss(PRED, TARGET, ALL).item() == pytest.approx(2.375 + 2.5)
-    assert ScaleInvariantLoss(0.5, gradient_weight=0.5)(PRED, TARGET, ALL).item() == \
-        pytest.approx(2.375 + 1.25)
-    # A global scale error (d constant) has no gradient: only eq. 4 sees it.
-    assert loss(_image([2.0] * 4), TARGET, ALL).item() == pytest.approx(4 - 0.5 * 4)
-
-
-def test_gradient_matching_term_skips_pairs_with_a_masked_pixel():
-    target = _image([0.0, 0.0, 0.0, float('nan')])
-    valid = torch.tensor([True, True, True, False]).view(1, 1, 2, 2)
-    pred = PRED.clone().requires_grad_(True)
-    loss = ScaleInvariantLoss(0.5, gradient_weight=1.0)(pred, target, valid)
-    # pairs (0, 1) in x and (0, 2) in y only: (1 + 4) / 3 on top of eq. 4's 5/3 - 0.5
-    assert loss.item() == pytest.approx(5 / 3 - 0.5 + 5 / 3)
-    loss.backward()
-    assert torch.isfinite(pred.grad).all() and pred.grad.flatten()[3] == 0
-
-
 def test_invalid_lambda_and_shapes_are_rejected():
-    with pytest.raises(ValueError, match='gradient weight'):
-        ScaleInvariantLoss(0.5, gradient_weight=-1.0)
     with pytest.raises(ValueError, match='lambda'):
         ScaleInvariantLoss(1.5)
     with pytest.raises(ValueError, match='shapes'):

@@ -33,8 +33,6 @@ class EigenConfig:
     min_depth: float = 0.1               # metres: ground truth outside is masked, and the
     max_depth: float = 10.0              # model spec's valid output range
     scale_invariant_lambda: float = 0.5  # eq. 4
-    # Weight of Eigen & Fergus's (ICCV 2015) gradient-matching term; 0 = the NIPS 2014 loss.
-    gradient_weight: float = 0.0
     optimizer: str = 'sgd'               # the paper: SGD with momentum
     momentum: float = 0.9
     adam_betas: tuple[float, float] = (0.9, 0.999)
@@ -77,8 +75,7 @@ class EigenMethod(DepthMethod):
         self.output_size = arch.output_size
         self.coarse = CoarseNetwork(arch).to(context.device)
         self.fine = FineNetwork(arch).to(context.device)
-        self.loss = ScaleInvariantLoss(config.scale_invariant_lambda,
-                                       config.gradient_weight)
+        self.loss = ScaleInvariantLoss(config.scale_invariant_lambda)
         self._optimizers = {
             'coarse': self._optimizer([
                 (_params(self.coarse.coarse1, self.coarse.coarse2, self.coarse.coarse3,
