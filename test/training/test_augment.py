@@ -144,6 +144,9 @@ def test_zoom_is_eigens_scale_augmentation():
     x_over_z = (5.0 - camera.cx) / camera.fx
     assert cam.fx * x_over_z + cam.cx == pytest.approx(2.5)
     assert cam.fy * ((2.0 - camera.cy) / camera.fy) + cam.cy == pytest.approx(0.5)
+    # A pure zoom (a longer focal length): the same window, depth kept.
+    kept = zoom({'depth': depth}, top=2, left=4, scale=2.0, divide_depth=False)
+    np.testing.assert_array_equal(kept['depth'], 2.0 * expected.astype(np.float32))
     with pytest.raises(ValueError, match='mono samples'):
         zoom(_plane_pair(), 0, 0, 1.2)
     with pytest.raises(ValueError, match='>= 1'):

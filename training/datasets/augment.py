@@ -215,7 +215,8 @@ def random_rotation(sample: Sample, rng: np.random.Generator, max_degrees: float
     return rotate(sample, float(rng.uniform(-max_degrees, max_degrees)))
 
 
-def zoom(sample: Sample, top: int, left: int, scale: float) -> Sample:
+def zoom(sample: Sample, top: int, left: int, scale: float, divide_depth: bool = True
+         ) -> Sample:
     """Eigen et al.'s scale augmentation: the window [top:top + H/s, left:left + W/s] resized
     back to H x W (images bilinear, depth and masks nearest), depth divided by s, focal
     length and principal point scaled with the image."""
@@ -236,7 +237,7 @@ def zoom(sample: Sample, top: int, left: int, scale: float) -> Sample:
             out[key] = cv2.resize(image, (cols, rows), interpolation=cv2.INTER_LINEAR)
         elif key in DEPTH_KEYS:
             out[key] = cv2.resize(image, (cols, rows), interpolation=cv2.INTER_NEAREST) / \
-                np.float32(scale)
+                np.float32(scale if divide_depth else 1.0)
         else:
             out[key] = cv2.resize(image.astype(np.uint8), (cols, rows),
                                   interpolation=cv2.INTER_NEAREST) > 0
@@ -248,13 +249,13 @@ def zoom(sample: Sample, top: int, left: int, scale: float) -> Sample:
     return out
 
 
-def random_zoom(sample: Sample, rng: np.random.Generator, scales: tuple[float, float]
-                ) -> Sample:
+def random_zoom(sample: Sample, rng: np.random.Generator, scales: tuple[float, float],
+                divide_depth: bool = True) -> Sample:
     scale = float(rng.uniform(*scales))
     rows, cols = _size(sample)
     height, width = max(1, round(rows / scale)), max(1, round(cols / scale))
     return zoom(sample, int(rng.integers(0, rows - height + 1)),
-                int(rng.integers(0, cols - width + 1)), scale)
+                int(rng.integers(0, cols - width + 1)), scale, divide_depth)
 
 
 # ----------------------------------------------------------------------------- photometric
@@ -301,6 +302,7 @@ class AugmentConfig:
     flip_probability: float = 0.5
     max_rotation_degrees: float = 0.0        # Eigen et al.: +-5
     scale: tuple[float, float] | None = None  # random_zoom's s range; Eigen et al.: [1, 1.5]
+    scale_divides_depth: bool = True         # Eigen et al.; False: a longer focal length only
     crop: tuple[int, int] | None = None      # (height, width) random crop
     # With this probability, a random window of aspect ratio (width / height) drawn in
     # aspect_crop (random_aspect_crop), after the fixed-size crop.
@@ -333,7 +335,7 @@ def augment(sample: Sample, rng: np.random.Generator, config: AugmentConfig = Au
     if config.max_rotation_degrees > 0:
         sample = random_rotation(sample, rng, config.max_rotation_degrees)
     if config.scale is not None and config.scale[1] > 1.0:
-        sample = random_zoom(sample, rng, config.scale)
+        sample = random_zoom(sample, rng, config.scale, config.scale_divides_depth)
     if config.crop is not None:
         sample = random_crop(sample, rng, *config.crop)
     if config.aspect_crop is not None and config.aspect_crop_probability > 0 \
