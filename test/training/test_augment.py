@@ -7,7 +7,7 @@ import pytest
 
 from depth_nodes.core.camera import CameraIntrinsics
 from training.datasets.augment import (AugmentConfig, AugmentedDataset, augment, color_jitter,
-                                       crop, horizontal_flip, random_crop, rotate, zoom)
+                                       crop, horizontal_flip, random_crop, rotate)
 from training.datasets.synthetic import SyntheticScenes
 
 CAMERA = CameraIntrinsics(64, 48, 50.0, 50.0, 30.0, 20.0)
@@ -118,56 +118,6 @@ def test_rotation_is_a_roll_about_the_principal_point():
     assert np.isnan(small['depth'][0, 0]) and small['depth'][16, 16] == 1.0
     with pytest.raises(ValueError, match='rectification'):
         rotate(_plane_pair(), 3.0)
-
-
-def test_zoom_is_eigens_scale_augmentation():
-    # Depth 1 + x in an 8x8 image; the 4x4 window at rows 2-5, columns 4-7 doubled (s = 2):
-    # each output column j shows input column 4 + j // 2, its depth divided by 2.
-    depth = np.tile(1.0 + np.arange(8, dtype=np.float32), (8, 1))
-    depth[3, 5] = np.nan
-    rgb = np.zeros((8, 8, 3), np.uint8)
-    rgb[2:6, 4:8] = 200
-    mask = np.zeros((8, 8), bool)
-    mask[2, 4] = True
-    camera = CameraIntrinsics(8, 8, 10.0, 10.0, 3.5, 3.5)
-    out = zoom({'rgb': rgb, 'depth': depth, 'semidense_mask': mask, 'camera': camera},
-               top=2, left=4, scale=2.0)
-    expected = np.tile((1.0 + 4 + np.arange(8) // 2) / 2.0, (8, 1))
-    expected[2:4, 2:4] = np.nan                    # the unknown pixel stays unknown
-    np.testing.assert_array_equal(out['depth'], expected.astype(np.float32))
-    assert (out['rgb'] == 200).all()
-    assert out['semidense_mask'][:2, :2].all() and out['semidense_mask'].sum() == 4
-    cam = out['camera']
-    assert (cam.width, cam.height, cam.fx, cam.fy) == (8, 8, 20.0, 20.0)
-    # A point seen at pixel u = 5 (column 5 of the window's 4-7) lands at (5 - 4 + 0.5) * 2
-    # - 0.5 = 2.5 in the zoomed image: the new intrinsics project it there.
-    x_over_z = (5.0 - camera.cx) / camera.fx
-    assert cam.fx * x_over_z + cam.cx == pytest.approx(2.5)
-    assert cam.fy * ((2.0 - camera.cy) / camera.fy) + cam.cy == pytest.approx(0.5)
-    # A pure zoom (a longer focal length): the same window, depth kept.
-    kept = zoom({'depth': depth}, top=2, left=4, scale=2.0, divide_depth=False)
-    np.testing.assert_array_equal(kept['depth'], 2.0 * expected.astype(np.float32))
-    with pytest.raises(ValueError, match='mono samples'):
-        zoom(_plane_pair(), 0, 0, 1.2)
-    with pytest.raises(ValueError, match='>= 1'):
-        zoom({'depth': depth}, 0, 0, 0.5)
-
-
-def test_scale_augmentation_in_the_pipeline_keeps_the_size_and_divides_depth():
-    sample = {'rgb': np.zeros((48, 64, 3), np.uint8),
-              'depth': np.full((48, 64), 3.0, np.float32), 'camera': CAMERA}
-    scales = []
-    for seed in range(20):
-        out = augment(sample, np.random.default_rng(seed),
-                      AugmentConfig(flip_probability=0, scale=(1.0, 1.5), brightness=0,
-                                    contrast=0, saturation=0, gamma=(1, 1)))
-        assert out['depth'].shape == (48, 64) and out['rgb'].shape == (48, 64, 3)
-        scales.append(out['camera'].fx / CAMERA.fx)
-        # s from the window's size; the depth divided by the same s (to rounding)
-        assert 3.0 / float(out['depth'][0, 0]) == pytest.approx(scales[-1], rel=0.05)
-    assert 1.0 <= min(scales) and max(scales) <= 1.55 and max(scales) - min(scales) > 0.2
-    with pytest.raises(ValueError, match='scale'):
-        AugmentConfig(scale=(0.8, 1.2))
 
 
 def test_color_jitter_brightness_matches_a_hand_computation():

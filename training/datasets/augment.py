@@ -11,9 +11,6 @@ triple reproduces an augmented sample exactly (AugmentedDataset). Geometry:
 - rotation: a small roll about the principal point; depth by nearest neighbour (Z does not
   change under a roll), unknown outside the image. Refused for stereo pairs, whose
   rectification a rotation would break.
-- scale (Eigen et al. 2014, section 3.3): a window 1/s of the image's size at a random place,
-  resized back to the image size, "and the depths are divided by s" (the zoomed view looks
-  as the scene would from s times nearer); intrinsics follow. Mono samples only.
 - crop: all images cropped alike; the principal point moves, the disparity does not. The
   aspect crop takes the largest window of a random aspect ratio (a camera of another shape).
 
@@ -215,49 +212,6 @@ def random_rotation(sample: Sample, rng: np.random.Generator, max_degrees: float
     return rotate(sample, float(rng.uniform(-max_degrees, max_degrees)))
 
 
-def zoom(sample: Sample, top: int, left: int, scale: float, divide_depth: bool = True
-         ) -> Sample:
-    """Eigen et al.'s scale augmentation: the window [top:top + H/s, left:left + W/s] resized
-    back to H x W (images bilinear, depth and masks nearest), depth divided by s, focal
-    length and principal point scaled with the image."""
-    if 'right' in sample or 'right_nir' in sample or 'disparity' in sample:
-        raise ValueError('scale augmentation is for mono samples: it would change a stereo '
-                         "pair's disparity")
-    _refuse_pose(sample, 'a zoom')
-    if scale < 1.0:
-        raise ValueError(f'zoom scale must be >= 1, got {scale}')
-    rows, cols = _size(sample)
-    height, width = max(1, round(rows / scale)), max(1, round(cols / scale))
-    out = crop(sample, top, left, height, width)
-    for key in SPATIAL_KEYS:
-        if key not in out:
-            continue
-        image = out[key]
-        if key in IMAGE_KEYS:
-            out[key] = cv2.resize(image, (cols, rows), interpolation=cv2.INTER_LINEAR)
-        elif key in DEPTH_KEYS:
-            out[key] = cv2.resize(image, (cols, rows), interpolation=cv2.INTER_NEAREST) / \
-                np.float32(scale if divide_depth else 1.0)
-        else:
-            out[key] = cv2.resize(image.astype(np.uint8), (cols, rows),
-                                  interpolation=cv2.INTER_NEAREST) > 0
-    if 'camera' in out:
-        cam, sx, sy = out['camera'], cols / width, rows / height
-        # Pixel centres: x' + 0.5 = sx (x + 0.5).
-        out['camera'] = replace(cam, width=cols, height=rows, fx=cam.fx * sx, fy=cam.fy * sy,
-                                cx=(cam.cx + 0.5) * sx - 0.5, cy=(cam.cy + 0.5) * sy - 0.5)
-    return out
-
-
-def random_zoom(sample: Sample, rng: np.random.Generator, scales: tuple[float, float],
-                divide_depth: bool = True) -> Sample:
-    scale = float(rng.uniform(*scales))
-    rows, cols = _size(sample)
-    height, width = max(1, round(rows / scale)), max(1, round(cols / scale))
-    return zoom(sample, int(rng.integers(0, rows - height + 1)),
-                int(rng.integers(0, cols - width + 1)), scale, divide_depth)
-
-
 # ----------------------------------------------------------------------------- photometric
 
 def _jitter_image(image: np.ndarray, gamma: float, brightness: float, contrast: float,
@@ -301,8 +255,6 @@ class AugmentConfig:
     """What ``augment`` does; a zero/None field switches that step off."""
     flip_probability: float = 0.5
     max_rotation_degrees: float = 0.0        # Eigen et al.: +-5
-    scale: tuple[float, float] | None = None  # random_zoom's s range; Eigen et al.: [1, 1.5]
-    scale_divides_depth: bool = True         # Eigen et al.; False: a longer focal length only
     crop: tuple[int, int] | None = None      # (height, width) random crop
     # With this probability, a random window of aspect ratio (width / height) drawn in
     # aspect_crop (random_aspect_crop), after the fixed-size crop.
@@ -314,10 +266,6 @@ class AugmentConfig:
     gamma: tuple[float, float] = (0.8, 1.2)
 
     def __post_init__(self) -> None:
-        if self.scale is not None and not (len(self.scale) == 2
-                                           and 1.0 <= self.scale[0] <= self.scale[1]):
-            raise ValueError(f'scale must be [low, high] with 1 <= low <= high, got '
-                             f'{self.scale}')
         if self.aspect_crop is not None and not (
                 len(self.aspect_crop) == 2 and 0 < self.aspect_crop[0] <= self.aspect_crop[1]):
             raise ValueError(f'aspect_crop must be [low, high] width / height ratios with '
@@ -329,13 +277,11 @@ class AugmentConfig:
 
 def augment(sample: Sample, rng: np.random.Generator, config: AugmentConfig = AugmentConfig()
             ) -> Sample:
-    """Flip, rotation, scale, crop, aspect crop, then colour jitter, in that order."""
+    """Flip, rotation, crop, aspect crop, then colour jitter, in that order."""
     if config.flip_probability > 0:
         sample = random_horizontal_flip(sample, rng, config.flip_probability)
     if config.max_rotation_degrees > 0:
         sample = random_rotation(sample, rng, config.max_rotation_degrees)
-    if config.scale is not None and config.scale[1] > 1.0:
-        sample = random_zoom(sample, rng, config.scale, config.scale_divides_depth)
     if config.crop is not None:
         sample = random_crop(sample, rng, *config.crop)
     if config.aspect_crop is not None and config.aspect_crop_probability > 0 \
